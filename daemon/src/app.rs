@@ -1,0 +1,123 @@
+//! Wiring: opens the store, starts the recorder, binds the listeners, serves until a signal, then shuts down
+//! in order: stop accepting, let in-flight requests finish (bounded), stop the gRPC streams, flush traces.
+use crate::config::Config;
+use crate::engine::Engines;
+use crate::gateway::{http_router, Gateway};
+use crate::grpc::{status::StatusApi, traces::TraceApi, BoundGrpc};
+use crate::router::Router;
+use crate::shutdown;
+use crate::trace::{Recorder, RecorderSettings, Store};
+use anyhow::Context;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let started_at_unix_ms = crate::clock::unix_ms();
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data dir {} (server.data_dir)", data_dir.display()))?;
+
+    let store_path = config.store_path();
+    let writer_store = Store::open(&store_path)?;
+    let reader_store = Arc::new(Mutex::new(Store::open(&store_path)?));
+    let settings = RecorderSettings {
+        queue_capacity: config.store.queue_capacity,
+        batch_size: config.store.batch_size,
+        hash_content: config.privacy.hash_content,
+        retention_days: config.store.retention_days,
+        max_traces: config.store.max_traces,
+    };
+    let (recorder, writer) = Recorder::start(writer_store, settings).context("cannot start the trace writer")?;
+
+    let engines = Engines::from_config(&config).map_err(anyhow::Error::msg)?;
+    let router = Router::new(&config, &engines);
+    let gateway = Arc::new(Gateway::new(router.clone(), recorder.clone(), config.server.max_body_bytes));
+
+    let http_addr = config.http_listen_addr()?;
+    let http_listener = tokio::net::TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot listen on server.http_listen = {http_addr}"))?;
+    let http_display = http_listener.local_addr().map_or_else(|_| http_addr.to_string(), |a| a.to_string());
+    let grpc = BoundGrpc::bind(&config.grpc_listen()?, &config.server.grpc_token_env).await?;
+    let grpc_display = grpc.display_addr.clone();
+
+    let (trigger, shutdown_signal) = shutdown::channel();
+    engines.spawn_health_probes(shutdown_signal.clone());
+    let trace_api = TraceApi::new(reader_store.clone(), recorder.clone(), shutdown_signal.clone());
+    let status_api = StatusApi {
+        started,
+        started_at_unix_ms,
+        http_listen: http_display.clone(),
+        grpc_listen: grpc_display.clone(),
+        privacy_mode: config.privacy.hash_content,
+        engines,
+        router: router.clone(),
+        recorder: recorder.clone(),
+        store: reader_store,
+        in_flight: gateway.in_flight.clone(),
+    };
+    let grpc_task = tokio::spawn(grpc.serve(trace_api, status_api, shutdown_signal.clone()));
+
+    tracing::info!(
+        http = %http_display,
+        grpc = %grpc_display,
+        store = %store_path.display(),
+        models = ?router.names().collect::<Vec<_>>(),
+        "llmopsd listening"
+    );
+    // One machine-readable line on stdout, for supervisors and tests that pick ports at run time.
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "llmopsd listening http={http_display} grpc={grpc_display}");
+    let _ = stdout.flush();
+
+    let mut http_stop = shutdown_signal.clone();
+    let server = axum::serve(http_listener, http_router(gateway.clone()))
+        .with_graceful_shutdown(async move { http_stop.wait().await });
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    tokio::select! {
+        result = &mut server => result.context("HTTP server failed")?,
+        signal = termination_signal() => {
+            tracing::info!(signal, in_flight = gateway.in_flight.load(Ordering::Relaxed), "shutting down");
+            trigger.fire();
+            if tokio::time::timeout(grace, &mut server).await.is_err() {
+                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the shutdown grace; closing them");
+            }
+        }
+    }
+    // Streams whose connection just closed record their traces as they notice; give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while gateway.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    trigger.fire();
+    match tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
+        Ok(Ok(Err(error))) => tracing::error!(%error, "gRPC server"),
+        Err(_) => tracing::warn!("gRPC server did not stop within 5 s"),
+        _ => {}
+    }
+    tokio::task::spawn_blocking(move || writer.shutdown()).await.context("trace writer")?;
+    let stats = recorder.stats();
+    tracing::info!(
+        written = stats.written.load(Ordering::Relaxed),
+        dropped = stats.dropped.load(Ordering::Relaxed),
+        "traces flushed; stopped"
+    );
+    Ok(())
+}
+
+async fn termination_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

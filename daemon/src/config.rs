@@ -1,0 +1,335 @@
+//! Daemon configuration: TOML with unknown keys refused, defaults that run with no file, secrets from the
+//! environment. Precedence: command-line flags > config file > built-in defaults.
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// toml's message names the key, the line and the column.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub privacy: PrivacyConfig,
+    pub store: StoreConfig,
+    /// Engines by name. Kind `openai`: any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, hosted).
+    pub engines: BTreeMap<String, EngineConfig>,
+    /// Routes by public model name. With no routes, each model an engine serves is a route of its own.
+    pub routes: BTreeMap<String, RouteConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where state lives (trace database, default gRPC socket). Empty: the platform default.
+    pub data_dir: String,
+    /// OpenAI-compatible HTTP API.
+    pub http_listen: String,
+    /// gRPC API: `unix:PATH`, `unix:` (default socket), or `HOST:PORT` (then a bearer token is required).
+    pub grpc_listen: String,
+    /// Environment variable holding the gRPC bearer token (required when gRPC listens on TCP).
+    pub grpc_token_env: String,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests before closing them.
+    pub shutdown_grace_secs: u64,
+    /// Log format: "text" or "json".
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: String::new(),
+            http_listen: "127.0.0.1:8080".into(),
+            grpc_listen: "unix:".into(),
+            grpc_token_env: "LLMOPS_TOKEN".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_secs: 10,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Store SHA-256 hashes and lengths instead of prompt and response text.
+    pub hash_content: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite file. Empty: `traces.db` in the data dir.
+    pub path: String,
+    /// Traces older than this are deleted (0 keeps them forever).
+    pub retention_days: u32,
+    /// At most this many traces are kept, oldest deleted first (0: no limit).
+    pub max_traces: u64,
+    /// Traces waiting to be written; past it new traces are dropped and counted, never blocking requests.
+    pub queue_capacity: usize,
+    /// Most traces written in one transaction.
+    pub batch_size: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            retention_days: 30,
+            max_traces: 1_000_000,
+            queue_capacity: 10_000,
+            batch_size: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    pub kind: EngineKind,
+    /// Base URL including the `/v1` prefix, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// Environment variable holding the upstream API key (never put the key in this file).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Model names this engine serves.
+    pub models: Vec<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the first byte of the answer (headers), then 504.
+    #[serde(default = "default_first_token_timeout_ms")]
+    pub first_token_timeout_ms: u64,
+    /// Longest a whole request may take, then 504 (or, mid-stream, an error event).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+fn default_first_token_timeout_ms() -> u64 {
+    60_000
+}
+fn default_request_timeout_ms() -> u64 {
+    600_000
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Openai,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Targets in order; later ones are fallbacks.
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub engine: String,
+    /// Model name at the engine; defaults to the route name.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// Where the gRPC API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcListen {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl Config {
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Checks what serde cannot: references between sections and address syntax.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.http_listen_addr()?;
+        self.grpc_listen()?;
+        for (name, engine) in &self.engines {
+            let url = reqwest::Url::parse(&engine.base_url).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "engines.{name}.base_url = {:?} is not a URL: {e}",
+                    engine.base_url
+                ))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid(format!(
+                    "engines.{name}.base_url = {:?} must be http:// or https://",
+                    engine.base_url
+                )));
+            }
+            if engine.models.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "engines.{name}.models is empty: list the model names this engine serves"
+                )));
+            }
+        }
+        for (route, config) in &self.routes {
+            if config.targets.is_empty() {
+                return Err(ConfigError::Invalid(format!("routes.{route}.targets is empty")));
+            }
+            for (i, target) in config.targets.iter().enumerate() {
+                if !self.engines.contains_key(&target.engine) {
+                    let known: Vec<&str> = self.engines.keys().map(String::as_str).collect();
+                    return Err(ConfigError::Invalid(format!(
+                        "routes.{route}.targets[{i}].engine = {:?} is not a configured engine (engines: {})",
+                        target.engine,
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn http_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.http_listen.parse().map_err(|e| {
+            ConfigError::Invalid(format!(
+                "server.http_listen = {:?} is not HOST:PORT ({e})",
+                self.server.http_listen
+            ))
+        })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        if self.server.data_dir.is_empty() {
+            llmops_proto::paths::default_data_dir()
+        } else {
+            PathBuf::from(&self.server.data_dir)
+        }
+    }
+
+    pub fn grpc_listen(&self) -> Result<GrpcListen, ConfigError> {
+        let raw = self.server.grpc_listen.trim();
+        if let Some(path) = raw.strip_prefix("unix:") {
+            return Ok(GrpcListen::Unix(if path.is_empty() {
+                llmops_proto::paths::default_socket_path(&self.data_dir())
+            } else {
+                PathBuf::from(path)
+            }));
+        }
+        raw.parse().map(GrpcListen::Tcp).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "server.grpc_listen = {raw:?} is neither unix:PATH nor HOST:PORT ({e})"
+            ))
+        })
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        if self.store.path.is_empty() {
+            self.data_dir().join("traces.db")
+        } else {
+            PathBuf::from(&self.store.path)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(parse("").expect("empty config parses"), Config::default());
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_defaults_where_it_says_so() {
+        let text = include_str!("../../config/llmopsd.example.toml");
+        let config = parse(text).expect("the example config parses");
+        assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(config.store, StoreConfig::default());
+        assert_eq!(config.privacy, PrivacyConfig::default());
+        let engine = config.engines.get("vllm").expect("example has engine vllm");
+        assert_eq!(engine.connect_timeout_ms, default_connect_timeout_ms());
+        assert_eq!(engine.first_token_timeout_ms, default_first_token_timeout_ms());
+        assert_eq!(engine.request_timeout_ms, default_request_timeout_ms());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse("[server]\nhttp_listen = \"127.0.0.1:1\"\nhttp_lisen = \"x\"\n")
+            .expect_err("unknown key refused")
+            .to_string();
+        assert!(err.contains("http_lisen"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_line() {
+        let err = parse("[store]\nretention_days = \"ten\"\n")
+            .expect_err("wrong type refused")
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("retention_days"), "{err}");
+    }
+
+    #[test]
+    fn route_to_unknown_engine_is_refused() {
+        let err = parse("[routes.chat]\ntargets = [{ engine = \"nope\" }]\n")
+            .expect_err("unknown engine refused")
+            .to_string();
+        assert!(err.contains("routes.chat.targets[0].engine = \"nope\""), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_addresses_are_refused() {
+        let err = parse("[server]\nhttp_listen = \"localhost\"\n").expect_err("bad addr").to_string();
+        assert!(err.contains("server.http_listen"), "{err}");
+        let err = parse("[server]\ngrpc_listen = \"tcp://x\"\n").expect_err("bad addr").to_string();
+        assert!(err.contains("server.grpc_listen"), "{err}");
+    }
+
+    #[test]
+    fn grpc_listen_forms() {
+        let mut config = Config::default();
+        config.server.data_dir = "/data".into();
+        config.server.grpc_listen = "unix:/run/x.sock".into();
+        assert_eq!(config.grpc_listen().ok(), Some(GrpcListen::Unix("/run/x.sock".into())));
+        config.server.grpc_listen = "127.0.0.1:50051".into();
+        assert!(matches!(config.grpc_listen(), Ok(GrpcListen::Tcp(_))));
+    }
+}

@@ -1,0 +1,147 @@
+//! An OpenAI-compatible upstream (vLLM, llama.cpp server, SGLang, TGI, Ollama `/v1`, hosted APIs).
+use crate::config::EngineConfig;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot reach engine {engine} at {url}: {message}")]
+    Connect { engine: String, url: String, message: String },
+    #[error("engine {engine} sent no answer within {timeout_ms} ms")]
+    Timeout { engine: String, timeout_ms: u64 },
+    /// The engine answered with a non-success status; `body` is its JSON (or text wrapped as JSON).
+    #[error("engine {engine} answered HTTP {status}")]
+    Status { engine: String, status: u16, body: serde_json::Value },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthState {
+    pub health: Health,
+    pub last_error: String,
+    pub last_checked_unix_ms: i64,
+}
+
+pub struct OpenAiEngine {
+    pub name: String,
+    pub base_url: String,
+    pub models: Vec<String>,
+    pub first_token_timeout: Duration,
+    pub request_timeout: Duration,
+    api_key: Option<String>,
+    client: reqwest::Client,
+    health: Mutex<HealthState>,
+}
+
+impl OpenAiEngine {
+    pub fn new(name: &str, config: &EngineConfig) -> Result<Self, String> {
+        let api_key = match &config.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                format!("engines.{name}.api_key_env names {var}, but that environment variable is not set")
+            })?),
+            None => None,
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("engines.{name}: cannot build HTTP client: {e}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+            models: config.models.clone(),
+            first_token_timeout: Duration::from_millis(config.first_token_timeout_ms),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            api_key,
+            client,
+            health: Mutex::new(HealthState { health: Health::Unknown, last_error: String::new(), last_checked_unix_ms: 0 }),
+        })
+    }
+
+    /// POSTs `body` to `{base_url}/{path}` and waits for the answer's headers (first-token timeout).
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, UpstreamError> {
+        let url = format!("{}/{path}", self.base_url);
+        let mut request = self.client.post(&url).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = match tokio::time::timeout(self.first_token_timeout, request.send()).await {
+            Err(_) => {
+                let error = UpstreamError::Timeout {
+                    engine: self.name.clone(),
+                    timeout_ms: self.first_token_timeout.as_millis() as u64,
+                };
+                self.mark(Health::Unhealthy, error.to_string());
+                return Err(error);
+            }
+            Ok(Err(e)) => {
+                let error = UpstreamError::Connect { engine: self.name.clone(), url, message: error_chain(&e) };
+                self.mark(Health::Unhealthy, error.to_string());
+                return Err(error);
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if status.is_success() {
+            self.mark(Health::Healthy, String::new());
+            return Ok(response);
+        }
+        let text = tokio::time::timeout(Duration::from_secs(5), response.text()).await.ok().and_then(Result::ok);
+        let body = text
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .unwrap_or_else(|| serde_json::Value::String(text.unwrap_or_default()));
+        if status.is_server_error() {
+            self.mark(Health::Unhealthy, format!("HTTP {status}"));
+        }
+        Err(UpstreamError::Status { engine: self.name.clone(), status: status.as_u16(), body })
+    }
+
+    /// Probes `GET {base_url}/models`: cheap on every OpenAI-compatible server.
+    pub async fn probe(&self) {
+        let url = format!("{}/models", self.base_url);
+        let mut request = self.client.get(&url).timeout(Duration::from_secs(5));
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => self.mark(Health::Healthy, String::new()),
+            Ok(r) => self.mark(Health::Unhealthy, format!("GET {url}: HTTP {}", r.status())),
+            Err(e) => self.mark(Health::Unhealthy, format!("GET {url}: {}", error_chain(&e))),
+        }
+    }
+
+    pub fn health(&self) -> HealthState {
+        match self.health.lock() {
+            Ok(state) => state.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn mark(&self, health: Health, last_error: String) {
+        let mut state = match self.health.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *state = HealthState { health, last_error, last_checked_unix_ms: crate::clock::unix_ms() };
+    }
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); the chain says "connection refused".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,144 @@
+//! One error type for the HTTP API, mapped to a status code and an OpenAI-shaped body
+//! (`{"error":{"message","type","code"}}`), so every SDK surfaces it the way it would from OpenAI.
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    /// Malformed or ill-typed input; the message names the field.
+    #[error("{message}")]
+    InvalidRequest { message: String, param: Option<String> },
+    #[error("{0}")]
+    ModelNotFound(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    NotFound(String),
+    /// The upstream could not be reached or answered with a server error.
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    UpstreamTimeout(String),
+    /// The upstream refused the request itself (4xx): passed through with its status and body.
+    #[error("upstream answered {status}")]
+    UpstreamRejected { status: StatusCode, body: serde_json::Value },
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+impl GatewayError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidRequest { message: message.into(), param: None }
+    }
+
+    pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidRequest { message: message.into(), param: Some(param.into()) }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamRejected { status, .. } => *status,
+            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The OpenAI `error.type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest { .. } | Self::ModelNotFound(_) | Self::BodyTooLarge { .. } => {
+                "invalid_request_error"
+            }
+            Self::NotFound(_) => "not_found_error",
+            Self::Upstream(_) | Self::UpstreamRejected { .. } => "upstream_error",
+            Self::UpstreamTimeout(_) => "timeout_error",
+            Self::ShuttingDown => "service_unavailable",
+        }
+    }
+
+    /// The OpenAI `error.code`.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::ModelNotFound(_) => Some("model_not_found"),
+            Self::BodyTooLarge { .. } => Some("request_too_large"),
+            Self::UpstreamTimeout(_) => Some("upstream_timeout"),
+            Self::InvalidRequest { .. } => Some("invalid_request"),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        if let Self::UpstreamRejected { body, .. } = self {
+            if body.get("error").is_some() {
+                return body.clone();
+            }
+        }
+        let param = match self {
+            Self::InvalidRequest { param, .. } => param.clone(),
+            _ => None,
+        };
+        json!({
+            "error": {
+                "message": self.message(),
+                "type": self.error_type(),
+                "param": param,
+                "code": self.code(),
+            }
+        })
+    }
+
+    /// The message as the client sees it (for upstream rejections, the upstream's own message).
+    pub fn message(&self) -> String {
+        if let Self::UpstreamRejected { body, status } = self {
+            return body
+                .pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("upstream answered {status}"));
+        }
+        self.to_string()
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        (self.status(), axum::Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_openai_shaped_with_the_right_status() {
+        let cases = [
+            (GatewayError::invalid_param("messages", "missing field `messages`"), 400, "invalid_request_error"),
+            (GatewayError::ModelNotFound("model x".into()), 404, "invalid_request_error"),
+            (GatewayError::BodyTooLarge { limit: 10 }, 413, "invalid_request_error"),
+            (GatewayError::Upstream("refused".into()), 502, "upstream_error"),
+            (GatewayError::UpstreamTimeout("slow".into()), 504, "timeout_error"),
+        ];
+        for (error, status, kind) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error:?}");
+            let body = error.body();
+            assert_eq!(body["error"]["type"], kind);
+            assert_eq!(body["error"]["message"], error.to_string());
+            assert!(body["error"].get("code").is_some());
+        }
+    }
+
+    #[test]
+    fn upstream_rejection_keeps_the_upstream_body() {
+        let body = json!({"error": {"message": "max_tokens too large", "type": "invalid_request_error", "code": null}});
+        let error = GatewayError::UpstreamRejected { status: StatusCode::BAD_REQUEST, body: body.clone() };
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error.body(), body);
+        assert_eq!(error.message(), "max_tokens too large");
+    }
+}

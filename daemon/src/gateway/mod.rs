@@ -1,0 +1,80 @@
+//! The OpenAI-compatible HTTP API.
+pub mod error;
+mod proxy;
+pub mod request;
+mod stream;
+mod trace_guard;
+
+pub use error::GatewayError;
+
+use crate::router::Router as ModelRouter;
+use crate::trace::Recorder;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Json;
+use request::Endpoint;
+use serde_json::json;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+pub struct Gateway {
+    pub router: ModelRouter,
+    pub recorder: Recorder,
+    pub max_body_bytes: usize,
+    /// Requests being answered now.
+    pub in_flight: Arc<AtomicU64>,
+}
+
+impl Gateway {
+    pub fn new(router: ModelRouter, recorder: Recorder, max_body_bytes: usize) -> Self {
+        Self { router, recorder, max_body_bytes, in_flight: Arc::new(AtomicU64::new(0)) }
+    }
+}
+
+pub fn http_router(gateway: Arc<Gateway>) -> axum::Router {
+    let limit = gateway.max_body_bytes;
+    axum::Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gateway)
+}
+
+type Body = Result<Bytes, BytesRejection>;
+
+async fn chat_completions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    proxy::handle(gateway, Endpoint::ChatCompletions, headers, body).await
+}
+
+async fn completions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    proxy::handle(gateway, Endpoint::Completions, headers, body).await
+}
+
+async fn embeddings(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    proxy::handle(gateway, Endpoint::Embeddings, headers, body).await
+}
+
+async fn models(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let data: Vec<_> = gateway
+        .router
+        .names()
+        .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "llmops"}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn not_found(uri: Uri) -> Response {
+    GatewayError::NotFound(format!("no such endpoint: {}", uri.path())).into_response()
+}

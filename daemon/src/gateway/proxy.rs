@@ -1,0 +1,231 @@
+//! The path of one generation or embedding request: read it, route it, call the engine, answer, and leave a
+//! trace whatever happens.
+use super::error::GatewayError;
+use super::request::{ClientRequest, Endpoint};
+use super::stream;
+use super::trace_guard::TraceGuard;
+use super::Gateway;
+use crate::engine::UpstreamError;
+use crate::router::Target;
+use crate::trace::{Attempt, TraceStatus};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    endpoint: Endpoint,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut guard = TraceGuard::new(gateway.recorder.clone(), gateway.in_flight.clone(), endpoint.name());
+    let request_id = guard.id().to_string();
+    let mut response = match prepare(&gateway, endpoint, &headers, body, &mut guard) {
+        Ok((request, target)) => {
+            guard.announce();
+            forward(endpoint, request, target, guard).await
+        }
+        Err(error) => {
+            guard.announce();
+            let response = error.clone().into_response();
+            guard.fail(&error);
+            response
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Reads and routes the request, filling the trace with what the request says.
+fn prepare(
+    gateway: &Gateway,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    guard: &mut TraceGuard,
+) -> Result<(ClientRequest, Target), GatewayError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            GatewayError::BodyTooLarge { limit: gateway.max_body_bytes }
+        } else {
+            GatewayError::invalid(format!("cannot read request body: {}", rejection.body_text()))
+        }
+    })?;
+    let trace = guard.trace_mut();
+    // Kept even when the body is refused, so a rejected request's trace shows what was sent.
+    trace.request_json = String::from_utf8_lossy(&bytes).into_owned();
+    let request = ClientRequest::parse(endpoint, &bytes, headers)?;
+    trace.route = request.model.clone();
+    trace.model_requested = request.model.clone();
+    trace.stream = request.stream;
+    trace.user = request.user.clone();
+    trace.session_id = request.session_id.clone();
+    trace.prompt_id = request.prompt_id.clone();
+    trace.prompt_version = request.prompt_version.clone();
+    trace.tags = request.tags.clone();
+    trace.prompt_text = request.prompt_text.clone();
+    let target = gateway
+        .router
+        .resolve(&request.model)
+        .and_then(|targets| targets.first())
+        .cloned()
+        .ok_or_else(|| unknown_model(gateway, &request.model))?;
+    trace.engine = target.engine.name.clone();
+    trace.model_served = target.model.clone();
+    Ok((request, target))
+}
+
+fn unknown_model(gateway: &Gateway, model: &str) -> GatewayError {
+    let served: Vec<&str> = gateway.router.names().collect();
+    let served = if served.is_empty() {
+        "none: no engine is configured (add [engines.NAME] to the config)".to_string()
+    } else {
+        served.join(", ")
+    };
+    GatewayError::ModelNotFound(format!("The model `{model}` does not exist on this server. Models served: {served}"))
+}
+
+async fn forward(endpoint: Endpoint, request: ClientRequest, target: Target, mut guard: TraceGuard) -> Response {
+    let engine = target.engine.clone();
+    let deadline = Instant::now() + engine.request_timeout;
+    let attempt_start = guard.elapsed_ms();
+    guard.push_attempt(Attempt {
+        engine: engine.name.clone(),
+        model: target.model.clone(),
+        start_offset_ms: attempt_start,
+        ..Attempt::default()
+    });
+    let body = request.upstream_body(&target.model);
+    let upstream = match engine.post(endpoint.upstream_path(), &body).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            let status = match &error {
+                UpstreamError::Status { status, .. } => *status,
+                _ => 0,
+            };
+            let gateway_error = upstream_error(error);
+            let latency = guard.elapsed_ms() - attempt_start;
+            if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
+                attempt.latency_ms = latency;
+                attempt.upstream_status = status;
+                attempt.error = gateway_error.message();
+            }
+            let response = gateway_error.clone().into_response();
+            guard.fail(&gateway_error);
+            return response;
+        }
+    };
+    if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
+        attempt.upstream_status = upstream.status().as_u16();
+    }
+    let served_by = format!("{}/{}", engine.name, target.model);
+    let mut response = if request.stream {
+        stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline)
+    } else {
+        complete(endpoint, guard, upstream, attempt_start, deadline).await
+    };
+    if let Ok(value) = HeaderValue::from_str(&served_by) {
+        response.headers_mut().insert("x-llmops-served-by", value);
+    }
+    response
+}
+
+pub fn upstream_error(error: UpstreamError) -> GatewayError {
+    match error {
+        UpstreamError::Connect { .. } => GatewayError::Upstream(error.to_string()),
+        UpstreamError::Timeout { .. } => GatewayError::UpstreamTimeout(error.to_string()),
+        UpstreamError::Status { status, body, ref engine } => match StatusCode::from_u16(status) {
+            Ok(code) if code.is_client_error() => GatewayError::UpstreamRejected { status: code, body },
+            _ => GatewayError::Upstream(format!("engine {engine} failed with HTTP {status}")),
+        },
+    }
+}
+
+/// A non-streaming answer: read it whole (within the request deadline), record it, pass it on unchanged.
+async fn complete(
+    endpoint: Endpoint,
+    mut guard: TraceGuard,
+    upstream: reqwest::Response,
+    attempt_start: f64,
+    deadline: Instant,
+) -> Response {
+    let engine = guard.trace_mut().engine.clone();
+    let read = tokio::time::timeout_at(deadline.into(), upstream.bytes()).await;
+    let parsed = match read {
+        Err(_) => Err(GatewayError::UpstreamTimeout(format!("engine {engine} did not finish within the request timeout"))),
+        Ok(Err(e)) => Err(GatewayError::Upstream(format!("engine {engine}: reading the answer failed: {e}"))),
+        Ok(Ok(bytes)) => serde_json::from_slice::<Value>(&bytes)
+            .map(|value| (bytes, value))
+            .map_err(|e| GatewayError::Upstream(format!("engine {engine} sent invalid JSON: {e}"))),
+    };
+    let latency = guard.elapsed_ms() - attempt_start;
+    let (bytes, value) = match parsed {
+        Ok(ok) => ok,
+        Err(error) => {
+            if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
+                attempt.latency_ms = latency;
+                attempt.error = error.message();
+            }
+            let response = error.clone().into_response();
+            guard.fail(&error);
+            return response;
+        }
+    };
+    let trace = guard.trace_mut();
+    if let Some(attempt) = trace.attempts.last_mut() {
+        attempt.latency_ms = latency;
+    }
+    if let Some(model) = value.get("model").and_then(Value::as_str) {
+        trace.model_served = model.to_string();
+    }
+    trace.response_text = response_text(endpoint, &value);
+    trace.finish_reason = value
+        .pointer("/choices/0/finish_reason")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    match value.get("usage").filter(|u| u.is_object()) {
+        Some(usage) => {
+            trace.input_tokens = usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+            trace.output_tokens = usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
+        }
+        None => {
+            trace.input_tokens = estimate_tokens(&trace.prompt_text);
+            trace.output_tokens = estimate_tokens(&trace.response_text);
+            trace.tokens_estimated = true;
+        }
+    }
+    guard.finish(TraceStatus::Ok, 200);
+    ([(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
+}
+
+fn response_text(endpoint: Endpoint, value: &Value) -> String {
+    match endpoint {
+        Endpoint::ChatCompletions => value.pointer("/choices/0/message/content"),
+        Endpoint::Completions => value.pointer("/choices/0/text"),
+        Endpoint::Embeddings => {
+            let data = value.get("data").and_then(Value::as_array);
+            let count = data.map_or(0, Vec::len);
+            let dims = data
+                .and_then(|d| d.first())
+                .and_then(|e| e.get("embedding"))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            return format!("{count} embeddings of {dims} dimensions");
+        }
+    }
+    .and_then(Value::as_str)
+    .unwrap_or_default()
+    .to_string()
+}
+
+/// When an engine reports no usage: about four characters a token, the usual rule of thumb for English BPE.
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}

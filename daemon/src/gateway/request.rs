@@ -1,0 +1,360 @@
+//! Reading a client request: JSON checked against the shape of each endpoint (errors name the field), the
+//! parts a trace records pulled out, and the body kept whole so every parameter passes through untouched.
+use super::error::GatewayError;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Path below the engine's `/v1`.
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat/completions",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+
+    /// Name on the trace.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat.completions",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// What the gateway needs to know about a request; `body` is forwarded.
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    pub model: String,
+    pub stream: bool,
+    /// The client asked for a usage chunk at the end of the stream.
+    pub wants_stream_usage: bool,
+    pub user: String,
+    pub session_id: String,
+    pub prompt_id: String,
+    pub prompt_version: String,
+    pub tags: BTreeMap<String, String>,
+    /// The prompt rendered as text for the trace (and for search).
+    pub prompt_text: String,
+    pub body: Value,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Deserialize)]
+struct ContentPart {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// The fields every endpoint shares, with the types OpenAI documents. Unknown fields pass through. The
+/// sampling fields are only type-checked here (so a wrong type gets a 400 naming it); the body forwards them.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Common {
+    model: String,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    seed: Option<i64>,
+}
+
+// Read apart from `Common` (rather than flattened into it) so type errors keep their field path.
+#[derive(Deserialize)]
+struct ChatBody {
+    messages: Vec<ChatMessage>,
+}
+
+#[derive(Deserialize)]
+struct CompletionBody {
+    prompt: Prompt,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingBody {
+    model: String,
+    input: Prompt,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// A string, a list of strings, or token ids (kept as text).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Prompt {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+impl Prompt {
+    fn render(&self) -> String {
+        match self {
+            Self::Text(text) => text.clone(),
+            Self::Texts(texts) => texts.join("\n"),
+            Self::Tokens(tokens) => format!("{tokens:?}"),
+            Self::TokenLists(lists) => format!("{lists:?}"),
+        }
+    }
+}
+
+fn typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() || path == "." {
+            GatewayError::invalid(format!("invalid JSON body: {inner}"))
+        } else {
+            GatewayError::invalid_param(path.clone(), format!("invalid value for `{path}`: {inner}"))
+        }
+    })
+}
+
+impl ClientRequest {
+    pub fn parse(endpoint: Endpoint, bytes: &[u8], headers: &HeaderMap) -> Result<Self, GatewayError> {
+        let body: Value = serde_json::from_slice(bytes)
+            .map_err(|e| GatewayError::invalid(format!("invalid JSON body: {e}")))?;
+        if !body.is_object() {
+            return Err(GatewayError::invalid("request body must be a JSON object"));
+        }
+        let (common, prompt_text) = match endpoint {
+            Endpoint::ChatCompletions => {
+                let common: Common = typed(bytes)?;
+                let chat: ChatBody = typed(bytes)?;
+                if chat.messages.is_empty() {
+                    return Err(GatewayError::invalid_param("messages", "`messages` must not be empty"));
+                }
+                (common, render_messages(&chat.messages))
+            }
+            Endpoint::Completions => {
+                let common: Common = typed(bytes)?;
+                let completion: CompletionBody = typed(bytes)?;
+                (common, completion.prompt.render())
+            }
+            Endpoint::Embeddings => {
+                let embedding: EmbeddingBody = typed(bytes)?;
+                let common = Common {
+                    model: embedding.model,
+                    stream: None,
+                    stream_options: None,
+                    user: embedding.user,
+                    metadata: None,
+                    max_tokens: None,
+                    max_completion_tokens: None,
+                    temperature: None,
+                    top_p: None,
+                    n: None,
+                    seed: None,
+                };
+                (common, embedding.input.render())
+            }
+        };
+        if common.model.trim().is_empty() {
+            return Err(GatewayError::invalid_param("model", "`model` must not be empty"));
+        }
+        let stream = common.stream.unwrap_or(false);
+        let mut request = ClientRequest {
+            model: common.model,
+            stream,
+            wants_stream_usage: stream && common.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+            user: common.user.unwrap_or_default(),
+            session_id: String::new(),
+            prompt_id: String::new(),
+            prompt_version: String::new(),
+            tags: BTreeMap::new(),
+            prompt_text,
+            body,
+        };
+        for (key, value) in common.metadata.unwrap_or_default() {
+            request.set_tag(&key, value);
+        }
+        request.read_tag_headers(headers);
+        Ok(request)
+    }
+
+    /// `x-llmops-session-id`, `x-llmops-prompt-id`, `x-llmops-prompt-version`, `x-llmops-user` and
+    /// `x-llmops-tag-<name>` headers; headers win over `metadata`.
+    fn read_tag_headers(&mut self, headers: &HeaderMap) {
+        for (name, value) in headers {
+            let Some(key) = name.as_str().strip_prefix("x-llmops-") else { continue };
+            let Ok(value) = value.to_str() else { continue };
+            match key {
+                "user" => self.user = value.to_string(),
+                _ => self.set_tag(key.strip_prefix("tag-").unwrap_or(key), value.to_string()),
+            }
+        }
+    }
+
+    fn set_tag(&mut self, key: &str, value: String) {
+        match key.replace('-', "_").as_str() {
+            "session_id" => self.session_id = value,
+            "prompt_id" => self.prompt_id = value,
+            "prompt_version" => self.prompt_version = value,
+            _ => {
+                self.tags.insert(key.to_string(), value);
+            }
+        }
+    }
+
+    /// The body for the engine: its model name, and usage requested in streams so token counts are exact.
+    pub fn upstream_body(&self, engine_model: &str) -> Value {
+        let mut body = self.body.clone();
+        if let Some(object) = body.as_object_mut() {
+            object.insert("model".into(), Value::String(engine_model.to_string()));
+            if self.stream {
+                let options = object.entry("stream_options").or_insert_with(|| Value::Object(Default::default()));
+                if let Some(options) = options.as_object_mut() {
+                    options.insert("include_usage".into(), Value::Bool(true));
+                }
+            }
+        }
+        body
+    }
+}
+
+fn render_messages(messages: &[ChatMessage]) -> String {
+    let mut text = String::new();
+    for message in messages {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&message.role);
+        text.push_str(": ");
+        match &message.content {
+            Some(Content::Text(content)) => text.push_str(content),
+            Some(Content::Parts(parts)) => {
+                let joined: Vec<&str> = parts.iter().filter_map(|p| p.text.as_deref()).collect();
+                text.push_str(&joined.join(" "));
+            }
+            None => {}
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(endpoint: Endpoint, body: &str) -> Result<ClientRequest, GatewayError> {
+        ClientRequest::parse(endpoint, body.as_bytes(), &HeaderMap::new())
+    }
+
+    fn message_of(result: Result<ClientRequest, GatewayError>) -> String {
+        result.expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn chat_request_is_read_and_rendered() {
+        let request = parse(
+            Endpoint::ChatCompletions,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"user":"u1",
+               "metadata":{"session_id":"s9","team":"x"},
+               "messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#,
+        )
+        .expect("valid");
+        assert_eq!(request.model, "m");
+        assert!(request.stream && request.wants_stream_usage);
+        assert_eq!(request.user, "u1");
+        assert_eq!(request.session_id, "s9");
+        assert_eq!(request.tags.get("team").map(String::as_str), Some("x"));
+        assert_eq!(request.prompt_text, "system: be brief\nuser: hi");
+    }
+
+    #[test]
+    fn bad_input_names_the_field() {
+        assert!(message_of(parse(Endpoint::ChatCompletions, "{not json")).starts_with("invalid JSON body"));
+        assert!(message_of(parse(Endpoint::ChatCompletions, "[1]")).contains("JSON object"));
+        assert!(message_of(parse(Endpoint::ChatCompletions, r#"{"model":"m"}"#)).contains("messages"));
+        let wrong = message_of(parse(Endpoint::ChatCompletions, r#"{"model":"m","messages":[],"temperature":"hot"}"#));
+        assert!(wrong.contains("`temperature`"), "{wrong}");
+        let nested = message_of(parse(Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":7}]}"#));
+        assert!(nested.contains("`messages[0].role`"), "{nested}");
+        assert!(message_of(parse(Endpoint::ChatCompletions, r#"{"model":"m","messages":[]}"#)).contains("must not be empty"));
+        assert!(message_of(parse(Endpoint::Completions, r#"{"model":"m"}"#)).contains("prompt"));
+        assert!(message_of(parse(Endpoint::Embeddings, r#"{"model":"m","input":{}}"#)).contains("`input`"));
+        assert!(message_of(parse(Endpoint::ChatCompletions, r#"{"model":5,"messages":[]}"#)).contains("`model`"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let bytes = b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}";
+        let error = ClientRequest::parse(Endpoint::ChatCompletions, bytes, &HeaderMap::new()).expect_err("refused");
+        assert!(error.to_string().contains("invalid JSON body"), "{error}");
+    }
+
+    #[test]
+    fn headers_set_tags_and_win_over_metadata() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-llmops-prompt-version", "v2".parse().expect("header"));
+        headers.insert("x-llmops-tag-env", "prod".parse().expect("header"));
+        let request = ClientRequest::parse(
+            Endpoint::Completions,
+            br#"{"model":"m","prompt":"p","metadata":{"prompt_version":"v1"}}"#,
+            &headers,
+        )
+        .expect("valid");
+        assert_eq!(request.prompt_version, "v2");
+        assert_eq!(request.tags.get("env").map(String::as_str), Some("prod"));
+    }
+
+    #[test]
+    fn upstream_body_asks_for_stream_usage_and_keeps_other_parameters() {
+        let request = parse(
+            Endpoint::ChatCompletions,
+            r#"{"model":"public","stream":true,"top_k":5,"messages":[{"role":"user","content":"x"}]}"#,
+        )
+        .expect("valid");
+        assert!(!request.wants_stream_usage);
+        let body = request.upstream_body("engine-model");
+        assert_eq!(body["model"], "engine-model");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["top_k"], 5);
+    }
+}

@@ -1,0 +1,92 @@
+//! The trace under construction for one request. It is recorded exactly once: by `finish`, or, when the
+//! request's future is dropped because the client went away, by `Drop` as `cancelled`.
+use super::error::GatewayError;
+use crate::trace::{Attempt, Recorder, Trace, TraceStatus};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// nginx's code for "client closed request", recorded on cancelled traces.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+pub struct TraceGuard {
+    trace: Option<Trace>,
+    started: Instant,
+    recorder: Recorder,
+    in_flight: Arc<AtomicU64>,
+}
+
+impl TraceGuard {
+    pub fn new(recorder: Recorder, in_flight: Arc<AtomicU64>, endpoint: &str) -> Self {
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let trace = Trace {
+            id: uuid::Uuid::now_v7().to_string(),
+            started_at_unix_ms: crate::clock::unix_ms(),
+            endpoint: endpoint.to_string(),
+            tenant: "default".into(),
+            ..Trace::default()
+        };
+        Self { trace: Some(trace), started: Instant::now(), recorder, in_flight }
+    }
+
+    pub fn id(&self) -> &str {
+        self.trace.as_ref().map_or("", |t| t.id.as_str())
+    }
+
+    /// Milliseconds since the request arrived.
+    pub fn elapsed_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    pub fn trace_mut(&mut self) -> &mut Trace {
+        self.trace.get_or_insert_with(Trace::default)
+    }
+
+    /// Tells live viewers the request has started.
+    pub fn announce(&self) {
+        if let Some(trace) = &self.trace {
+            self.recorder.started(trace);
+        }
+    }
+
+    pub fn push_attempt(&mut self, attempt: Attempt) {
+        self.trace_mut().attempts.push(attempt);
+    }
+
+    pub fn finish(mut self, status: TraceStatus, http_status: u16) {
+        self.record(status, http_status);
+    }
+
+    /// Records a failure: `rejected` if no engine was tried, else `error`.
+    pub fn fail(mut self, error: &GatewayError) {
+        let trace = self.trace_mut();
+        trace.error_type = error.error_type().to_string();
+        trace.error_message = error.message();
+        let status = if trace.attempts.is_empty() { TraceStatus::Rejected } else { TraceStatus::Error };
+        self.record(status, error.status().as_u16());
+    }
+
+    fn record(&mut self, status: TraceStatus, http_status: u16) {
+        if let Some(mut trace) = self.trace.take() {
+            trace.status = status;
+            trace.http_status = http_status;
+            trace.latency_ms = self.elapsed_ms();
+            trace.ended_at_unix_ms = crate::clock::unix_ms();
+            self.recorder.finished(trace);
+        }
+    }
+}
+
+impl Drop for TraceGuard {
+    fn drop(&mut self) {
+        if let Some(trace) = self.trace.as_mut() {
+            trace.error_type = "cancelled".into();
+            trace.error_message = "client disconnected before the answer was complete".into();
+            if let Some(attempt) = trace.attempts.last_mut().filter(|a| a.error.is_empty()) {
+                attempt.error = "cancelled: client disconnected".into();
+            }
+            self.record(TraceStatus::Cancelled, CLIENT_CLOSED_REQUEST);
+        }
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,164 @@
+//! The gRPC API (`llmops.v1`) with server reflection and `grpc.health.v1`. By default on a Unix socket only
+//! the daemon's user can open (mode 0600); on TCP only when configured, and then every call needs the bearer
+//! token.
+mod convert;
+pub mod status;
+pub mod traces;
+
+use crate::config::GrpcListen;
+use crate::shutdown::Shutdown;
+use llmops_proto::v1 as pb;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("gRPC listen address {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("another llmopsd is already listening on {0}")]
+    SocketInUse(PathBuf),
+    #[error("gRPC listens on TCP {addr}, which requires a bearer token: set the environment variable {env}")]
+    MissingToken { addr: String, env: String },
+    #[error("gRPC server: {0}")]
+    Serve(String),
+}
+
+enum Listener {
+    Unix(tokio::net::UnixListener, PathBuf),
+    Tcp(tokio::net::TcpListener),
+}
+
+/// A bound gRPC listener, not yet serving.
+pub struct BoundGrpc {
+    listener: Listener,
+    token: Option<String>,
+    pub display_addr: String,
+}
+
+impl BoundGrpc {
+    pub async fn bind(listen: &GrpcListen, token_env: &str) -> Result<Self, GrpcError> {
+        match listen {
+            GrpcListen::Unix(path) => {
+                let listener = bind_unix(path).await?;
+                Ok(Self { listener: Listener::Unix(listener, path.clone()), token: None, display_addr: format!("unix:{}", path.display()) })
+            }
+            GrpcListen::Tcp(addr) => {
+                let token = std::env::var(token_env)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| GrpcError::MissingToken { addr: addr.to_string(), env: token_env.to_string() })?;
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| GrpcError::Bind { addr: addr.to_string(), source })?;
+                let display_addr = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+                Ok(Self { listener: Listener::Tcp(listener), token: Some(token), display_addr })
+            }
+        }
+    }
+
+    /// Serves until `shutdown` fires.
+    pub async fn serve(
+        self,
+        trace_api: traces::TraceApi,
+        status_api: status::StatusApi,
+        mut shutdown: Shutdown,
+    ) -> Result<(), GrpcError> {
+        let (mut health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<pb::trace_service_server::TraceServiceServer<traces::TraceApi>>().await;
+        health.set_serving::<pb::status_service_server::StatusServiceServer<status::StatusApi>>().await;
+        let reflection = |builder: tonic_reflection::server::Builder<'static>| {
+            builder
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+            .build_v1()
+            .map_err(|e| GrpcError::Serve(e.to_string()))?;
+        let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+            .build_v1alpha()
+            .map_err(|e| GrpcError::Serve(e.to_string()))?;
+        let token = self.token.map(|t| format!("Bearer {t}"));
+        let auth = move |request: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
+            let Some(expected) = &token else { return Ok(request) };
+            let given = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+                Ok(request)
+            } else {
+                Err(tonic::Status::unauthenticated("missing or wrong bearer token (authorization: Bearer <token>)"))
+            }
+        };
+        let router = Server::builder()
+            .layer(tonic::service::interceptor(auth))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(pb::trace_service_server::TraceServiceServer::new(trace_api))
+            .add_service(pb::status_service_server::StatusServiceServer::new(status_api));
+        let stop = async move { shutdown.wait().await };
+        let result = match self.listener {
+            Listener::Unix(listener, path) => {
+                let result = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop).await;
+                let _ = std::fs::remove_file(&path);
+                result
+            }
+            Listener::Tcp(listener) => {
+                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await
+            }
+        };
+        result.map_err(|e| GrpcError::Serve(e.to_string()))
+    }
+}
+
+async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, GrpcError> {
+    let bind_err = |source| GrpcError::Bind { addr: format!("unix:{}", path.display()), source };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::create_dir_all(dir).map_err(bind_err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(bind_err)?;
+    }
+    if path.exists() {
+        // A socket file that still answers belongs to a running daemon; one that does not is stale.
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(GrpcError::SocketInUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(bind_err)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
+    }
+
+    #[tokio::test]
+    async fn unix_socket_is_private_and_a_second_daemon_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run/llmopsd.sock");
+        let _listener = bind_unix(&path).await.expect("bind");
+        let mode = std::fs::metadata(&path).expect("socket").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(matches!(bind_unix(&path).await, Err(GrpcError::SocketInUse(_))));
+    }
+
+    #[tokio::test]
+    async fn tcp_without_token_is_refused() {
+        let listen = GrpcListen::Tcp("127.0.0.1:0".parse().expect("addr"));
+        let result = BoundGrpc::bind(&listen, "LLMOPS_TEST_TOKEN_THAT_IS_NOT_SET").await;
+        assert!(matches!(result, Err(GrpcError::MissingToken { .. })));
+    }
+}

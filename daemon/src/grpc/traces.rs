@@ -1,0 +1,125 @@
+//! `llmops.v1.TraceService`: queries over the store and the live trace stream.
+use super::convert::{event_kind_to_proto, status_from_proto, trace_to_proto};
+use crate::shutdown::Shutdown;
+use crate::trace::{Recorder, Store, StoreError, TraceQuery};
+use futures::Stream;
+use llmops_proto::v1 as pb;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+const DEFAULT_PAGE: usize = 50;
+
+pub struct TraceApi {
+    /// A read connection of its own, so queries never wait behind the writer's transactions (WAL).
+    store: Arc<Mutex<Store>>,
+    recorder: Recorder,
+    shutdown: Shutdown,
+}
+
+impl TraceApi {
+    pub fn new(store: Arc<Mutex<Store>>, recorder: Recorder, shutdown: Shutdown) -> Self {
+        Self { store, recorder, shutdown }
+    }
+
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = store.lock().map_err(|_| Status::internal("trace store lock poisoned"))?;
+            work(&guard).map_err(|e| match e {
+                StoreError::BadPageToken(_) => Status::invalid_argument(e.to_string()),
+                other => Status::internal(other.to_string()),
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+    }
+}
+
+fn non_empty(text: String) -> Option<String> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::TraceEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::trace_service_server::TraceService for TraceApi {
+    async fn list_traces(
+        &self,
+        request: Request<pb::ListTracesRequest>,
+    ) -> Result<Response<pb::ListTracesResponse>, Status> {
+        let r = request.into_inner();
+        let status = pb::TraceStatus::try_from(r.status)
+            .map_err(|_| Status::invalid_argument(format!("unknown status value {}", r.status)))?;
+        let include_bodies = r.include_bodies;
+        let query = TraceQuery {
+            since_ms: Some(r.since_unix_ms).filter(|v| *v > 0),
+            until_ms: Some(r.until_unix_ms).filter(|v| *v > 0),
+            route: non_empty(r.route),
+            model: non_empty(r.model),
+            status: status_from_proto(status),
+            search: non_empty(r.search),
+            min_latency_ms: Some(r.min_latency_ms).filter(|v| *v > 0.0),
+            limit: if r.limit == 0 { DEFAULT_PAGE } else { r.limit as usize },
+            page_token: non_empty(r.page_token),
+        };
+        let (traces, next) = self.with_store(move |store| store.list(&query)).await?;
+        Ok(Response::new(pb::ListTracesResponse {
+            traces: traces.iter().map(|t| trace_to_proto(t, include_bodies)).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_trace(&self, request: Request<pb::GetTraceRequest>) -> Result<Response<pb::Trace>, Status> {
+        let id = request.into_inner().id;
+        if id.is_empty() {
+            return Err(Status::invalid_argument("id is empty"));
+        }
+        let lookup = id.clone();
+        match self.with_store(move |store| store.get(&lookup)).await? {
+            Some(trace) => Ok(Response::new(trace_to_proto(&trace, true))),
+            None => Err(Status::not_found(format!("no trace with id {id}"))),
+        }
+    }
+
+    type WatchTracesStream = EventStream;
+
+    async fn watch_traces(
+        &self,
+        request: Request<pb::WatchTracesRequest>,
+    ) -> Result<Response<Self::WatchTracesStream>, Status> {
+        let include_bodies = request.into_inner().include_bodies;
+        let receiver = self.recorder.subscribe();
+        let shutdown = self.shutdown.clone();
+        // A viewer that falls more than the broadcast buffer behind is ended and told what it missed; the
+        // daemon never waits for it.
+        let stream = futures::stream::unfold(Some((receiver, shutdown)), move |state| async move {
+            let (mut receiver, mut shutdown) = state?;
+            let next = tokio::select! {
+                next = receiver.recv() => next,
+                _ = shutdown.wait() => return None,
+            };
+            match next {
+                Ok(event) => {
+                    let message = pb::TraceEvent {
+                        kind: event_kind_to_proto(event.kind) as i32,
+                        trace: Some(trace_to_proto(&event.trace, include_bodies)),
+                    };
+                    Some((Ok(message), Some((receiver, shutdown))))
+                }
+                Err(RecvError::Lagged(missed)) => Some((
+                    Err(Status::resource_exhausted(format!(
+                        "viewer too slow: dropped after missing {missed} trace events; reconnect to resume"
+                    ))),
+                    None,
+                )),
+                Err(RecvError::Closed) => None,
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,11 @@
+//! llmopsd: serves a GPU host's models behind one OpenAI-compatible endpoint, records every request as a
+//! trace, and serves the traces over gRPC.
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod gateway;
+pub mod grpc;
+pub mod router;
+pub mod shutdown;
+pub mod trace;

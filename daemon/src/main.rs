@@ -1,0 +1,99 @@
+//! The `llmopsd` binary: command line, configuration precedence and logging; `app::run` does the rest.
+use clap::Parser;
+use llmopsd::config::{Config, LogFormat};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// llmopsd: one OpenAI-compatible endpoint for the models of a GPU host, with every request recorded.
+///
+/// Serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models over HTTP, forwarding to the
+/// engines in the config; records each request as a trace in SQLite; serves traces and status over gRPC
+/// (for llmopsctl, llmops-top, grpcurl). Runs with no config file: built-in defaults apply, and flags
+/// override the file.
+#[derive(Parser, Debug)]
+#[command(name = "llmopsd", version, about, long_about)]
+struct Cli {
+    /// Config file (TOML). See config/llmopsd.example.toml; unknown keys are refused.
+    #[arg(long, env = "LLMOPSD_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Data directory (trace database, default gRPC socket). Overrides server.data_dir.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address, HOST:PORT (port 0 picks a free one). Overrides server.http_listen.
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
+    /// gRPC listen address: unix:PATH, unix: (default socket) or HOST:PORT (needs a token). Overrides server.grpc_listen.
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<String>,
+    /// Log format on stderr. Overrides server.log_format. Levels via RUST_LOG (default: info).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Print the built-in default configuration as TOML and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        return match toml::to_string_pretty(&Config::default()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&anyhow::anyhow!("cannot print the defaults: {error}")),
+        };
+    }
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(error) => return fail(&error),
+    };
+    init_logging(config.server.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::anyhow!("cannot start the async runtime: {error}")),
+    };
+    match runtime.block_on(llmopsd::app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            fail(&error)
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.server.data_dir = dir.display().to_string();
+    }
+    if let Some(addr) = &cli.http_listen {
+        config.server.http_listen = addr.clone();
+    }
+    if let Some(addr) = &cli.grpc_listen {
+        config.server.grpc_listen = addr.clone();
+    }
+    if let Some(format) = cli.log_format {
+        config.server.log_format = format;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("llmopsd: error: {error:#}");
+    ExitCode::FAILURE
+}

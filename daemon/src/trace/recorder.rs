@@ -1,0 +1,253 @@
+//! The recorder: the request path hands it finished traces without ever waiting on disk. A bounded queue feeds
+//! one writer thread that writes in batched transactions; when the queue is full the trace is dropped and
+//! counted. Live viewers get every event through a broadcast channel that never blocks the sender.
+use super::model::Trace;
+use super::store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+/// Events buffered per live viewer before it counts as too slow.
+pub const WATCH_BUFFER: usize = 1024;
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Started,
+    Finished,
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceEvent {
+    pub kind: EventKind,
+    pub trace: Arc<Trace>,
+}
+
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    pub queued: AtomicU64,
+    pub written: AtomicU64,
+    pub dropped: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub retention_deleted: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RecorderSettings {
+    pub queue_capacity: usize,
+    pub batch_size: usize,
+    pub hash_content: bool,
+    pub retention_days: u32,
+    pub max_traces: u64,
+}
+
+enum Message {
+    Trace(Box<Trace>),
+    /// Write what is queued, then stop.
+    Shutdown,
+}
+
+/// Cheap to clone; every clone feeds the same writer.
+#[derive(Clone)]
+pub struct Recorder {
+    queue: SyncSender<Message>,
+    events: broadcast::Sender<TraceEvent>,
+    stats: Arc<RecorderStats>,
+    settings: RecorderSettings,
+}
+
+/// Owned by whoever shuts the daemon down.
+pub struct WriterHandle {
+    queue: SyncSender<Message>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Recorder {
+    pub fn start(store: Store, settings: RecorderSettings) -> std::io::Result<(Recorder, WriterHandle)> {
+        let (queue, receiver) = sync_channel(settings.queue_capacity.max(1));
+        let stats = Arc::new(RecorderStats::default());
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
+        let writer_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("trace-writer".into())
+            .spawn(move || write_loop(store, receiver, writer_stats, settings))?;
+        let recorder = Recorder { queue: queue.clone(), events, stats, settings };
+        Ok((recorder, WriterHandle { queue, thread }))
+    }
+
+    /// Announces a request that has started (live viewers only; nothing is stored yet).
+    pub fn started(&self, trace: &Trace) {
+        let mut trace = trace.clone();
+        self.apply_privacy(&mut trace);
+        // No receivers is fine: nobody is watching.
+        let _ = self.events.send(TraceEvent { kind: EventKind::Started, trace: Arc::new(trace) });
+    }
+
+    /// Queues a finished trace for writing and tells live viewers. Never blocks.
+    pub fn finished(&self, mut trace: Trace) {
+        self.apply_privacy(&mut trace);
+        let shared = Arc::new(trace);
+        let _ = self.events.send(TraceEvent { kind: EventKind::Finished, trace: shared.clone() });
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let trace = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
+        match self.queue.try_send(Message::Trace(Box::new(trace))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // Log the first drop and then every thousandth, so a flood does not flood the log too.
+                if dropped == 1 || dropped % 1000 == 0 {
+                    tracing::warn!(dropped, "trace queue full: trace dropped (raise store.queue_capacity)");
+                }
+            }
+        }
+    }
+
+    fn apply_privacy(&self, trace: &mut Trace) {
+        if self.settings.hash_content {
+            trace.redact();
+        } else {
+            trace.measure();
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<TraceEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn stats(&self) -> &RecorderStats {
+        &self.stats
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.settings.queue_capacity
+    }
+}
+
+impl WriterHandle {
+    /// Writes everything queued and stops the writer thread.
+    pub fn shutdown(self) {
+        if self.queue.send(Message::Shutdown).is_ok() && self.thread.join().is_err() {
+            tracing::error!("trace writer thread panicked during shutdown");
+        }
+    }
+}
+
+fn write_loop(mut store: Store, receiver: Receiver<Message>, stats: Arc<RecorderStats>, settings: RecorderSettings) {
+    let mut last_retention: Option<Instant> = None;
+    let mut batch: Vec<Trace> = Vec::with_capacity(settings.batch_size);
+    let mut stopping = false;
+    while !stopping {
+        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+            run_retention(&mut store, &stats, settings);
+            last_retention = Some(Instant::now());
+        }
+        match receiver.recv_timeout(RETENTION_EVERY) {
+            Ok(Message::Trace(trace)) => batch.push(*trace),
+            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+            Err(RecvTimeoutError::Timeout) => continue,
+        }
+        // Take whatever else is already queued, up to one batch: one transaction for many traces.
+        while !stopping && batch.len() < settings.batch_size.max(1) {
+            match receiver.try_recv() {
+                Ok(Message::Trace(trace)) => batch.push(*trace),
+                Ok(Message::Shutdown) => stopping = true,
+                Err(_) => break,
+            }
+        }
+        if stopping {
+            // Drain the rest so nothing queued before shutdown is lost.
+            while let Ok(Message::Trace(trace)) = receiver.try_recv() {
+                batch.push(*trace);
+            }
+        }
+        flush(&mut store, &mut batch, &stats);
+    }
+}
+
+fn flush(store: &mut Store, batch: &mut Vec<Trace>, stats: &RecorderStats) {
+    if batch.is_empty() {
+        return;
+    }
+    let count = batch.len() as u64;
+    stats.queued.fetch_sub(count, Ordering::Relaxed);
+    match store.insert_batch(batch) {
+        Ok(()) => {
+            stats.written.fetch_add(count, Ordering::Relaxed);
+        }
+        Err(error) => {
+            stats.write_errors.fetch_add(count, Ordering::Relaxed);
+            tracing::error!(%error, traces = count, "could not write traces");
+        }
+    }
+    batch.clear();
+}
+
+fn run_retention(store: &mut Store, stats: &RecorderStats, settings: RecorderSettings) {
+    let now = crate::clock::unix_ms();
+    match store.apply_retention(now, settings.retention_days, settings.max_traces) {
+        Ok(0) => {}
+        Ok(deleted) => {
+            stats.retention_deleted.fetch_add(deleted, Ordering::Relaxed);
+            tracing::info!(deleted, "retention deleted old traces");
+        }
+        Err(error) => tracing::error!(%error, "retention failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(queue_capacity: usize, hash_content: bool) -> RecorderSettings {
+        RecorderSettings { queue_capacity, batch_size: 64, hash_content, retention_days: 0, max_traces: 0 }
+    }
+
+    #[test]
+    fn everything_queued_is_written_by_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let (recorder, writer) = Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
+        for i in 0..2_000 {
+            recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
+        }
+        writer.shutdown();
+        assert_eq!(recorder.stats().written.load(Ordering::Relaxed), 2_000);
+        assert_eq!(recorder.stats().dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(Store::open(&path).expect("reopen").count().expect("count"), 2_000);
+    }
+
+    #[test]
+    fn overflow_is_counted_not_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("t.db")).expect("open");
+        let (recorder, writer) = Recorder::start(store, settings(1, false)).expect("start");
+        for i in 0..500 {
+            recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
+        }
+        writer.shutdown();
+        let stats = recorder.stats();
+        let written = stats.written.load(Ordering::Relaxed);
+        let dropped = stats.dropped.load(Ordering::Relaxed);
+        assert_eq!(written + dropped, 500, "every trace is either written or counted as dropped");
+        assert!(dropped > 0, "a queue of one cannot absorb 500 traces sent at once");
+    }
+
+    #[test]
+    fn privacy_mode_redacts_before_viewers_and_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let (recorder, writer) = Recorder::start(Store::open(&path).expect("open"), settings(10, true)).expect("start");
+        let mut viewer = recorder.subscribe();
+        recorder.finished(Trace { id: "p".into(), prompt_text: "secret".into(), ..Trace::default() });
+        writer.shutdown();
+        let event = viewer.try_recv().expect("viewer got the event");
+        assert!(event.trace.prompt_text.is_empty());
+        let stored = Store::open(&path).expect("reopen").get("p").expect("get").expect("stored");
+        assert!(stored.prompt_text.is_empty());
+        assert_eq!(stored.prompt_chars, 6);
+        assert_eq!(stored.prompt_sha256.len(), 64);
+    }
+}

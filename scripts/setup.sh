@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what llmops needs beyond a Rust toolchain: the Python test clients (openai, grpcio) in .venv.
+# Idempotent; safe to run again. `--bench` also installs nginx (the one-hop proxy baseline of the benchmark).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "setup: python3 not found" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv for the Python test clients"
+  python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(sha256sum tests/python/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing tests/python/requirements.txt"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "--bench" ] && ! command -v nginx >/dev/null; then
+  echo "setup: installing nginx for the benchmark baseline"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nginx-light >/dev/null || $SUDO apt-get install -y -qq nginx >/dev/null
+fi
+echo "setup: ok"

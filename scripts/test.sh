@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: Rust unit and end-to-end tests, then the Python client tests
+# (official openai SDK, grpcio with server reflection) against real llmopsd processes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+# End-to-end tests start the real binaries: build them first.
+cargo build --workspace --bins
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+LLMOPS_BIN_DIR="$PWD/target/debug" .venv/bin/python -m pytest tests/python -q

@@ -1,0 +1,245 @@
+//! `--json` output. Scripts and the end-to-end tests read these shapes, so keys are exactly the proto
+//! field names, enums are short lowercase names, absent optional fields are `null` and integers stay numbers.
+use llmops_proto::v1::{Attempt, EngineStatus, RouteStatus, Status, StoreStatus, Trace, TraceEvent};
+use serde_json::{json, Value};
+
+use crate::names::{engine_health_name, event_kind_name, trace_status_name};
+
+pub fn trace_to_json(trace: &Trace) -> Value {
+    json!({
+        "id": trace.id,
+        "started_at_unix_ms": trace.started_at_unix_ms,
+        "ended_at_unix_ms": trace.ended_at_unix_ms,
+        "endpoint": trace.endpoint,
+        "route": trace.route,
+        "model_requested": trace.model_requested,
+        "model_served": trace.model_served,
+        "engine": trace.engine,
+        "tenant": trace.tenant,
+        "user": trace.user,
+        "session_id": trace.session_id,
+        "prompt_id": trace.prompt_id,
+        "prompt_version": trace.prompt_version,
+        "tags": trace.tags,
+        "status": trace_status_name(trace.status),
+        "http_status": trace.http_status,
+        "error_type": trace.error_type,
+        "error_message": trace.error_message,
+        "stream": trace.stream,
+        "finish_reason": trace.finish_reason,
+        "input_tokens": trace.input_tokens,
+        "output_tokens": trace.output_tokens,
+        "tokens_estimated": trace.tokens_estimated,
+        "ttft_ms": trace.ttft_ms,
+        "latency_ms": trace.latency_ms,
+        "prompt_text": trace.prompt_text,
+        "response_text": trace.response_text,
+        "request_json": trace.request_json,
+        "prompt_sha256": trace.prompt_sha256,
+        "prompt_chars": trace.prompt_chars,
+        "response_sha256": trace.response_sha256,
+        "response_chars": trace.response_chars,
+        "attempts": trace.attempts.iter().map(attempt_to_json).collect::<Vec<_>>(),
+        "chunk_offsets_ms": trace.chunk_offsets_ms,
+        "cost_usd": trace.cost_usd,
+        "energy_joules": trace.energy_joules,
+    })
+}
+
+pub fn attempt_to_json(attempt: &Attempt) -> Value {
+    json!({
+        "engine": attempt.engine,
+        "model": attempt.model,
+        "start_offset_ms": attempt.start_offset_ms,
+        "latency_ms": attempt.latency_ms,
+        "ttft_ms": attempt.ttft_ms,
+        "upstream_status": attempt.upstream_status,
+        "error": attempt.error,
+    })
+}
+
+/// One `watch --json` line: `{"kind": "started"|"finished", "trace": {...}}`.
+pub fn event_to_json(event: &TraceEvent) -> Value {
+    json!({
+        "kind": event_kind_name(event.kind),
+        "trace": event.trace.as_ref().map(trace_to_json),
+    })
+}
+
+pub fn status_to_json(status: &Status) -> Value {
+    json!({
+        "version": status.version,
+        "started_at_unix_ms": status.started_at_unix_ms,
+        "uptime_seconds": status.uptime_seconds,
+        "http_listen": status.http_listen,
+        "grpc_listen": status.grpc_listen,
+        "privacy_mode": status.privacy_mode,
+        "engines": status.engines.iter().map(engine_to_json).collect::<Vec<_>>(),
+        "routes": status.routes.iter().map(route_to_json).collect::<Vec<_>>(),
+        "store": status.store.as_ref().map(store_to_json),
+        "requests_in_flight": status.requests_in_flight,
+    })
+}
+
+fn engine_to_json(engine: &EngineStatus) -> Value {
+    json!({
+        "name": engine.name,
+        "kind": engine.kind,
+        "base_url": engine.base_url,
+        "models": engine.models,
+        "health": engine_health_name(engine.health),
+        "last_error": engine.last_error,
+        "last_checked_unix_ms": engine.last_checked_unix_ms,
+    })
+}
+
+fn route_to_json(route: &RouteStatus) -> Value {
+    json!({ "name": route.name, "targets": route.targets })
+}
+
+fn store_to_json(store: &StoreStatus) -> Value {
+    json!({
+        "path": store.path,
+        "size_bytes": store.size_bytes,
+        "trace_count": store.trace_count,
+        "queue_depth": store.queue_depth,
+        "queue_capacity": store.queue_capacity,
+        "written": store.written,
+        "dropped": store.dropped,
+        "write_errors": store.write_errors,
+        "retention_deleted": store.retention_deleted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use llmops_proto::v1::trace_event::Kind;
+    use llmops_proto::v1::{EngineHealth, TraceStatus};
+
+    fn sample_trace() -> Trace {
+        Trace {
+            id: "0190b5a8-7c1e-7d3a-9f00-000000000001".into(),
+            started_at_unix_ms: 1_717_000_000_000,
+            ended_at_unix_ms: 1_717_000_000_850,
+            endpoint: "chat.completions".into(),
+            route: "small".into(),
+            model_requested: "small".into(),
+            model_served: "qwen2.5:0.5b".into(),
+            engine: "ollama".into(),
+            tags: [("team".to_owned(), "search".to_owned())].into(),
+            status: TraceStatus::Ok as i32,
+            http_status: 200,
+            stream: true,
+            finish_reason: "stop".into(),
+            input_tokens: 12,
+            output_tokens: 34,
+            tokens_estimated: true,
+            ttft_ms: Some(120.5),
+            latency_ms: 850.0,
+            prompt_text: "user: hi".into(),
+            response_text: "hello".into(),
+            prompt_chars: 8,
+            response_chars: 5,
+            attempts: vec![Attempt {
+                engine: "ollama".into(),
+                model: "qwen2.5:0.5b".into(),
+                start_offset_ms: 1.5,
+                latency_ms: 848.0,
+                ttft_ms: None,
+                upstream_status: 200,
+                error: String::new(),
+            }],
+            chunk_offsets_ms: vec![120.5, 300.0],
+            cost_usd: None,
+            energy_joules: Some(2.5),
+            ..Trace::default()
+        }
+    }
+
+    #[test]
+    fn trace_converts_with_proto_names_and_nulls() {
+        let value = trace_to_json(&sample_trace());
+        assert_eq!(value["id"], "0190b5a8-7c1e-7d3a-9f00-000000000001");
+        assert_eq!(value["started_at_unix_ms"], 1_717_000_000_000_i64);
+        assert_eq!(value["status"], "ok");
+        assert_eq!(value["http_status"], 200);
+        assert_eq!(value["tags"], json!({"team": "search"}));
+        assert_eq!(value["input_tokens"], 12);
+        assert!(value["input_tokens"].is_u64(), "token counts are integers");
+        assert_eq!(value["tokens_estimated"], true);
+        assert_eq!(value["ttft_ms"], 120.5);
+        assert_eq!(value["cost_usd"], Value::Null);
+        assert_eq!(value["energy_joules"], 2.5);
+        assert_eq!(value["tenant"], "");
+        assert_eq!(value["chunk_offsets_ms"], json!([120.5, 300.0]));
+        assert_eq!(
+            value["attempts"],
+            json!([{
+                "engine": "ollama", "model": "qwen2.5:0.5b", "start_offset_ms": 1.5, "latency_ms": 848.0,
+                "ttft_ms": null, "upstream_status": 200, "error": "",
+            }])
+        );
+    }
+
+    #[test]
+    fn trace_has_every_proto_field_and_nothing_else() {
+        let value = trace_to_json(&Trace::default());
+        let mut keys: Vec<&str> = value.as_object().expect("object").keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = vec![
+            "id", "started_at_unix_ms", "ended_at_unix_ms", "endpoint", "route", "model_requested",
+            "model_served", "engine", "tenant", "user", "session_id", "prompt_id", "prompt_version", "tags",
+            "status", "http_status", "error_type", "error_message", "stream", "finish_reason", "input_tokens",
+            "output_tokens", "tokens_estimated", "ttft_ms", "latency_ms", "prompt_text", "response_text",
+            "request_json", "prompt_sha256", "prompt_chars", "response_sha256", "response_chars", "attempts",
+            "chunk_offsets_ms", "cost_usd", "energy_joules",
+        ];
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(value["status"], "unspecified");
+        assert_eq!(value["ttft_ms"], Value::Null);
+    }
+
+    #[test]
+    fn event_has_kind_and_trace() {
+        let event = TraceEvent { kind: Kind::Started as i32, trace: Some(sample_trace()) };
+        let value = event_to_json(&event);
+        assert_eq!(value["kind"], "started");
+        assert_eq!(value["trace"]["route"], "small");
+        let empty = event_to_json(&TraceEvent { kind: Kind::Finished as i32, trace: None });
+        assert_eq!(empty, json!({"kind": "finished", "trace": null}));
+    }
+
+    #[test]
+    fn status_nests_engines_routes_and_store() {
+        let status = Status {
+            version: "0.1.0".into(),
+            uptime_seconds: 12.5,
+            privacy_mode: true,
+            engines: vec![EngineStatus {
+                name: "ollama".into(),
+                kind: "openai".into(),
+                base_url: "http://127.0.0.1:11434/v1".into(),
+                models: vec!["qwen2.5:0.5b".into()],
+                health: EngineHealth::Unhealthy as i32,
+                last_error: "connection refused".into(),
+                last_checked_unix_ms: 5,
+            }],
+            routes: vec![RouteStatus { name: "small".into(), targets: vec!["ollama/qwen2.5:0.5b".into()] }],
+            store: Some(StoreStatus { trace_count: 3, dropped: 1, ..StoreStatus::default() }),
+            requests_in_flight: 2,
+            ..Status::default()
+        };
+        let value = status_to_json(&status);
+        assert_eq!(value["version"], "0.1.0");
+        assert_eq!(value["privacy_mode"], true);
+        assert_eq!(value["engines"][0]["health"], "unhealthy");
+        assert_eq!(value["engines"][0]["models"], json!(["qwen2.5:0.5b"]));
+        assert_eq!(value["routes"], json!([{"name": "small", "targets": ["ollama/qwen2.5:0.5b"]}]));
+        assert_eq!(value["store"]["trace_count"], 3);
+        assert_eq!(value["store"]["dropped"], 1);
+        assert_eq!(value["requests_in_flight"], 2);
+        assert_eq!(status_to_json(&Status::default())["store"], Value::Null);
+    }
+}
