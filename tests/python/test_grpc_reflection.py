@@ -52,7 +52,10 @@ class Reflected:
 
 @pytest.fixture(scope="module")
 def reflected(daemon):
-    with grpc.insecure_channel(daemon.grpc_target) as channel:
+    # grpc-core sends the socket path as :authority over Unix sockets, which is not a valid HTTP/2 authority
+    # for the daemon's HTTP/2 stack (h2 resets the stream); name one explicitly, as grpcurl and Go clients do.
+    options = [("grpc.default_authority", "localhost")]
+    with grpc.insecure_channel(daemon.grpc_target, options=options) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=10)
         except grpc.FutureTimeoutError:

@@ -1,0 +1,294 @@
+//! End to end: the real llmopsd binary in front of the fake upstream. Bad input, upstream failures, client
+//! disconnects and cut streams each get their documented answer, the daemon keeps serving, and a trace says
+//! what happened.
+use futures::StreamExt;
+use llmops_e2e::daemon::{wait_until, Daemon};
+use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
+use llmops_proto::v1 as pb;
+use llmops_proto::v1::trace_service_client::TraceServiceClient;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn engine_config(base_url: &str, extra: &str) -> String {
+    format!(
+        "[server]\nmax_body_bytes = 2048\n\n[engines.fake]\nkind = \"openai\"\nbase_url = \"{base_url}\"\nmodels = [\"fake-model\"]\n{extra}"
+    )
+}
+
+async fn start(upstream_url: &str, extra: &str) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(&engine_config(upstream_url, extra), dir.path()).await.expect("llmopsd starts");
+    (dir, daemon)
+}
+
+fn chat(content: &str) -> Value {
+    json!({"model": "fake-model", "messages": [{"role": "user", "content": content}]})
+}
+
+/// Waits for the trace to be written, then returns it.
+async fn fetch_trace(daemon: &Daemon, id: &str) -> pb::Trace {
+    let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("grpc channel"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match client.get_trace(pb::GetTraceRequest { id: id.to_string() }).await {
+            Ok(trace) => return trace.into_inner(),
+            Err(status) if status.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("trace {id} not found: {status}\n{}", daemon.log_tail(30)),
+        }
+    }
+}
+
+fn request_id(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("every response carries x-request-id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_status_an_openai_error_and_a_trace() {
+    let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake upstream");
+    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let http = reqwest::Client::new();
+    let chat_url = daemon.url("/v1/chat/completions");
+    let oversize = serde_json::to_vec(&chat(&"x".repeat(4096))).expect("json");
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("malformed JSON", "/v1/chat/completions", b"{\"model\": ".to_vec(), 400, "invalid JSON body"),
+        (
+            "wrong type",
+            "/v1/chat/completions",
+            br#"{"model":"fake-model","temperature":"hot","messages":[{"role":"user","content":"x"}]}"#.to_vec(),
+            400,
+            "`temperature`",
+        ),
+        ("missing messages", "/v1/chat/completions", br#"{"model":"fake-model"}"#.to_vec(), 400, "messages"),
+        ("unknown model", "/v1/chat/completions", serde_json::to_vec(&json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]})).expect("json"), 404, "fake-model"),
+        ("over-size body", "/v1/chat/completions", oversize, 413, "2048 bytes"),
+        ("invalid UTF-8", "/v1/completions", b"{\"model\":\"fake-model\",\"prompt\":\"\xff\xfe\"}".to_vec(), 400, "invalid JSON body"),
+        ("embeddings without input", "/v1/embeddings", br#"{"model":"fake-model"}"#.to_vec(), 400, "input"),
+    ];
+    let mut traced = Vec::new();
+    for (name, path, body, status, message) in cases {
+        let response = http
+            .post(daemon.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: request failed: {e}"));
+        assert_eq!(response.status().as_u16(), status, "{name}");
+        let id = request_id(&response);
+        let error: Value = response.json().await.unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
+        let text = error["error"]["message"].as_str().unwrap_or_else(|| panic!("{name}: no error.message in {error}"));
+        assert!(text.contains(message), "{name}: {text:?} should mention {message:?}");
+        assert!(error["error"]["type"].is_string(), "{name}: {error}");
+        assert!(error["error"].get("code").is_some(), "{name}: {error}");
+        traced.push((name, id, status));
+    }
+    let unknown_path = http.get(daemon.url("/v1/nope")).send().await.expect("request");
+    assert_eq!(unknown_path.status().as_u16(), 404);
+    // Still serving after all of that.
+    let ok = http.post(&chat_url).json(&chat("still here")).send().await.expect("request");
+    assert_eq!(ok.status().as_u16(), 200);
+    let ok_body: Value = ok.json().await.expect("json");
+    assert_eq!(ok_body["choices"][0]["message"]["content"], "echo: still here");
+    for (name, id, status) in traced {
+        let trace = fetch_trace(&daemon, &id).await;
+        assert_eq!(trace.status(), pb::TraceStatus::Rejected, "{name}");
+        assert_eq!(trace.http_status, u32::from(status), "{name}");
+        assert!(!trace.error_message.is_empty(), "{name}");
+    }
+    assert_eq!(upstream.stats().requests, 1, "rejected requests never reach the engine");
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_timeout_is_504() {
+    // A port nobody listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let (_dir, daemon) = start(&format!("http://127.0.0.1:{port}/v1"), "").await;
+    let http = reqwest::Client::new();
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 502);
+    let id = request_id(&response);
+    let body: Value = response.json().await.expect("json");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("cannot reach engine fake")), "{body}");
+    let trace = fetch_trace(&daemon, &id).await;
+    assert_eq!(trace.status(), pb::TraceStatus::Error);
+    assert_eq!(trace.attempts.len(), 1);
+    assert!(trace.attempts[0].error.contains("cannot reach"), "{:?}", trace.attempts[0]);
+
+    let slow = FakeUpstream::start(Behavior { first_token_delay_ms: 3_000, ..Behavior::default() }).await.expect("fake");
+    let (_dir2, daemon) = start(&slow.base_url(), "first_token_timeout_ms = 300\n").await;
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 504);
+    let trace = fetch_trace(&daemon, &request_id(&response)).await;
+    assert_eq!(trace.status(), pb::TraceStatus::Error);
+    assert_eq!(trace.http_status, 504);
+}
+
+#[tokio::test]
+async fn upstream_errors_map_to_502_or_pass_through() {
+    let upstream = FakeUpstream::start(Behavior { fail_status: Some(503), ..Behavior::default() }).await.expect("fake");
+    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let http = reqwest::Client::new();
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 502);
+    let trace = fetch_trace(&daemon, &request_id(&response)).await;
+    assert_eq!(trace.attempts[0].upstream_status, 503);
+
+    upstream.set_behavior(Behavior { fail_status: Some(400), ..Behavior::default() });
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 400, "an engine's own refusal keeps its status");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["message"], "fake failure");
+}
+
+#[tokio::test]
+async fn chunks_are_forwarded_as_they_arrive() {
+    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 100, reply_words: Some(20), ..Behavior::default() })
+        .await
+        .expect("fake");
+    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let mut body = chat("hi");
+    body["stream"] = json!(true);
+    let response = reqwest::Client::new()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut stream = response.bytes_stream();
+    let mut received = String::new();
+    while !received.contains("\"w1\"") {
+        let chunk = stream.next().await.expect("stream open").expect("chunk");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // The first word reached the client while the engine still had ~19 words (~1.9 s) to send.
+    assert_eq!(upstream.stats().streams_completed, 0, "the answer was not buffered until the end");
+    while stream.next().await.is_some() {}
+}
+
+#[tokio::test]
+async fn client_disconnect_cancels_the_upstream_and_the_trace_says_cancelled() {
+    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 50, reply_words: Some(400), ..Behavior::default() })
+        .await
+        .expect("fake");
+    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let mut body = chat("hi");
+    body["stream"] = json!(true);
+    let response = reqwest::Client::new()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let id = request_id(&response);
+    let mut stream = response.bytes_stream();
+    for _ in 0..3 {
+        stream.next().await.expect("stream open").expect("chunk");
+    }
+    drop(stream);
+    let cancelled = wait_until(WAIT, || async { upstream.stats().streams_cancelled == 1 }).await;
+    assert!(cancelled, "the upstream stream was not cancelled: {:?}", upstream.stats());
+    let trace = fetch_trace(&daemon, &id).await;
+    assert_eq!(trace.status(), pb::TraceStatus::Cancelled);
+    assert_eq!(trace.http_status, 499);
+    assert!(trace.output_tokens < 400);
+}
+
+#[tokio::test]
+async fn a_stream_cut_mid_way_ends_with_an_error_event() {
+    let upstream = FakeUpstream::start(Behavior { cut_after_chunks: Some(3), reply_words: Some(10), ..Behavior::default() })
+        .await
+        .expect("fake");
+    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let mut body = chat("hi");
+    body["stream"] = json!(true);
+    let response = reqwest::Client::new()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let id = request_id(&response);
+    let text = response.text().await.expect("the daemon ends its stream cleanly");
+    let last_event = text.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    assert!(last_event.starts_with("data: {\"error\""), "last event: {last_event:?}");
+    assert!(!text.contains("[DONE]"));
+    let trace = fetch_trace(&daemon, &id).await;
+    assert_eq!(trace.status(), pb::TraceStatus::Error);
+    assert_eq!(trace.finish_reason, "error");
+    assert_eq!(trace.output_tokens, 3, "{trace:?}");
+}
+
+#[tokio::test]
+async fn watch_sends_started_and_finished_events() {
+    let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake");
+    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("grpc"));
+    let mut events = client
+        .watch_traces(pb::WatchTracesRequest { include_bodies: true })
+        .await
+        .expect("watch")
+        .into_inner();
+    let response = reqwest::Client::new()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&chat("live"))
+        .send()
+        .await
+        .expect("request");
+    let id = request_id(&response);
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let event = tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("event in time")
+            .expect("stream ok")
+            .expect("stream open");
+        let trace = event.trace.clone().expect("event has a trace");
+        if trace.id == id {
+            kinds.push(event.kind());
+            if event.kind() == pb::trace_event::Kind::Finished {
+                assert_eq!(trace.response_text, "echo: live");
+            }
+        }
+    }
+    assert_eq!(kinds, [pb::trace_event::Kind::Started, pb::trace_event::Kind::Finished]);
+}
+
+#[tokio::test]
+async fn traces_survive_a_restart() {
+    let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = engine_config(&upstream.base_url(), "");
+    let mut daemon = Daemon::start(&config, dir.path()).await.expect("start");
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let response = http.post(daemon.url("/v1/chat/completions")).json(&chat(&format!("n{i}"))).send().await.expect("request");
+        assert_eq!(response.status().as_u16(), 200);
+        ids.push(request_id(&response));
+    }
+    // SIGTERM right away: whatever is still queued must be flushed on the way out.
+    daemon.terminate();
+    let status = daemon.wait_exit(WAIT).await.expect("exits");
+    assert!(status.success(), "llmopsd exit: {status}\n{}", daemon.log_tail(30));
+    let daemon = Daemon::start(&config, dir.path()).await.expect("restart");
+    let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("grpc"));
+    let listed = client
+        .list_traces(pb::ListTracesRequest { limit: 1000, ..Default::default() })
+        .await
+        .expect("list")
+        .into_inner();
+    let mut found: Vec<String> = listed.traces.into_iter().map(|t| t.id).collect();
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids);
+}
