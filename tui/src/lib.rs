@@ -1,10 +1,13 @@
 //! Shared code for the llmops gRPC clients (`llmopsctl` now, `llmops-top` later): finding and reaching the
 //! daemon with the caller's token, and turning its messages into JSON, tables and readable reports.
 
+pub mod address;
 pub mod auth;
 pub mod connect;
 pub mod json;
 pub mod names;
+pub mod query;
 pub mod report;
 pub mod table;
+pub mod text;
 pub mod when;

@@ -1,1 +1,194 @@
-fn main() {}
+//! `llmopsctl`: query a running llmopsd over gRPC (status, recorded traces, one trace, live traces).
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use chrono::Local;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use llmops_proto::v1::{GetStatusRequest, GetTraceRequest, WatchTracesRequest};
+use llmops_tui::address::Target;
+use llmops_tui::auth::BearerAuth;
+use llmops_tui::connect::{Daemon, Unreachable};
+use llmops_tui::names::event_kind_name;
+use llmops_tui::{json, query, report, table, when};
+use tonic::Code;
+
+// A file of its own, outside src/bin/ itself where cargo would take it for another binary.
+#[path = "llmopsctl/cli.rs"]
+mod cli;
+
+use cli::{Cli, Command};
+
+/// Why a command failed; each kind has its own message and exit status.
+enum Failure {
+    Unreachable(Unreachable),
+    Rpc(Box<tonic::Status>),
+    NoSuchTrace(String),
+    WatchEnded(Box<tonic::Status>),
+    Output(io::Error),
+}
+
+impl From<io::Error> for Failure {
+    fn from(err: io::Error) -> Self {
+        Failure::Output(err)
+    }
+}
+
+impl Failure {
+    /// An RPC that failed as UNAVAILABLE never reached the daemon, so it reads like a failed connect.
+    fn from_rpc(target: &Target, status: tonic::Status) -> Self {
+        if status.code() == Code::Unavailable {
+            let cause = status.message().to_owned();
+            Failure::Unreachable(Unreachable {
+                target: target.to_string(),
+                cause,
+            })
+        } else {
+            Failure::Rpc(Box::new(status))
+        }
+    }
+
+    /// Prints the failure as one line on stderr and picks the exit status.
+    fn report(self) -> ExitCode {
+        let (message, exit_status) = match self {
+            Failure::Unreachable(err) => (format!("{err} (is llmopsd running? use --connect)"), 2),
+            Failure::Rpc(status) => {
+                let hint = match status.code() {
+                    Code::Unauthenticated | Code::PermissionDenied => {
+                        " (check --token or LLMOPS_TOKEN)"
+                    }
+                    _ => "",
+                };
+                (
+                    format!("gRPC error {:?}: {}{hint}", status.code(), status.message()),
+                    1,
+                )
+            }
+            Failure::NoSuchTrace(id) => (format!("no trace with id {id}"), 1),
+            Failure::WatchEnded(status) => {
+                let code = status.code();
+                (
+                    format!(
+                        "watch stream ended by llmopsd ({code:?}): {}",
+                        status.message()
+                    ),
+                    1,
+                )
+            }
+            // Output closed early (`llmopsctl traces | head`) is the reader's choice, not a failure.
+            Failure::Output(err) if err.kind() == io::ErrorKind::BrokenPipe => {
+                return ExitCode::SUCCESS
+            }
+            Failure::Output(err) => (format!("cannot write output: {err}"), 1),
+        };
+        eprintln!("llmopsctl: {message}");
+        ExitCode::from(exit_status)
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Usage problems exit like clap's own errors (status 2) before any connection is tried.
+    let auth = match BearerAuth::new(cli.token.as_deref()) {
+        Ok(auth) => auth,
+        Err(err) => Cli::command()
+            .error(ErrorKind::InvalidValue, format!("--token: {err}"))
+            .exit(),
+    };
+    if let Command::Traces(args) = &cli.command {
+        if let Some(message) = args.window_error() {
+            Cli::command()
+                .error(ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+    }
+    let target = cli.connect.clone().unwrap_or_else(Target::default_socket);
+    match run(&cli, &target, auth).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure> {
+    let daemon = Daemon::connect(target, auth)
+        .await
+        .map_err(Failure::Unreachable)?;
+    let rpc_failure = |status| Failure::from_rpc(target, status);
+    let mut out = io::stdout().lock();
+    match &cli.command {
+        Command::Status => {
+            let response = daemon.status().get_status(GetStatusRequest {}).await;
+            let status = response.map_err(rpc_failure)?.into_inner();
+            if cli.json {
+                print_json(&mut out, &json::status_to_json(&status))?;
+            } else {
+                write!(out, "{}", report::render_status(&status, &Local))?;
+            }
+        }
+        Command::Traces(args) => {
+            // JSON is for scripts, which get whole traces; the table never shows bodies.
+            let filter = args.filter(when::now_unix_ms(), cli.json);
+            let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
+            let traces = query::list_traces(&mut daemon.traces(), &filter, limit).await;
+            let traces = traces.map_err(rpc_failure)?;
+            if cli.json {
+                let array = traces.iter().map(json::trace_to_json).collect();
+                print_json(&mut out, &serde_json::Value::Array(array))?;
+            } else {
+                write!(out, "{}", table::traces_table(&traces, &Local::now()))?;
+            }
+        }
+        Command::Trace { id } => {
+            let trace = match daemon
+                .traces()
+                .get_trace(GetTraceRequest { id: id.clone() })
+                .await
+            {
+                Ok(response) => response.into_inner(),
+                Err(status) if status.code() == Code::NotFound => {
+                    return Err(Failure::NoSuchTrace(id.clone()))
+                }
+                Err(status) => return Err(rpc_failure(status)),
+            };
+            if cli.json {
+                print_json(&mut out, &json::trace_to_json(&trace))?;
+            } else {
+                write!(out, "{}", report::render_trace(&trace, &Local))?;
+            }
+        }
+        Command::Watch => {
+            let request = WatchTracesRequest {
+                include_bodies: cli.json,
+            };
+            let response = daemon.traces().watch_traces(request).await;
+            let mut events = response.map_err(rpc_failure)?.into_inner();
+            if !cli.json {
+                writeln!(out, "{}", table::stream_header())?;
+            }
+            // stdout is line-buffered, so each event shows as soon as it arrives.
+            loop {
+                let event = match events.message().await {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(status) => return Err(Failure::WatchEnded(Box::new(status))),
+                };
+                if cli.json {
+                    serde_json::to_writer(&mut out, &json::event_to_json(&event))
+                        .map_err(io::Error::from)?;
+                    writeln!(out)?;
+                } else if let Some(trace) = &event.trace {
+                    let kind = event_kind_name(event.kind).to_uppercase();
+                    writeln!(out, "{}", table::stream_line(&kind, trace, &Local::now()))?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn print_json(out: &mut impl Write, value: &serde_json::Value) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}

@@ -1,0 +1,37 @@
+//! Readable multi-section views: `llmopsctl status` and `llmopsctl trace ID`.
+use std::fmt::Display;
+
+mod status;
+mod trace;
+
+pub use status::{format_bytes, render_status};
+pub use trace::render_trace;
+
+/// Width of the label column, fitting the longest label ("retention deleted").
+const LABEL_WIDTH: usize = 18;
+
+/// A report being written: labelled fields, titled sections and raw blocks.
+#[derive(Debug, Default)]
+struct Report {
+    text: String,
+}
+
+impl Report {
+    fn field(&mut self, label: &str, value: impl Display) {
+        self.text
+            .push_str(&format!("{label:<LABEL_WIDTH$}{value}\n"));
+    }
+
+    /// A blank line, then the title.
+    fn section(&mut self, title: &str) {
+        self.text.push_str(&format!("\n{title}\n"));
+    }
+
+    /// Text as is, ending in a newline.
+    fn block(&mut self, text: &str) {
+        self.text.push_str(text);
+        if !text.ends_with('\n') {
+            self.text.push('\n');
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! `llmopsctl status`.
+use std::fmt::Display;
+
+use chrono::TimeZone;
+use llmops_proto::v1::{Status, StoreStatus};
+
+use super::Report;
+use crate::names::engine_health_name;
+use crate::table::{Column, Table};
+use crate::text::{dash_if_empty, one_line, truncate};
+use crate::when::{format_uptime, full_time};
+
+const LAST_ERROR_MAX_CHARS: usize = 60;
+
+pub fn render_status<Tz: TimeZone>(status: &Status, zone: &Tz) -> String
+where
+    Tz::Offset: Display,
+{
+    let mut report = Report::default();
+    let uptime = format_uptime(status.uptime_seconds);
+    let started = full_time(status.started_at_unix_ms, zone);
+    report.field("version", dash_if_empty(&status.version));
+    report.field("uptime", format!("{uptime} (since {started})"));
+    report.field("http listen", dash_if_empty(&status.http_listen));
+    report.field("grpc listen", dash_if_empty(&status.grpc_listen));
+    let privacy = if status.privacy_mode {
+        "on (only hashes and lengths of bodies are stored)"
+    } else {
+        "off"
+    };
+    report.field("privacy mode", privacy);
+    report.field("in flight", status.requests_in_flight);
+
+    report.section("ENGINES");
+    let mut engines = Table::new(&[
+        Column::left("NAME"),
+        Column::left("KIND"),
+        Column::left("URL"),
+        Column::left("MODELS"),
+        Column::left("HEALTH"),
+        Column::left("LAST ERROR"),
+    ]);
+    for engine in &status.engines {
+        engines.push(vec![
+            engine.name.clone(),
+            dash_if_empty(&engine.kind),
+            dash_if_empty(&engine.base_url),
+            dash_if_empty(&engine.models.join(",")),
+            engine_health_name(engine.health).to_owned(),
+            truncate(&one_line(&engine.last_error), LAST_ERROR_MAX_CHARS),
+        ]);
+    }
+    report.block(&engines.render());
+
+    report.section("ROUTES");
+    let mut routes = Table::new(&[
+        Column::left("NAME"),
+        Column::left("TARGETS (fallback order)"),
+    ]);
+    for route in &status.routes {
+        routes.push(vec![route.name.clone(), route.targets.join(" -> ")]);
+    }
+    report.block(&routes.render());
+
+    report.section("STORE");
+    match &status.store {
+        Some(store) => store_fields(&mut report, store),
+        None => report.block("(not reported)"),
+    }
+    report.text
+}
+
+fn store_fields(report: &mut Report, store: &StoreStatus) {
+    let size = format!(
+        "{} ({} bytes)",
+        format_bytes(store.size_bytes),
+        store.size_bytes
+    );
+    report.field("path", dash_if_empty(&store.path));
+    report.field("size", size);
+    report.field("traces", store.trace_count);
+    report.field(
+        "write queue",
+        format!("{} / {}", store.queue_depth, store.queue_capacity),
+    );
+    report.field("written", store.written);
+    report.field("dropped", store.dropped);
+    report.field("write errors", store.write_errors);
+    report.field("retention deleted", store.retention_deleted);
+}
+
+/// Binary units with one decimal, e.g. "1.5 MiB".
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use llmops_proto::v1::{EngineHealth, EngineStatus, RouteStatus};
+
+    #[test]
+    fn bytes_use_binary_units() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(5 * 1024 * 1024), "5.0 MiB");
+    }
+
+    #[test]
+    fn status_report_lists_engines_routes_and_store() {
+        let status = Status {
+            version: "0.1.0".into(),
+            uptime_seconds: 3661.0,
+            engines: vec![EngineStatus {
+                name: "ollama".into(),
+                kind: "openai".into(),
+                base_url: "http://127.0.0.1:11434/v1".into(),
+                models: vec!["a".into(), "b".into()],
+                health: EngineHealth::Healthy as i32,
+                ..EngineStatus::default()
+            }],
+            routes: vec![RouteStatus {
+                name: "small".into(),
+                targets: vec!["ollama/a".into(), "x/b".into()],
+            }],
+            store: Some(StoreStatus {
+                queue_depth: 3,
+                queue_capacity: 1024,
+                ..StoreStatus::default()
+            }),
+            ..Status::default()
+        };
+        let text = render_status(&status, &Utc);
+        assert!(
+            text.contains("uptime            1h 1m 1s (since -)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ollama  openai  http://127.0.0.1:11434/v1  a,b     healthy\n"),
+            "{text}"
+        );
+        assert!(text.contains("small  ollama/a -> x/b\n"), "{text}");
+        assert!(text.contains("write queue       3 / 1024\n"), "{text}");
+        assert!(!text.contains("(not reported)"), "{text}");
+    }
+}
