@@ -74,7 +74,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stdout.flush();
 
     let mut http_stop = shutdown_signal.clone();
+    // No Nagle: an SSE chunk must leave now, not wait ~40 ms for the client's delayed ACK.
     let server = axum::serve(http_listener, http_router(gateway.clone()))
+        .tcp_nodelay(true)
         .with_graceful_shutdown(async move { http_stop.wait().await });
     let server = std::future::IntoFuture::into_future(server);
     tokio::pin!(server);

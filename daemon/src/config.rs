@@ -92,13 +92,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self {
-            path: String::new(),
-            retention_days: 30,
-            max_traces: 1_000_000,
-            queue_capacity: 10_000,
-            batch_size: 512,
-        }
+        Self { path: String::new(), retention_days: 30, max_traces: 1_000_000, queue_capacity: 10_000, batch_size: 512 }
     }
 }
 
@@ -164,19 +158,15 @@ pub enum GrpcListen {
 
 impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         config.validate()?;
         Ok(config)
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Self::from_toml(&text, path)
     }
 
@@ -186,10 +176,7 @@ impl Config {
         self.grpc_listen()?;
         for (name, engine) in &self.engines {
             let url = reqwest::Url::parse(&engine.base_url).map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "engines.{name}.base_url = {:?} is not a URL: {e}",
-                    engine.base_url
-                ))
+                ConfigError::Invalid(format!("engines.{name}.base_url = {:?} is not a URL: {e}", engine.base_url))
             })?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(ConfigError::Invalid(format!(
@@ -223,10 +210,7 @@ impl Config {
 
     pub fn http_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server.http_listen.parse().map_err(|e| {
-            ConfigError::Invalid(format!(
-                "server.http_listen = {:?} is not HOST:PORT ({e})",
-                self.server.http_listen
-            ))
+            ConfigError::Invalid(format!("server.http_listen = {:?} is not HOST:PORT ({e})", self.server.http_listen))
         })
     }
 
@@ -248,9 +232,7 @@ impl Config {
             }));
         }
         raw.parse().map(GrpcListen::Tcp).map_err(|e| {
-            ConfigError::Invalid(format!(
-                "server.grpc_listen = {raw:?} is neither unix:PATH nor HOST:PORT ({e})"
-            ))
+            ConfigError::Invalid(format!("server.grpc_listen = {raw:?} is neither unix:PATH nor HOST:PORT ({e})"))
         })
     }
 
@@ -300,9 +282,7 @@ mod tests {
 
     #[test]
     fn wrong_type_is_named_with_its_line() {
-        let err = parse("[store]\nretention_days = \"ten\"\n")
-            .expect_err("wrong type refused")
-            .to_string();
+        let err = parse("[store]\nretention_days = \"ten\"\n").expect_err("wrong type refused").to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(err.contains("retention_days"), "{err}");
     }

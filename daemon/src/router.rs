@@ -87,22 +87,21 @@ models = ["shared"]
     fn without_routes_each_engine_model_is_a_route() {
         let router = router(ENGINES);
         assert_eq!(router.names().collect::<Vec<_>>(), ["m1", "shared"]);
-        let chain: Vec<&str> = router.resolve("shared").expect("route").iter().map(|t| t.engine.name.as_str()).collect();
+        let chain: Vec<&str> =
+            router.resolve("shared").expect("route").iter().map(|t| t.engine.name.as_str()).collect();
         assert_eq!(chain, ["a", "b"]);
         assert!(router.resolve("nope").is_none());
     }
 
     #[test]
     fn configured_routes_replace_the_defaults() {
-        let toml = format!("{ENGINES}\n[routes.chat]\ntargets = [{{ engine = \"b\", model = \"shared\" }}, {{ engine = \"a\" }}]\n");
+        let toml = format!(
+            "{ENGINES}\n[routes.chat]\ntargets = [{{ engine = \"b\", model = \"shared\" }}, {{ engine = \"a\" }}]\n"
+        );
         let router = router(&toml);
         assert_eq!(router.names().collect::<Vec<_>>(), ["chat"]);
-        let chain: Vec<(String, String)> = router
-            .resolve("chat")
-            .expect("route")
-            .iter()
-            .map(|t| (t.engine.name.clone(), t.model.clone()))
-            .collect();
+        let chain: Vec<(String, String)> =
+            router.resolve("chat").expect("route").iter().map(|t| (t.engine.name.clone(), t.model.clone())).collect();
         assert_eq!(chain, [("b".into(), "shared".into()), ("a".into(), "chat".into())]);
     }
 }

@@ -33,16 +33,15 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
         if path.is_file() {
             return Ok(path);
         }
-        bail!("{} does not exist (LLMOPS_BIN_DIR is set); build it with `cargo build --workspace --bins`", path.display());
+        bail!(
+            "{} does not exist (LLMOPS_BIN_DIR is set); build it with `cargo build --workspace --bins`",
+            path.display()
+        );
     }
     let exe = std::env::current_exe().context("cannot tell where the running executable is")?;
-    let exe_dir = exe
-        .parent()
-        .ok_or_else(|| anyhow!("{} has no parent directory", exe.display()))?;
-    let candidates: Vec<PathBuf> = std::iter::successors(Some(exe_dir), |dir| dir.parent())
-        .take(2)
-        .map(|dir| dir.join(name))
-        .collect();
+    let exe_dir = exe.parent().ok_or_else(|| anyhow!("{} has no parent directory", exe.display()))?;
+    let candidates: Vec<PathBuf> =
+        std::iter::successors(Some(exe_dir), |dir| dir.parent()).take(2).map(|dir| dir.join(name)).collect();
     if let Some(found) = candidates.iter().find(|path| path.is_file()) {
         return Ok(found.clone());
     }
@@ -93,9 +92,7 @@ fn parse_ready_line(line: &str) -> Option<(String, PathBuf)> {
         if let Some(addr) = field.strip_prefix("http=") {
             http = Some(format!("http://{addr}"));
         } else if let Some(socket) = field.strip_prefix("grpc=") {
-            grpc = Some(PathBuf::from(
-                socket.strip_prefix("unix:").unwrap_or(socket),
-            ));
+            grpc = Some(PathBuf::from(socket.strip_prefix("unix:").unwrap_or(socket)));
         }
     }
     Some((http?, grpc?))
@@ -105,14 +102,11 @@ impl Daemon {
     /// Writes `config_toml` to `data_dir/llmopsd.toml` and starts `llmopsd` on a free HTTP port and a Unix
     /// gRPC socket in `data_dir`; returns once the daemon says it is listening.
     pub async fn start(config_toml: &str, data_dir: &Path) -> anyhow::Result<Daemon> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let config_path = data_dir.join("llmopsd.toml");
-        std::fs::write(&config_path, config_toml)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        std::fs::write(&config_path, config_toml).with_context(|| format!("cannot write {}", config_path.display()))?;
         let log_path = data_dir.join("llmopsd.log");
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
         let socket = data_dir.join("llmopsd.sock");
         let program = binary("llmopsd")?;
         let mut child = Command::new(&program)
@@ -130,10 +124,7 @@ impl Daemon {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", program.display()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("llmopsd stdout was not captured"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("llmopsd stdout was not captured"))?;
         let mut lines = BufReader::new(stdout).lines();
         let mut before_ready = Vec::new();
         let waited = tokio::time::timeout(READY_TIMEOUT, async {
@@ -149,19 +140,11 @@ impl Daemon {
         let failure = match waited {
             Ok(Ok(Some((http_base, grpc_socket)))) => {
                 tokio::spawn(drain(lines));
-                return Ok(Daemon {
-                    http_base,
-                    grpc_socket,
-                    data_dir: data_dir.to_path_buf(),
-                    log_path,
-                    child,
-                });
+                return Ok(Daemon { http_base, grpc_socket, data_dir: data_dir.to_path_buf(), log_path, child });
             }
-            Ok(Ok(None)) => match child.wait().await {
-                Ok(status) => format!("llmopsd exited ({status}) before it was ready"),
-                Err(e) => format!(
-                    "llmopsd closed its stdout before it was ready, and waiting for it failed: {e}"
-                ),
+            Ok(Ok(None)) => match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                Ok(Ok(status)) => format!("llmopsd exited ({status}) before it was ready"),
+                _ => "llmopsd closed its stdout before it was ready".to_owned(),
             },
             Ok(Err(e)) => format!("cannot read llmopsd's stdout: {e}"),
             Err(_) => format!("llmopsd printed no ready line within {READY_TIMEOUT:?}"),
@@ -196,10 +179,7 @@ impl Daemon {
         let Some(pid) = self.child.id() else {
             return;
         };
-        match std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-        {
+        match std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status() {
             Ok(status) if status.success() => {}
             Ok(status) => eprintln!("kill -TERM {pid} failed: {status}"),
             Err(e) => eprintln!("cannot run kill -TERM {pid}: {e}"),
@@ -210,10 +190,7 @@ impl Daemon {
     pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(status) => Ok(status?),
-            Err(_) => bail!(
-                "llmopsd still running after {timeout:?}; log tail:\n{}",
-                self.log_tail(LOG_TAIL_LINES)
-            ),
+            Err(_) => bail!("llmopsd still running after {timeout:?}; log tail:\n{}", self.log_tail(LOG_TAIL_LINES)),
         }
     }
 
@@ -230,21 +207,13 @@ impl Daemon {
                 }
             }))
             .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to gRPC socket {}",
-                    self.grpc_socket.display()
-                )
-            })?;
+            .with_context(|| format!("cannot connect to gRPC socket {}", self.grpc_socket.display()))?;
         Ok(channel)
     }
 
     fn llmopsctl_command(&self, args: &[&str]) -> anyhow::Result<std::process::Command> {
         let mut command = std::process::Command::new(binary("llmopsctl")?);
-        command
-            .arg("--connect")
-            .arg(format!("unix:{}", self.grpc_socket.display()))
-            .args(args);
+        command.arg("--connect").arg(format!("unix:{}", self.grpc_socket.display())).args(args);
         command.stdin(Stdio::null());
         Ok(command)
     }
@@ -252,19 +221,14 @@ impl Daemon {
     /// Runs `llmopsctl --connect unix:<socket> <args>` and returns its output (exit status unchecked).
     pub fn llmopsctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let mut command = self.llmopsctl_command(args)?;
-        command
-            .output()
-            .with_context(|| format!("cannot run llmopsctl {}", args.join(" ")))
+        command.output().with_context(|| format!("cannot run llmopsctl {}", args.join(" ")))
     }
 
     /// [`Daemon::llmopsctl`] without blocking the async runtime.
     pub async fn llmopsctl_async(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let mut command = Command::from(self.llmopsctl_command(args)?);
         command.kill_on_drop(true);
-        command
-            .output()
-            .await
-            .with_context(|| format!("cannot run llmopsctl {}", args.join(" ")))
+        command.output().await.with_context(|| format!("cannot run llmopsctl {}", args.join(" ")))
     }
 }
 
@@ -279,16 +243,8 @@ mod tests {
 
     #[test]
     fn ready_line_gives_addresses() {
-        let parsed = parse_ready_line(
-            "llmopsd listening http=127.0.0.1:4321 grpc=unix:/tmp/x/llmopsd.sock\n",
-        );
-        assert_eq!(
-            parsed,
-            Some((
-                "http://127.0.0.1:4321".to_owned(),
-                PathBuf::from("/tmp/x/llmopsd.sock")
-            ))
-        );
+        let parsed = parse_ready_line("llmopsd listening http=127.0.0.1:4321 grpc=unix:/tmp/x/llmopsd.sock\n");
+        assert_eq!(parsed, Some(("http://127.0.0.1:4321".to_owned(), PathBuf::from("/tmp/x/llmopsd.sock"))));
         assert_eq!(parse_ready_line("something else"), None);
         assert_eq!(parse_ready_line("llmopsd listening http=127.0.0.1:1"), None);
     }

@@ -68,9 +68,22 @@ async fn bad_input_gets_its_status_an_openai_error_and_a_trace() {
             "`temperature`",
         ),
         ("missing messages", "/v1/chat/completions", br#"{"model":"fake-model"}"#.to_vec(), 400, "messages"),
-        ("unknown model", "/v1/chat/completions", serde_json::to_vec(&json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]})).expect("json"), 404, "fake-model"),
+        (
+            "unknown model",
+            "/v1/chat/completions",
+            serde_json::to_vec(&json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}))
+                .expect("json"),
+            404,
+            "fake-model",
+        ),
         ("over-size body", "/v1/chat/completions", oversize, 413, "2048 bytes"),
-        ("invalid UTF-8", "/v1/completions", b"{\"model\":\"fake-model\",\"prompt\":\"\xff\xfe\"}".to_vec(), 400, "invalid JSON body"),
+        (
+            "invalid UTF-8",
+            "/v1/completions",
+            b"{\"model\":\"fake-model\",\"prompt\":\"\xff\xfe\"}".to_vec(),
+            400,
+            "invalid JSON body",
+        ),
         ("embeddings without input", "/v1/embeddings", br#"{"model":"fake-model"}"#.to_vec(), 400, "input"),
     ];
     let mut traced = Vec::new();
@@ -93,6 +106,11 @@ async fn bad_input_gets_its_status_an_openai_error_and_a_trace() {
     }
     let unknown_path = http.get(daemon.url("/v1/nope")).send().await.expect("request");
     assert_eq!(unknown_path.status().as_u16(), 404);
+    request_id(&unknown_path);
+    let models = http.get(daemon.url("/v1/models")).send().await.expect("request");
+    request_id(&models);
+    let models: Value = models.json().await.expect("json");
+    assert_eq!(models["data"][0]["id"], "fake-model");
     // Still serving after all of that.
     let ok = http.post(&chat_url).json(&chat("still here")).send().await.expect("request");
     assert_eq!(ok.status().as_u16(), 200);
@@ -123,7 +141,8 @@ async fn upstream_down_is_502_and_timeout_is_504() {
     assert_eq!(trace.attempts.len(), 1);
     assert!(trace.attempts[0].error.contains("cannot reach"), "{:?}", trace.attempts[0]);
 
-    let slow = FakeUpstream::start(Behavior { first_token_delay_ms: 3_000, ..Behavior::default() }).await.expect("fake");
+    let slow =
+        FakeUpstream::start(Behavior { first_token_delay_ms: 3_000, ..Behavior::default() }).await.expect("fake");
     let (_dir2, daemon) = start(&slow.base_url(), "first_token_timeout_ms = 300\n").await;
     let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
     assert_eq!(response.status().as_u16(), 504);
@@ -157,12 +176,8 @@ async fn chunks_are_forwarded_as_they_arrive() {
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
     let mut body = chat("hi");
     body["stream"] = json!(true);
-    let response = reqwest::Client::new()
-        .post(daemon.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+    let response =
+        reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("request");
     assert_eq!(response.status().as_u16(), 200);
     let mut stream = response.bytes_stream();
     let mut received = String::new();
@@ -183,12 +198,8 @@ async fn client_disconnect_cancels_the_upstream_and_the_trace_says_cancelled() {
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
     let mut body = chat("hi");
     body["stream"] = json!(true);
-    let response = reqwest::Client::new()
-        .post(daemon.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+    let response =
+        reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("request");
     let id = request_id(&response);
     let mut stream = response.bytes_stream();
     for _ in 0..3 {
@@ -205,18 +216,15 @@ async fn client_disconnect_cancels_the_upstream_and_the_trace_says_cancelled() {
 
 #[tokio::test]
 async fn a_stream_cut_mid_way_ends_with_an_error_event() {
-    let upstream = FakeUpstream::start(Behavior { cut_after_chunks: Some(3), reply_words: Some(10), ..Behavior::default() })
-        .await
-        .expect("fake");
+    let upstream =
+        FakeUpstream::start(Behavior { cut_after_chunks: Some(3), reply_words: Some(10), ..Behavior::default() })
+            .await
+            .expect("fake");
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
     let mut body = chat("hi");
     body["stream"] = json!(true);
-    let response = reqwest::Client::new()
-        .post(daemon.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+    let response =
+        reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("request");
     let id = request_id(&response);
     let text = response.text().await.expect("the daemon ends its stream cleanly");
     let last_event = text.trim_end().rsplit("\n\n").next().unwrap_or_default();
@@ -233,11 +241,8 @@ async fn watch_sends_started_and_finished_events() {
     let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake");
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
     let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("grpc"));
-    let mut events = client
-        .watch_traces(pb::WatchTracesRequest { include_bodies: true })
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut events =
+        client.watch_traces(pb::WatchTracesRequest { include_bodies: true }).await.expect("watch").into_inner();
     let response = reqwest::Client::new()
         .post(daemon.url("/v1/chat/completions"))
         .json(&chat("live"))
@@ -272,7 +277,8 @@ async fn traces_survive_a_restart() {
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..50 {
-        let response = http.post(daemon.url("/v1/chat/completions")).json(&chat(&format!("n{i}"))).send().await.expect("request");
+        let response =
+            http.post(daemon.url("/v1/chat/completions")).json(&chat(&format!("n{i}"))).send().await.expect("request");
         assert_eq!(response.status().as_u16(), 200);
         ids.push(request_id(&response));
     }

@@ -38,10 +38,7 @@ impl FromStr for Target {
     type Err = BadAddress;
 
     fn from_str(address: &str) -> Result<Self, Self::Err> {
-        let bad = |reason| BadAddress {
-            address: address.to_owned(),
-            reason,
-        };
+        let bad = |reason| BadAddress { address: address.to_owned(), reason };
         let trimmed = address.trim();
         if trimmed.is_empty() {
             return Err(bad("empty"));
@@ -59,9 +56,7 @@ impl FromStr for Target {
         }
         if trimmed.starts_with("https://") {
             // tonic's TLS features are off in this workspace; plaintext to a TLS port fails obscurely.
-            return Err(bad(
-                "https needs TLS, which this build of llmopsctl does not include",
-            ));
+            return Err(bad("https needs TLS, which this build of llmopsctl does not include"));
         }
         if trimmed.starts_with("http://") {
             return parse_url(trimmed).map(Target::Url).map_err(bad);
@@ -94,8 +89,7 @@ fn parse_host_port(address: &str) -> Result<String, &'static str> {
     if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
         return Err("IPv6 hosts go in brackets, like [::1]:50051");
     }
-    port.parse::<u16>()
-        .map_err(|_| "the port must be a number from 0 to 65535")?;
+    port.parse::<u16>().map_err(|_| "the port must be a number from 0 to 65535")?;
     parse_url(&format!("http://{host}:{port}"))
 }
 
@@ -112,10 +106,7 @@ impl Target {
     /// The socket a daemon started without flags listens on (see `llmops_proto::paths`).
     pub fn default_socket() -> Self {
         let data_dir = default_data_dir();
-        Target::Unix(pick_socket(
-            &default_socket_path(&data_dir),
-            &data_dir.join(SOCKET_NAME),
-        ))
+        Target::Unix(pick_socket(&default_socket_path(&data_dir), &data_dir.join(SOCKET_NAME)))
     }
 }
 
@@ -143,35 +134,17 @@ mod tests {
         assert_eq!(parse("unix:/run/llmops/llmopsd.sock"), Ok(sock.clone()));
         assert_eq!(parse("unix:///run/llmops/llmopsd.sock"), Ok(sock.clone()));
         assert_eq!(parse("/run/llmops/llmopsd.sock"), Ok(sock.clone()));
-        assert_eq!(
-            parse("./d.sock"),
-            Ok(Target::Unix(PathBuf::from("./d.sock")))
-        );
+        assert_eq!(parse("./d.sock"), Ok(Target::Unix(PathBuf::from("./d.sock"))));
         assert_eq!(sock.to_string(), "unix:/run/llmops/llmopsd.sock");
     }
 
     #[test]
     fn url_addresses_are_normalised() {
-        assert_eq!(
-            parse("http://127.0.0.1:50051"),
-            Ok(Target::Url("http://127.0.0.1:50051".into()))
-        );
-        assert_eq!(
-            parse("http://localhost:50051/"),
-            Ok(Target::Url("http://localhost:50051".into()))
-        );
-        assert_eq!(
-            parse("localhost:50051"),
-            Ok(Target::Url("http://localhost:50051".into()))
-        );
-        assert_eq!(
-            parse("[::1]:50051"),
-            Ok(Target::Url("http://[::1]:50051".into()))
-        );
-        assert_eq!(
-            parse("localhost:50051").map(|t| t.to_string()),
-            Ok("http://localhost:50051".to_owned())
-        );
+        assert_eq!(parse("http://127.0.0.1:50051"), Ok(Target::Url("http://127.0.0.1:50051".into())));
+        assert_eq!(parse("http://localhost:50051/"), Ok(Target::Url("http://localhost:50051".into())));
+        assert_eq!(parse("localhost:50051"), Ok(Target::Url("http://localhost:50051".into())));
+        assert_eq!(parse("[::1]:50051"), Ok(Target::Url("http://[::1]:50051".into())));
+        assert_eq!(parse("localhost:50051").map(|t| t.to_string()), Ok("http://localhost:50051".to_owned()));
     }
 
     #[test]
@@ -180,53 +153,29 @@ mod tests {
         assert_eq!(parse("unix:"), Err("no socket path after unix:"));
         assert_eq!(parse("localhost"), Err("no port (use host:port)"));
         assert_eq!(parse(":50051"), Err("no host"));
-        assert_eq!(
-            parse("localhost:http"),
-            Err("the port must be a number from 0 to 65535")
-        );
-        assert_eq!(
-            parse("localhost:70000"),
-            Err("the port must be a number from 0 to 65535")
-        );
-        assert_eq!(
-            parse("::1:50051"),
-            Err("IPv6 hosts go in brackets, like [::1]:50051")
-        );
+        assert_eq!(parse("localhost:http"), Err("the port must be a number from 0 to 65535"));
+        assert_eq!(parse("localhost:70000"), Err("the port must be a number from 0 to 65535"));
+        assert_eq!(parse("::1:50051"), Err("IPv6 hosts go in brackets, like [::1]:50051"));
         assert_eq!(parse("ftp://host:21"), Err("unsupported scheme"));
         assert_eq!(
             parse("https://llmops.example:443"),
             Err("https needs TLS, which this build of llmopsctl does not include")
         );
-        assert_eq!(
-            parse("http://host:1/api"),
-            Err("gRPC addresses take no path or query")
-        );
+        assert_eq!(parse("http://host:1/api"), Err("gRPC addresses take no path or query"));
         assert_eq!(parse("http://"), Err("not a valid URL"));
         let message = "nope".parse::<Target>().expect_err("no port").to_string();
-        assert!(
-            message.starts_with("bad address \"nope\": no port"),
-            "{message}"
-        );
+        assert!(message.starts_with("bad address \"nope\": no port"), "{message}");
     }
 
     #[test]
     fn fallback_socket_is_used_only_when_the_preferred_one_is_missing() {
-        let dir =
-            std::env::temp_dir().join(format!("llmopsctl-pick-socket-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("llmopsctl-pick-socket-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let preferred = dir.join("runtime.sock");
         let fallback = dir.join("data.sock");
-        assert_eq!(
-            pick_socket(&preferred, &fallback),
-            preferred,
-            "neither exists"
-        );
+        assert_eq!(pick_socket(&preferred, &fallback), preferred, "neither exists");
         std::fs::write(&fallback, b"").expect("create fallback");
-        assert_eq!(
-            pick_socket(&preferred, &fallback),
-            fallback,
-            "only the fallback exists"
-        );
+        assert_eq!(pick_socket(&preferred, &fallback), fallback, "only the fallback exists");
         std::fs::write(&preferred, b"").expect("create preferred");
         assert_eq!(pick_socket(&preferred, &fallback), preferred, "both exist");
         std::fs::remove_dir_all(&dir).expect("clean up");

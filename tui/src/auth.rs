@@ -29,11 +29,7 @@ impl BearerAuth {
     pub fn new(token: Option<&str>) -> Result<Self, InvalidToken> {
         let header = match token.map(str::trim).filter(|t| !t.is_empty()) {
             None => None,
-            Some(token) => Some(
-                format!("Bearer {token}")
-                    .parse()
-                    .map_err(|_| InvalidToken)?,
-            ),
+            Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| InvalidToken)?),
         };
         Ok(Self { header })
     }
@@ -42,11 +38,7 @@ impl BearerAuth {
 // Hand-written so a token never ends up in debug output or logs.
 impl fmt::Debug for BearerAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let token = if self.header.is_some() {
-            "<redacted>"
-        } else {
-            "<none>"
-        };
+        let token = if self.header.is_some() { "<redacted>" } else { "<none>" };
         f.debug_struct("BearerAuth").field("token", &token).finish()
     }
 }
@@ -54,9 +46,7 @@ impl fmt::Debug for BearerAuth {
 impl Interceptor for BearerAuth {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if let Some(header) = &self.header {
-            request
-                .metadata_mut()
-                .insert("authorization", header.clone());
+            request.metadata_mut().insert("authorization", header.clone());
         }
         Ok(request)
     }
@@ -67,13 +57,8 @@ mod tests {
     use super::*;
 
     fn authorization_of(mut auth: BearerAuth) -> Option<String> {
-        let request = auth
-            .call(Request::new(()))
-            .expect("interceptor never rejects");
-        request
-            .metadata()
-            .get("authorization")
-            .map(|v| v.to_str().expect("ascii header").to_owned())
+        let request = auth.call(Request::new(())).expect("interceptor never rejects");
+        request.metadata().get("authorization").map(|v| v.to_str().expect("ascii header").to_owned())
     }
 
     #[test]
@@ -85,10 +70,7 @@ mod tests {
     #[test]
     fn missing_or_blank_token_sends_no_header() {
         assert_eq!(authorization_of(BearerAuth::new(None).expect("none")), None);
-        assert_eq!(
-            authorization_of(BearerAuth::new(Some("  ")).expect("blank")),
-            None
-        );
+        assert_eq!(authorization_of(BearerAuth::new(Some("  ")).expect("blank")), None);
     }
 
     #[test]

@@ -48,10 +48,7 @@ impl Daemon {
             Target::Unix(path) => connect_unix(path.clone()).await,
             Target::Url(url) => connect_url(url).await,
         };
-        let channel = channel.map_err(|cause| Unreachable {
-            target: target.to_string(),
-            cause,
-        })?;
+        let channel = channel.map_err(|cause| Unreachable { target: target.to_string(), cause })?;
         Ok(Self { channel, auth })
     }
 
@@ -73,11 +70,7 @@ async fn connect_url(url: &str) -> Result<Channel, String> {
         return Err("https is not supported by this build (no TLS)".to_owned());
     }
     let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|err| describe_error(&err))?;
-    endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|err| describe_error(&err))
+    endpoint.connect_timeout(CONNECT_TIMEOUT).connect().await.map_err(|err| describe_error(&err))
 }
 
 #[cfg(unix)]
@@ -127,15 +120,9 @@ mod tests {
     #[tokio::test]
     async fn missing_socket_is_unreachable_with_the_os_reason() {
         let target = Target::Unix(PathBuf::from("/nonexistent/llmopsctl-test.sock"));
-        let err = Daemon::connect(&target, BearerAuth::default())
-            .await
-            .expect_err("no daemon there");
+        let err = Daemon::connect(&target, BearerAuth::default()).await.expect_err("no daemon there");
         assert_eq!(err.target, "unix:/nonexistent/llmopsctl-test.sock");
-        assert!(
-            err.cause.contains("No such file or directory"),
-            "{}",
-            err.cause
-        );
+        assert!(err.cause.contains("No such file or directory"), "{}", err.cause);
         assert!(!err.cause.starts_with("transport error"), "{}", err.cause);
     }
 }

@@ -1,8 +1,6 @@
 //! `--json` output. Scripts and the end-to-end tests read these shapes, so keys are exactly the proto
 //! field names, enums are short lowercase names, absent optional fields are `null` and integers stay numbers.
-use llmops_proto::v1::{
-    Attempt, EngineStatus, RouteStatus, Status, StoreStatus, Trace, TraceEvent,
-};
+use llmops_proto::v1::{Attempt, EngineStatus, RouteStatus, Status, StoreStatus, Trace, TraceEvent};
 use serde_json::{json, Value};
 
 use crate::names::{engine_health_name, event_kind_name, trace_status_name};
@@ -187,12 +185,7 @@ mod tests {
     #[test]
     fn trace_has_every_proto_field_and_nothing_else() {
         let value = trace_to_json(&Trace::default());
-        let mut keys: Vec<&str> = value
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let mut keys: Vec<&str> = value.as_object().expect("object").keys().map(String::as_str).collect();
         keys.sort_unstable();
         let mut expected = vec![
             "id",
@@ -240,17 +233,11 @@ mod tests {
 
     #[test]
     fn event_has_kind_and_trace() {
-        let event = TraceEvent {
-            kind: Kind::Started as i32,
-            trace: Some(sample_trace()),
-        };
+        let event = TraceEvent { kind: Kind::Started as i32, trace: Some(sample_trace()) };
         let value = event_to_json(&event);
         assert_eq!(value["kind"], "started");
         assert_eq!(value["trace"]["route"], "small");
-        let empty = event_to_json(&TraceEvent {
-            kind: Kind::Finished as i32,
-            trace: None,
-        });
+        let empty = event_to_json(&TraceEvent { kind: Kind::Finished as i32, trace: None });
         assert_eq!(empty, json!({"kind": "finished", "trace": null}));
     }
 
@@ -269,15 +256,8 @@ mod tests {
                 last_error: "connection refused".into(),
                 last_checked_unix_ms: 5,
             }],
-            routes: vec![RouteStatus {
-                name: "small".into(),
-                targets: vec!["ollama/qwen2.5:0.5b".into()],
-            }],
-            store: Some(StoreStatus {
-                trace_count: 3,
-                dropped: 1,
-                ..StoreStatus::default()
-            }),
+            routes: vec![RouteStatus { name: "small".into(), targets: vec!["ollama/qwen2.5:0.5b".into()] }],
+            store: Some(StoreStatus { trace_count: 3, dropped: 1, ..StoreStatus::default() }),
             requests_in_flight: 2,
             ..Status::default()
         };
@@ -286,10 +266,7 @@ mod tests {
         assert_eq!(value["privacy_mode"], true);
         assert_eq!(value["engines"][0]["health"], "unhealthy");
         assert_eq!(value["engines"][0]["models"], json!(["qwen2.5:0.5b"]));
-        assert_eq!(
-            value["routes"],
-            json!([{"name": "small", "targets": ["ollama/qwen2.5:0.5b"]}])
-        );
+        assert_eq!(value["routes"], json!([{"name": "small", "targets": ["ollama/qwen2.5:0.5b"]}]));
         assert_eq!(value["store"]["trace_count"], 3);
         assert_eq!(value["store"]["dropped"], 1);
         assert_eq!(value["requests_in_flight"], 2);

@@ -38,17 +38,7 @@ mod tests {
     #[test]
     fn trace_status_names() {
         let names: Vec<_> = (0..=5).map(trace_status_name).collect();
-        assert_eq!(
-            names,
-            [
-                "unspecified",
-                "ok",
-                "rejected",
-                "error",
-                "cancelled",
-                "in_flight"
-            ]
-        );
+        assert_eq!(names, ["unspecified", "ok", "rejected", "error", "cancelled", "in_flight"]);
         assert_eq!(trace_status_name(42), "unspecified");
     }
 
@@ -56,10 +46,7 @@ mod tests {
     fn engine_health_names() {
         assert_eq!(engine_health_name(EngineHealth::Unknown as i32), "unknown");
         assert_eq!(engine_health_name(EngineHealth::Healthy as i32), "healthy");
-        assert_eq!(
-            engine_health_name(EngineHealth::Unhealthy as i32),
-            "unhealthy"
-        );
+        assert_eq!(engine_health_name(EngineHealth::Unhealthy as i32), "unhealthy");
         assert_eq!(engine_health_name(0), "unspecified");
         assert_eq!(engine_health_name(-1), "unspecified");
     }

@@ -15,20 +15,13 @@ pub async fn list_traces(
     filter: &ListTracesRequest,
     limit: usize,
 ) -> Result<Vec<Trace>, tonic::Status> {
-    let page_max = if filter.include_bodies {
-        PAGE_MAX_WITH_BODIES
-    } else {
-        PAGE_MAX
-    };
+    let page_max = if filter.include_bodies { PAGE_MAX_WITH_BODIES } else { PAGE_MAX };
     let mut traces: Vec<Trace> = Vec::new();
     let mut page_token = String::new();
     while traces.len() < limit {
         let page_size = page_size(limit - traces.len(), page_max);
-        let request = ListTracesRequest {
-            limit: page_size,
-            page_token: std::mem::take(&mut page_token),
-            ..filter.clone()
-        };
+        let request =
+            ListTracesRequest { limit: page_size, page_token: std::mem::take(&mut page_token), ..filter.clone() };
         let page = client.list_traces(request).await?.into_inner();
         // An empty page that still has a token would otherwise loop forever.
         if page.traces.is_empty() {

@@ -4,9 +4,7 @@ use chrono::{DateTime, TimeZone};
 use llmops_proto::v1::{Trace, TraceStatus};
 
 use crate::names::trace_status_name;
-use crate::text::{
-    dash_if_empty, error_text, format_ms, http_status_text, one_line, optional_ms, truncate, UNSET,
-};
+use crate::text::{dash_if_empty, error_text, format_ms, http_status_text, one_line, optional_ms, truncate, UNSET};
 use crate::when::short_time;
 
 const COLUMN_GAP: &str = "  ";
@@ -29,26 +27,15 @@ pub struct Column {
 impl Column {
     /// A column for whole tables only (no stream width).
     pub const fn left(title: &'static str) -> Self {
-        Self {
-            title,
-            align: Align::Left,
-            stream_width: 0,
-        }
+        Self { title, align: Align::Left, stream_width: 0 }
     }
 
     pub const fn right(title: &'static str) -> Self {
-        Self {
-            title,
-            align: Align::Right,
-            stream_width: 0,
-        }
+        Self { title, align: Align::Right, stream_width: 0 }
     }
 
     const fn streamed(self, stream_width: usize) -> Self {
-        Self {
-            stream_width,
-            ..self
-        }
+        Self { stream_width, ..self }
     }
 }
 
@@ -76,10 +63,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(columns: &[Column]) -> Self {
-        Self {
-            columns: columns.to_vec(),
-            rows: Vec::new(),
-        }
+        Self { columns: columns.to_vec(), rows: Vec::new() }
     }
 
     pub fn push(&mut self, row: Vec<String>) {
@@ -88,11 +72,7 @@ impl Table {
 
     /// The header line and one line per row, each ending in a newline.
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = self
-            .columns
-            .iter()
-            .map(|c| c.title.chars().count())
-            .collect();
+        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.title.chars().count()).collect();
         for row in &self.rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
@@ -136,11 +116,7 @@ pub fn trace_cells<Tz: TimeZone>(trace: &Trace, now: &DateTime<Tz>) -> Vec<Strin
 where
     Tz::Offset: std::fmt::Display,
 {
-    let model = if trace.model_served.is_empty() {
-        &trace.model_requested
-    } else {
-        &trace.model_served
-    };
+    let model = if trace.model_served.is_empty() { &trace.model_requested } else { &trace.model_served };
     // An in-flight trace has no outcome yet: zeros there would read as measurements.
     let finished = trace.status != TraceStatus::InFlight as i32;
     let tokens = |count: u64| {
@@ -186,10 +162,7 @@ pub fn stream_line<Tz: TimeZone>(event_name: &str, trace: &Trace, now: &DateTime
 where
     Tz::Offset: std::fmt::Display,
 {
-    format!(
-        "{event_name:<8}{COLUMN_GAP}{}",
-        join_stream_cells(&trace_cells(trace, now))
-    )
+    format!("{event_name:<8}{COLUMN_GAP}{}", join_stream_cells(&trace_cells(trace, now)))
 }
 
 fn join_stream_cells(cells: &[String]) -> String {
@@ -203,9 +176,7 @@ mod tests {
     use chrono::Utc;
 
     fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 5, 29, 18, 0, 0)
-            .single()
-            .expect("valid date")
+        Utc.with_ymd_and_hms(2024, 5, 29, 18, 0, 0).single().expect("valid date")
     }
 
     fn finished_trace() -> Trace {
@@ -260,26 +231,16 @@ mod tests {
             ..finished_trace()
         };
         let cells = trace_cells(&trace, &now());
-        assert_eq!(
-            cells[3..],
-            ["small", "in_flight", "-", "-", "-", "-", "-", ""]
-        );
+        assert_eq!(cells[3..], ["small", "in_flight", "-", "-", "-", "-", "-", ""]);
     }
 
     #[test]
     fn table_aligns_columns_and_trims_line_ends() {
-        let columns = [
-            Column::left("NAME"),
-            Column::right("N"),
-            Column::left("NOTE"),
-        ];
+        let columns = [Column::left("NAME"), Column::right("N"), Column::left("NOTE")];
         let mut table = Table::new(&columns);
         table.push(vec!["alpha".into(), "7".into(), String::new()]);
         table.push(vec!["b".into(), "1234".into(), "x".into()]);
-        assert_eq!(
-            table.render(),
-            "NAME      N  NOTE\nalpha     7\nb      1234  x\n"
-        );
+        assert_eq!(table.render(), "NAME      N  NOTE\nalpha     7\nb      1234  x\n");
     }
 
     #[test]
@@ -287,9 +248,6 @@ mod tests {
         let header = stream_header();
         let line = stream_line("FINISHED", &finished_trace(), &now());
         assert!(line.starts_with("FINISHED  16:26:40  t-1"), "{line}");
-        assert_eq!(
-            header.find("HTTP").map(|i| i + 4),
-            line.find("502").map(|i| i + 3)
-        );
+        assert_eq!(header.find("HTTP").map(|i| i + 4), line.find("502").map(|i| i + 3));
     }
 }

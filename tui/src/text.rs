@@ -62,16 +62,9 @@ mod tests {
 
     #[test]
     fn error_text_joins_type_and_message() {
-        let both = Trace {
-            error_type: "timeout".into(),
-            error_message: "after 30s".into(),
-            ..Trace::default()
-        };
+        let both = Trace { error_type: "timeout".into(), error_message: "after 30s".into(), ..Trace::default() };
         assert_eq!(error_text(&both), "timeout: after 30s");
-        let only_type = Trace {
-            error_type: "timeout".into(),
-            ..Trace::default()
-        };
+        let only_type = Trace { error_type: "timeout".into(), ..Trace::default() };
         assert_eq!(error_text(&only_type), "timeout");
         assert_eq!(error_text(&Trace::default()), "");
     }

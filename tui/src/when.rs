@@ -5,14 +5,11 @@ use chrono::{DateTime, TimeZone};
 
 /// Parses a humantime duration such as "10m", "2h", "1d" or "1h30m" (clap value parser).
 pub fn parse_ago(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|err| format!("{err} (expected a duration like 30s, 10m, 2h or 1d)"))
+    humantime::parse_duration(text.trim()).map_err(|err| format!("{err} (expected a duration like 30s, 10m, 2h or 1d)"))
 }
 
 pub fn now_unix_ms() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -94,32 +91,17 @@ mod tests {
 
     #[test]
     fn short_time_shows_the_date_only_for_other_days() {
-        let now = Utc
-            .with_ymd_and_hms(2024, 5, 29, 16, 0, 0)
-            .single()
-            .expect("valid date");
-        let same_day = Utc
-            .with_ymd_and_hms(2024, 5, 29, 9, 5, 7)
-            .single()
-            .expect("valid date");
-        let day_before = Utc
-            .with_ymd_and_hms(2024, 5, 28, 23, 59, 59)
-            .single()
-            .expect("valid date");
+        let now = Utc.with_ymd_and_hms(2024, 5, 29, 16, 0, 0).single().expect("valid date");
+        let same_day = Utc.with_ymd_and_hms(2024, 5, 29, 9, 5, 7).single().expect("valid date");
+        let day_before = Utc.with_ymd_and_hms(2024, 5, 28, 23, 59, 59).single().expect("valid date");
         assert_eq!(short_time(same_day.timestamp_millis(), &now), "09:05:07");
-        assert_eq!(
-            short_time(day_before.timestamp_millis(), &now),
-            "2024-05-28 23:59:59"
-        );
+        assert_eq!(short_time(day_before.timestamp_millis(), &now), "2024-05-28 23:59:59");
         assert_eq!(short_time(0, &now), "-");
     }
 
     #[test]
     fn full_time_has_millis_and_offset() {
-        assert_eq!(
-            full_time(1_717_000_000_123, &Utc),
-            "2024-05-29 16:26:40.123 +00:00"
-        );
+        assert_eq!(full_time(1_717_000_000_123, &Utc), "2024-05-29 16:26:40.123 +00:00");
         assert_eq!(full_time(0, &Utc), "-");
     }
 

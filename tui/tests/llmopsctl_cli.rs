@@ -8,9 +8,8 @@ use llmops_proto::v1::status_service_server::{StatusService, StatusServiceServer
 use llmops_proto::v1::trace_event::Kind;
 use llmops_proto::v1::trace_service_server::{TraceService, TraceServiceServer};
 use llmops_proto::v1::{
-    EngineHealth, EngineStatus, GetStatusRequest, GetTraceRequest, ListTracesRequest,
-    ListTracesResponse, RouteStatus, Status, StoreStatus, Trace, TraceEvent, TraceStatus,
-    WatchTracesRequest,
+    EngineHealth, EngineStatus, GetStatusRequest, GetTraceRequest, ListTracesRequest, ListTracesResponse, RouteStatus,
+    Status, StoreStatus, Trace, TraceEvent, TraceStatus, WatchTracesRequest,
 };
 use serde_json::Value;
 use tonic::{Request, Response};
@@ -45,13 +44,9 @@ struct FakeDaemon {
 
 /// The fake's answer to a call without the right `authorization` header.
 fn token_error<T>(request: &Request<T>) -> Option<tonic::Status> {
-    let header = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
+    let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
     let expected = format!("Bearer {TOKEN}");
-    (header != Some(expected.as_str()))
-        .then(|| tonic::Status::unauthenticated("missing or wrong token"))
+    (header != Some(expected.as_str())).then(|| tonic::Status::unauthenticated("missing or wrong token"))
 }
 
 #[tonic::async_trait]
@@ -67,22 +62,12 @@ impl TraceService for FakeDaemon {
         let start: usize = request.page_token.parse().unwrap_or(0);
         let end = (start + (request.limit as usize).min(FAKE_PAGE_MAX)).min(5);
         self.list_requests.lock().expect("lock").push(request);
-        let next_page_token = if end < 5 {
-            end.to_string()
-        } else {
-            String::new()
-        };
+        let next_page_token = if end < 5 { end.to_string() } else { String::new() };
         let traces = (start..end).map(sample_trace).collect();
-        Ok(Response::new(ListTracesResponse {
-            traces,
-            next_page_token,
-        }))
+        Ok(Response::new(ListTracesResponse { traces, next_page_token }))
     }
 
-    async fn get_trace(
-        &self,
-        request: Request<GetTraceRequest>,
-    ) -> Result<Response<Trace>, tonic::Status> {
+    async fn get_trace(&self, request: Request<GetTraceRequest>) -> Result<Response<Trace>, tonic::Status> {
         if let Some(err) = token_error(&request) {
             return Err(err);
         }
@@ -92,8 +77,7 @@ impl TraceService for FakeDaemon {
         }
     }
 
-    type WatchTracesStream =
-        tokio_stream::Iter<std::vec::IntoIter<Result<TraceEvent, tonic::Status>>>;
+    type WatchTracesStream = tokio_stream::Iter<std::vec::IntoIter<Result<TraceEvent, tonic::Status>>>;
 
     async fn watch_traces(
         &self,
@@ -102,22 +86,11 @@ impl TraceService for FakeDaemon {
         if let Some(err) = token_error(&request) {
             return Err(err);
         }
-        let started = Trace {
-            status: TraceStatus::InFlight as i32,
-            ..sample_trace(0)
-        };
+        let started = Trace { status: TraceStatus::InFlight as i32, ..sample_trace(0) };
         let events = vec![
-            Ok(TraceEvent {
-                kind: Kind::Started as i32,
-                trace: Some(started),
-            }),
-            Ok(TraceEvent {
-                kind: Kind::Finished as i32,
-                trace: Some(sample_trace(0)),
-            }),
-            Err(tonic::Status::resource_exhausted(
-                "viewer too slow: missed 7 events",
-            )),
+            Ok(TraceEvent { kind: Kind::Started as i32, trace: Some(started) }),
+            Ok(TraceEvent { kind: Kind::Finished as i32, trace: Some(sample_trace(0)) }),
+            Err(tonic::Status::resource_exhausted("viewer too slow: missed 7 events")),
         ];
         Ok(Response::new(tokio_stream::iter(events)))
     }
@@ -125,10 +98,7 @@ impl TraceService for FakeDaemon {
 
 #[tonic::async_trait]
 impl StatusService for FakeDaemon {
-    async fn get_status(
-        &self,
-        request: Request<GetStatusRequest>,
-    ) -> Result<Response<Status>, tonic::Status> {
+    async fn get_status(&self, request: Request<GetStatusRequest>) -> Result<Response<Status>, tonic::Status> {
         if let Some(err) = token_error(&request) {
             return Err(err);
         }
@@ -140,14 +110,8 @@ impl StatusService for FakeDaemon {
                 health: EngineHealth::Healthy as i32,
                 ..EngineStatus::default()
             }],
-            routes: vec![RouteStatus {
-                name: "small".into(),
-                targets: vec!["local/tiny-1b".into()],
-            }],
-            store: Some(StoreStatus {
-                trace_count: 5,
-                ..StoreStatus::default()
-            }),
+            routes: vec![RouteStatus { name: "small".into(), targets: vec!["local/tiny-1b".into()] }],
+            store: Some(StoreStatus { trace_count: 5, ..StoreStatus::default() }),
             ..Status::default()
         }))
     }
@@ -180,11 +144,7 @@ async fn llmopsctl(socket: &std::path::Path, args: &[&str]) -> Output {
 }
 
 fn stdout_json(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
 
@@ -197,37 +157,18 @@ async fn status_and_traces_as_json() {
     assert_eq!(status["engines"][0]["health"], "healthy");
     assert_eq!(status["store"]["trace_count"], 5);
 
-    let traces = stdout_json(
-        &llmopsctl(
-            &socket,
-            &["traces", "--json", "--limit", "3", "--token", TOKEN],
-        )
-        .await,
-    );
-    let ids: Vec<&str> = traces
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|t| t["id"].as_str())
-        .collect();
+    let traces = stdout_json(&llmopsctl(&socket, &["traces", "--json", "--limit", "3", "--token", TOKEN]).await);
+    let ids: Vec<&str> = traces.as_array().expect("array").iter().filter_map(|t| t["id"].as_str()).collect();
     assert_eq!(ids, ["trace-0", "trace-1", "trace-2"]);
     assert_eq!(traces[1]["status"], "ok");
     assert_eq!(traces[1]["prompt_text"], "user: question 1");
     assert_eq!(traces[1]["ttft_ms"], Value::Null);
     let requests = fake.list_requests.lock().expect("lock").clone();
-    assert_eq!(
-        requests.iter().map(|r| r.limit).collect::<Vec<_>>(),
-        [3, 1],
-        "second page asks for the rest"
-    );
+    assert_eq!(requests.iter().map(|r| r.limit).collect::<Vec<_>>(), [3, 1], "second page asks for the rest");
     assert_eq!(requests[1].page_token, "2");
-    assert!(
-        requests.iter().all(|r| r.include_bodies),
-        "JSON output includes bodies"
-    );
+    assert!(requests.iter().all(|r| r.include_bodies), "JSON output includes bodies");
 
-    let trace =
-        stdout_json(&llmopsctl(&socket, &["trace", "trace-1", "--json", "--token", TOKEN]).await);
+    let trace = stdout_json(&llmopsctl(&socket, &["trace", "trace-1", "--json", "--token", TOKEN]).await);
     assert_eq!(trace["id"], "trace-1");
     assert_eq!(trace["tokens_estimated"], true);
 }
@@ -241,18 +182,11 @@ async fn text_output_and_error_exits() {
     assert!(text.starts_with("TIME"), "{text}");
     assert!(text.contains("trace-4  small  tiny-1b  ok"), "{text}");
     assert!(text.contains("10~"), "{text}");
-    assert_eq!(
-        text.lines().count(),
-        6,
-        "header and all five traces: {text}"
-    );
+    assert_eq!(text.lines().count(), 6, "header and all five traces: {text}");
 
     let missing = llmopsctl(&socket, &["trace", "nope", "--token", TOKEN]).await;
     assert_eq!(missing.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&missing.stderr),
-        "llmopsctl: no trace with id nope\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&missing.stderr), "llmopsctl: no trace with id nope\n");
 
     let no_token = llmopsctl(&socket, &["status"]).await;
     assert_eq!(no_token.status.code(), Some(1));
@@ -265,10 +199,7 @@ async fn text_output_and_error_exits() {
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect();
     assert_eq!(lines.len(), 2);
-    assert_eq!(
-        (&lines[0]["kind"], &lines[0]["trace"]["status"]),
-        (&"started".into(), &"in_flight".into())
-    );
+    assert_eq!((&lines[0]["kind"], &lines[0]["trace"]["status"]), (&"started".into(), &"in_flight".into()));
     assert_eq!(lines[1]["kind"], "finished");
     assert!(String::from_utf8_lossy(&watch.stderr).contains("viewer too slow: missed 7 events"));
 }
@@ -279,13 +210,7 @@ async fn unreachable_daemon_exits_2_with_one_line() {
     let output = llmopsctl(&socket, &["status"]).await;
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.starts_with("llmopsctl: cannot reach llmopsd at unix:/nonexistent/llmopsd.sock: "),
-        "{stderr}"
-    );
-    assert!(
-        stderr.ends_with("(is llmopsd running? use --connect)\n"),
-        "{stderr}"
-    );
+    assert!(stderr.starts_with("llmopsctl: cannot reach llmopsd at unix:/nonexistent/llmopsd.sock: "), "{stderr}");
+    assert!(stderr.ends_with("(is llmopsd running? use --connect)\n"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1);
 }

@@ -36,7 +36,8 @@ impl Engines {
 
     /// Keeps each engine's health current between requests, until shutdown.
     pub fn spawn_health_probes(&self, shutdown: crate::shutdown::Shutdown) {
-        for engine in self.by_name.values().cloned() {
+        for engine in self.by_name.values() {
+            let engine = engine.clone();
             let mut shutdown = shutdown.clone();
             tokio::spawn(async move {
                 loop {

@@ -61,7 +61,11 @@ impl OpenAiEngine {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             api_key,
             client,
-            health: Mutex::new(HealthState { health: Health::Unknown, last_error: String::new(), last_checked_unix_ms: 0 }),
+            health: Mutex::new(HealthState {
+                health: Health::Unknown,
+                last_error: String::new(),
+                last_checked_unix_ms: 0,
+            }),
         })
     }
 

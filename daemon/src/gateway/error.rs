@@ -51,9 +51,7 @@ impl GatewayError {
     /// The OpenAI `error.type`.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::ModelNotFound(_) | Self::BodyTooLarge { .. } => {
-                "invalid_request_error"
-            }
+            Self::InvalidRequest { .. } | Self::ModelNotFound(_) | Self::BodyTooLarge { .. } => "invalid_request_error",
             Self::NotFound(_) => "not_found_error",
             Self::Upstream(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",

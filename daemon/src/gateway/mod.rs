@@ -12,7 +12,7 @@ use crate::trace::Recorder;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
@@ -20,6 +20,9 @@ use request::Endpoint;
 use serde_json::json;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+
+/// The response header that carries the request (and trace) id.
+pub const REQUEST_ID: &str = "x-request-id";
 
 pub struct Gateway {
     pub router: ModelRouter,
@@ -44,6 +47,7 @@ pub fn http_router(gateway: Arc<Gateway>) -> axum::Router {
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(ensure_request_id))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
@@ -73,6 +77,16 @@ async fn models(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> 
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// Generation requests set `x-request-id` to their trace id; every other answer gets a fresh one.
+async fn ensure_request_id(mut response: Response) -> Response {
+    if !response.headers().contains_key(REQUEST_ID) {
+        if let Ok(value) = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+    }
+    response
 }
 
 async fn not_found(uri: Uri) -> Response {

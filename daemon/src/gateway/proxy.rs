@@ -37,7 +37,7 @@ pub async fn handle(
         }
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(super::REQUEST_ID, value);
     }
     response
 }
@@ -158,7 +158,9 @@ async fn complete(
     let engine = guard.trace_mut().engine.clone();
     let read = tokio::time::timeout_at(deadline.into(), upstream.bytes()).await;
     let parsed = match read {
-        Err(_) => Err(GatewayError::UpstreamTimeout(format!("engine {engine} did not finish within the request timeout"))),
+        Err(_) => {
+            Err(GatewayError::UpstreamTimeout(format!("engine {engine} did not finish within the request timeout")))
+        }
         Ok(Err(e)) => Err(GatewayError::Upstream(format!("engine {engine}: reading the answer failed: {e}"))),
         Ok(Ok(bytes)) => serde_json::from_slice::<Value>(&bytes)
             .map(|value| (bytes, value))
@@ -185,11 +187,8 @@ async fn complete(
         trace.model_served = model.to_string();
     }
     trace.response_text = response_text(endpoint, &value);
-    trace.finish_reason = value
-        .pointer("/choices/0/finish_reason")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    trace.finish_reason =
+        value.pointer("/choices/0/finish_reason").and_then(Value::as_str).unwrap_or_default().to_string();
     match value.get("usage").filter(|u| u.is_object()) {
         Some(usage) => {
             trace.input_tokens = usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);

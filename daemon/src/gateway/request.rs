@@ -158,8 +158,8 @@ fn typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError
 
 impl ClientRequest {
     pub fn parse(endpoint: Endpoint, bytes: &[u8], headers: &HeaderMap) -> Result<Self, GatewayError> {
-        let body: Value = serde_json::from_slice(bytes)
-            .map_err(|e| GatewayError::invalid(format!("invalid JSON body: {e}")))?;
+        let body: Value =
+            serde_json::from_slice(bytes).map_err(|e| GatewayError::invalid(format!("invalid JSON body: {e}")))?;
         if !body.is_object() {
             return Err(GatewayError::invalid("request body must be a JSON object"));
         }
@@ -316,7 +316,8 @@ mod tests {
         assert!(wrong.contains("`temperature`"), "{wrong}");
         let nested = message_of(parse(Endpoint::ChatCompletions, r#"{"model":"m","messages":[{"role":7}]}"#));
         assert!(nested.contains("`messages[0].role`"), "{nested}");
-        assert!(message_of(parse(Endpoint::ChatCompletions, r#"{"model":"m","messages":[]}"#)).contains("must not be empty"));
+        assert!(message_of(parse(Endpoint::ChatCompletions, r#"{"model":"m","messages":[]}"#))
+            .contains("must not be empty"));
         assert!(message_of(parse(Endpoint::Completions, r#"{"model":"m"}"#)).contains("prompt"));
         assert!(message_of(parse(Endpoint::Embeddings, r#"{"model":"m","input":{}}"#)).contains("`input`"));
         assert!(message_of(parse(Endpoint::ChatCompletions, r#"{"model":5,"messages":[]}"#)).contains("`model`"));

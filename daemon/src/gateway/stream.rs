@@ -26,11 +26,7 @@ pub fn respond(
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(CLIENT_BUFFER);
     tokio::spawn(pump(guard, upstream, tx, client_wants_usage, attempt_start, deadline));
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    (
-        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 /// How the stream ended.
@@ -80,7 +76,9 @@ async fn pump(
     let failure = match &end {
         End::Done | End::ClientGone => None,
         End::Cut(message) => Some(("stream_interrupted", format!("engine {engine}: {message}"))),
-        End::Timeout => Some(("upstream_timeout", format!("engine {engine} did not finish within the request timeout"))),
+        End::Timeout => {
+            Some(("upstream_timeout", format!("engine {engine} did not finish within the request timeout")))
+        }
     };
     if let Some((code, message)) = &failure {
         let event = json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}});
@@ -243,7 +241,11 @@ mod tests {
         let role = r#"data: {"model":"m","choices":[{"delta":{"role":"assistant","content":""}}]}"#;
         assert!(summary.observe(role, 1.0, false));
         assert!(summary.observe(r#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#, 2.0, false));
-        assert!(summary.observe(r#"data: {"choices":[{"delta":{"content":" there"},"finish_reason":"stop"}]}"#, 3.5, false));
+        assert!(summary.observe(
+            r#"data: {"choices":[{"delta":{"content":" there"},"finish_reason":"stop"}]}"#,
+            3.5,
+            false
+        ));
         let usage = r#"data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}"#;
         assert!(!summary.observe(usage, 4.0, false), "usage chunk is not forwarded unasked");
         assert!(summary.observe("data: [DONE]", 5.0, false));

@@ -42,7 +42,11 @@ impl BoundGrpc {
         match listen {
             GrpcListen::Unix(path) => {
                 let listener = bind_unix(path).await?;
-                Ok(Self { listener: Listener::Unix(listener, path.clone()), token: None, display_addr: format!("unix:{}", path.display()) })
+                Ok(Self {
+                    listener: Listener::Unix(listener, path.clone()),
+                    token: None,
+                    display_addr: format!("unix:{}", path.display()),
+                })
             }
             GrpcListen::Tcp(addr) => {
                 let token = std::env::var(token_env)

@@ -94,9 +94,7 @@ impl Trace {
     /// Privacy mode: keep hashes and lengths, drop the text.
     pub fn redact(&mut self) {
         use sha2::{Digest, Sha256};
-        let hex = |text: &str| {
-            Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
-        };
+        let hex = |text: &str| Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
         self.prompt_sha256 = hex(&self.prompt_text);
         self.prompt_chars = self.prompt_text.chars().count() as u64;
         self.response_sha256 = hex(&self.response_text);
@@ -135,13 +133,9 @@ mod tests {
 
     #[test]
     fn status_names_round_trip() {
-        for status in [
-            TraceStatus::InFlight,
-            TraceStatus::Ok,
-            TraceStatus::Rejected,
-            TraceStatus::Error,
-            TraceStatus::Cancelled,
-        ] {
+        for status in
+            [TraceStatus::InFlight, TraceStatus::Ok, TraceStatus::Rejected, TraceStatus::Error, TraceStatus::Cancelled]
+        {
             assert_eq!(TraceStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(TraceStatus::parse("fine"), None);

@@ -98,7 +98,7 @@ impl Recorder {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 // Log the first drop and then every thousandth, so a flood does not flood the log too.
-                if dropped == 1 || dropped % 1000 == 0 {
+                if dropped == 1 || dropped.is_multiple_of(1000) {
                     tracing::warn!(dropped, "trace queue full: trace dropped (raise store.queue_capacity)");
                 }
             }
@@ -209,7 +209,8 @@ mod tests {
     fn everything_queued_is_written_by_shutdown() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t.db");
-        let (recorder, writer) = Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
+        let (recorder, writer) =
+            Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
         for i in 0..2_000 {
             recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
         }

@@ -95,8 +95,7 @@ pub struct Store {
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
         }
         let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
         let conn = Connection::open(path).map_err(open_err)?;
@@ -141,12 +140,40 @@ impl Store {
                 })
                 .unwrap_or_else(|_| "{}".into());
                 stmt.execute(params![
-                    t.id, t.started_at_unix_ms, t.ended_at_unix_ms, t.endpoint, t.route, t.model_requested,
-                    t.model_served, t.engine, t.tenant, t.user, t.session_id, t.prompt_id, t.prompt_version,
-                    t.status.as_str(), t.http_status, t.error_type, t.error_message, t.stream, t.finish_reason,
-                    t.input_tokens as i64, t.output_tokens as i64, t.tokens_estimated, t.ttft_ms, t.latency_ms,
-                    t.prompt_text, t.response_text, t.request_json, t.prompt_sha256, t.prompt_chars as i64,
-                    t.response_sha256, t.response_chars as i64, t.cost_usd, t.energy_joules, detail,
+                    t.id,
+                    t.started_at_unix_ms,
+                    t.ended_at_unix_ms,
+                    t.endpoint,
+                    t.route,
+                    t.model_requested,
+                    t.model_served,
+                    t.engine,
+                    t.tenant,
+                    t.user,
+                    t.session_id,
+                    t.prompt_id,
+                    t.prompt_version,
+                    t.status.as_str(),
+                    t.http_status,
+                    t.error_type,
+                    t.error_message,
+                    t.stream,
+                    t.finish_reason,
+                    t.input_tokens as i64,
+                    t.output_tokens as i64,
+                    t.tokens_estimated,
+                    t.ttft_ms,
+                    t.latency_ms,
+                    t.prompt_text,
+                    t.response_text,
+                    t.request_json,
+                    t.prompt_sha256,
+                    t.prompt_chars as i64,
+                    t.response_sha256,
+                    t.response_chars as i64,
+                    t.cost_usd,
+                    t.energy_joules,
+                    detail,
                 ])?;
             }
         }
@@ -202,10 +229,8 @@ impl Store {
         }
         let limit = query.limit.clamp(1, 1000);
         let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM traces {filter} ORDER BY started_at_ms DESC, id DESC LIMIT {}",
-            limit + 1
-        );
+        let sql =
+            format!("SELECT {COLUMNS} FROM traces {filter} ORDER BY started_at_ms DESC, id DESC LIMIT {}", limit + 1);
         let mut stmt = self.conn.prepare(&sql)?;
         let mut traces = stmt.query_map(params_from_iter(args), row_to_trace)?.collect::<Result<Vec<_>, _>>()?;
         let next = if traces.len() > limit {
@@ -366,13 +391,22 @@ mod tests {
         let only = |q: TraceQuery| -> Vec<String> {
             store.list(&TraceQuery { limit: 100, ..q }).expect("list").0.into_iter().map(|t| t.id).collect()
         };
-        assert_eq!(only(TraceQuery { status: Some(TraceStatus::Error), ..Default::default() }), ["t20", "t15", "t10", "t05", "t00"]);
-        assert_eq!(only(TraceQuery { route: Some("odd".into()), since_ms: Some(1020), ..Default::default() }), ["t23", "t21"]);
+        assert_eq!(
+            only(TraceQuery { status: Some(TraceStatus::Error), ..Default::default() }),
+            ["t20", "t15", "t10", "t05", "t00"]
+        );
+        assert_eq!(
+            only(TraceQuery { route: Some("odd".into()), since_ms: Some(1020), ..Default::default() }),
+            ["t23", "t21"]
+        );
         assert_eq!(only(TraceQuery { search: Some("NUMBER 7 ".into()), ..Default::default() }), ["t07"]);
         // A literal % in the search is not a wildcard.
         assert_eq!(only(TraceQuery { search: Some("4 100%".into()), ..Default::default() }), ["t24", "t14", "t04"]);
         assert_eq!(only(TraceQuery { min_latency_ms: Some(1023.0), ..Default::default() }), ["t24", "t23"]);
-        assert!(matches!(store.list(&TraceQuery { page_token: Some("nope".into()), ..Default::default() }), Err(StoreError::BadPageToken(_))));
+        assert!(matches!(
+            store.list(&TraceQuery { page_token: Some("nope".into()), ..Default::default() }),
+            Err(StoreError::BadPageToken(_))
+        ));
     }
 
     #[test]

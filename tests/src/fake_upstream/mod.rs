@@ -37,7 +37,7 @@ use reply::{Endpoint, ReplyPlan};
 pub struct Behavior {
     /// Pause between word chunks; a non-streaming answer waits words × this in total.
     pub token_delay_ms: u64,
-    /// Pause before the first byte of the answer body.
+    /// Pause before the first stream chunk (the role chunk for chat); added to a non-streaming wait.
     pub first_token_delay_ms: u64,
     /// Answer every chat, completions and embeddings request with this HTTP status and an OpenAI error.
     pub fail_status: Option<u16>,
@@ -92,10 +92,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn behavior(&self) -> Behavior {
-        self.behavior
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.behavior.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     fn set_behavior(&self, behavior: Behavior) {
@@ -103,10 +100,7 @@ impl Shared {
     }
 
     fn stats(&self) -> Stats {
-        self.stats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub(crate) fn update_stats(&self, change: impl FnOnce(&mut Stats)) {
@@ -142,19 +136,17 @@ impl FakeUpstream {
         let (shutdown, shutdown_signal) = oneshot::channel::<()>();
         let app = router(shared.clone());
         let server = tokio::spawn(async move {
+            // No Nagle: each stream chunk leaves at once, as from a real model server, instead of waiting
+            // for the client's delayed ACK (~40 ms per stream).
             axum::serve(listener, app)
+                .tcp_nodelay(true)
                 .with_graceful_shutdown(async {
                     // A dropped sender means the handle is gone: stop as well.
                     let _ = shutdown_signal.await;
                 })
                 .await
         });
-        Ok(FakeUpstream {
-            addr,
-            shared,
-            shutdown: Some(shutdown),
-            server: Some(server),
-        })
+        Ok(FakeUpstream { addr, shared, shutdown: Some(shutdown), server: Some(server) })
     }
 
     /// `http://HOST:PORT/v1`, the base URL an OpenAI client or a gateway engine config expects.
@@ -220,11 +212,7 @@ struct ApiError {
 
 impl ApiError {
     fn invalid_request(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            kind: "invalid_request_error",
-        }
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error" }
     }
 }
 
@@ -236,10 +224,7 @@ impl IntoResponse for ApiError {
 }
 
 fn unix_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default()
 }
 
 fn headers_as_map(headers: &HeaderMap) -> BTreeMap<String, String> {
@@ -258,11 +243,7 @@ fn headers_as_map(headers: &HeaderMap) -> BTreeMap<String, String> {
 
 /// Counts and records a request, then returns its JSON body and the behaviour to answer it with, or the
 /// answer itself when the behaviour says fail or the body is not JSON.
-fn admit(
-    shared: &Shared,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(Value, Behavior), ApiError> {
+fn admit(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<(Value, Behavior), ApiError> {
     let parsed: Result<Value, _> = serde_json::from_slice(body);
     let recorded = match &parsed {
         Ok(value) => value.clone(),
@@ -276,61 +257,35 @@ fn admit(
     let behavior = shared.behavior();
     if let Some(status) = behavior.fail_status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Err(ApiError {
-            status,
-            message: "fake failure".to_owned(),
-            kind: "server_error",
-        });
+        return Err(ApiError { status, message: "fake failure".to_owned(), kind: "server_error" });
     }
     match parsed {
         Ok(request) => Ok((request, behavior)),
-        Err(e) => Err(ApiError::invalid_request(format!(
-            "request body is not JSON: {e}"
-        ))),
+        Err(e) => Err(ApiError::invalid_request(format!("request body is not JSON: {e}"))),
     }
 }
 
-async fn chat_completions(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn chat_completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     generate(shared, Endpoint::Chat, &headers, &body).await
 }
 
-async fn completions(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn completions(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     generate(shared, Endpoint::Completions, &headers, &body).await
 }
 
-async fn generate(
-    shared: Arc<Shared>,
-    endpoint: Endpoint,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Response {
+async fn generate(shared: Arc<Shared>, endpoint: Endpoint, headers: &HeaderMap, body: &Bytes) -> Response {
     let (request, behavior) = match admit(&shared, headers, body) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
     let sequence = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let plan =
-        match ReplyPlan::from_request(endpoint, &request, &behavior, sequence, unix_seconds()) {
-            Ok(plan) => plan,
-            Err(message) => return ApiError::invalid_request(message).into_response(),
-        };
+    let plan = match ReplyPlan::from_request(endpoint, &request, &behavior, sequence, unix_seconds()) {
+        Ok(plan) => plan,
+        Err(message) => return ApiError::invalid_request(message).into_response(),
+    };
     if plan.stream {
         let body = stream::sse_body(&plan, &behavior, shared);
-        return (
-            [
-                (header::CONTENT_TYPE, "text/event-stream"),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            body,
-        )
+        return ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body)
             .into_response();
     }
     let words = u32::try_from(plan.tokens.len()).unwrap_or(u32::MAX);
@@ -342,11 +297,7 @@ async fn generate(
     Json(plan.full_response(!behavior.omit_usage)).into_response()
 }
 
-async fn embeddings(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let (request, behavior) = match admit(&shared, &headers, &body) {
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
@@ -371,10 +322,7 @@ async fn get_control(State(shared): State<Arc<Shared>>) -> Json<Behavior> {
     Json(shared.behavior())
 }
 
-async fn put_control(
-    State(shared): State<Arc<Shared>>,
-    Json(behavior): Json<Behavior>,
-) -> Json<Behavior> {
+async fn put_control(State(shared): State<Arc<Shared>>, Json(behavior): Json<Behavior>) -> Json<Behavior> {
     shared.set_behavior(behavior.clone());
     Json(behavior)
 }

@@ -67,14 +67,8 @@ impl ReplyPlan {
             tokens,
             finish_reason,
             prompt_tokens: prompt_words,
-            stream: request
-                .get("stream")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            include_usage: request
-                .pointer("/stream_options/include_usage")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            stream: request.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            include_usage: request.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false),
         })
     }
 
@@ -201,19 +195,12 @@ impl ReplyPlan {
 
 /// The response `model` is whatever the request asked for, so a gateway's routing shows in the answer.
 pub(crate) fn model_of(request: &Value) -> String {
-    request
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+    request.get("model").and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
 /// "w1 w2 … wN".
 fn numbered_words(count: usize) -> String {
-    (1..=count)
-        .map(|i| format!("w{i}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    (1..=count).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ")
 }
 
 /// Splits on single spaces and keeps each space with the word after it, so the pieces concatenate to `reply`.
@@ -221,17 +208,7 @@ pub(crate) fn split_tokens(reply: &str) -> Vec<String> {
     if reply.is_empty() {
         return Vec::new();
     }
-    reply
-        .split(' ')
-        .enumerate()
-        .map(|(i, word)| {
-            if i == 0 {
-                word.to_owned()
-            } else {
-                format!(" {word}")
-            }
-        })
-        .collect()
+    reply.split(' ').enumerate().map(|(i, word)| if i == 0 { word.to_owned() } else { format!(" {word}") }).collect()
 }
 
 pub(crate) fn count_words(text: &str) -> u64 {
@@ -242,21 +219,16 @@ pub(crate) fn count_words(text: &str) -> u64 {
 fn message_text(message: &Value) -> String {
     match message.get("content") {
         Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|part| part.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join(" "),
+        Some(Value::Array(parts)) => {
+            parts.iter().filter_map(|part| part.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ")
+        }
         _ => String::new(),
     }
 }
 
 /// (words over all messages, text of the last message).
 fn chat_prompt(request: &Value) -> Result<(u64, String), String> {
-    let messages = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("'messages' must be an array")?;
+    let messages = request.get("messages").and_then(Value::as_array).ok_or("'messages' must be an array")?;
     let texts: Vec<String> = messages.iter().map(message_text).collect();
     let words = texts.iter().map(|t| count_words(t)).sum();
     Ok((words, texts.last().cloned().unwrap_or_default()))
@@ -264,8 +236,7 @@ fn chat_prompt(request: &Value) -> Result<(u64, String), String> {
 
 /// (words over all prompts, the last prompt); `prompt` is a string or an array of strings.
 fn completions_prompt(request: &Value) -> Result<(u64, String), String> {
-    let prompts = string_or_strings(request.get("prompt"))
-        .ok_or("'prompt' must be a string or an array of strings")?;
+    let prompts = string_or_strings(request.get("prompt")).ok_or("'prompt' must be a string or an array of strings")?;
     let words = prompts.iter().map(|p| count_words(p)).sum();
     Ok((words, prompts.last().cloned().unwrap_or_default()))
 }
@@ -303,8 +274,7 @@ pub(crate) fn embedding_of(text: &str) -> Vec<f64> {
 
 /// The embeddings answer for `request`, or the message of a 400 answer.
 pub(crate) fn embeddings_response(request: &Value, behavior: &Behavior) -> Result<Value, String> {
-    let inputs = string_or_strings(request.get("input"))
-        .ok_or("'input' must be a string or an array of strings")?;
+    let inputs = string_or_strings(request.get("input")).ok_or("'input' must be a string or an array of strings")?;
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()

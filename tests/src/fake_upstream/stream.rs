@@ -14,11 +14,7 @@ const FLUSH_PAUSE: Duration = Duration::from_millis(10);
 
 /// One step of the stream: wait, then send a frame or break the connection.
 enum Step {
-    Send {
-        delay: Duration,
-        frame: Bytes,
-        last: bool,
-    },
+    Send { delay: Duration, frame: Bytes, last: bool },
     Abort,
 }
 
@@ -59,11 +55,7 @@ fn plan_steps(plan: &ReplyPlan, behavior: &Behavior) -> Vec<Step> {
     let mut steps: Vec<Step> = frames
         .into_iter()
         .enumerate()
-        .map(|(i, (delay, frame))| Step::Send {
-            delay,
-            frame,
-            last: !cut && i + 1 == count,
-        })
+        .map(|(i, (delay, frame))| Step::Send { delay, frame, last: !cut && i + 1 == count })
         .collect();
     if cut {
         steps.push(Step::Abort);
@@ -80,8 +72,7 @@ struct EndGuard {
 impl Drop for EndGuard {
     fn drop(&mut self) {
         if !self.ended {
-            self.shared
-                .update_stats(|stats| stats.streams_cancelled += 1);
+            self.shared.update_stats(|stats| stats.streams_cancelled += 1);
         }
     }
 }
@@ -91,10 +82,7 @@ impl Drop for EndGuard {
 pub(crate) fn sse_body(plan: &ReplyPlan, behavior: &Behavior, shared: Arc<Shared>) -> Body {
     shared.update_stats(|stats| stats.streams_started += 1);
     let steps = plan_steps(plan, behavior).into_iter();
-    let guard = EndGuard {
-        shared,
-        ended: false,
-    };
+    let guard = EndGuard { shared, ended: false };
     let stream = futures::stream::unfold((steps, guard), |(mut steps, mut guard)| async move {
         match steps.next()? {
             Step::Send { delay, frame, last } => {
@@ -103,9 +91,7 @@ pub(crate) fn sse_body(plan: &ReplyPlan, behavior: &Behavior, shared: Arc<Shared
                 }
                 if last {
                     guard.ended = true;
-                    guard
-                        .shared
-                        .update_stats(|stats| stats.streams_completed += 1);
+                    guard.shared.update_stats(|stats| stats.streams_completed += 1);
                 }
                 Some((Ok(frame), (steps, guard)))
             }
@@ -115,8 +101,7 @@ pub(crate) fn sse_body(plan: &ReplyPlan, behavior: &Behavior, shared: Arc<Shared
                 tokio::time::sleep(FLUSH_PAUSE).await;
                 guard.ended = true;
                 guard.shared.update_stats(|stats| stats.streams_cut += 1);
-                let error =
-                    std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "cut_after_chunks");
+                let error = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "cut_after_chunks");
                 Some((Err(error), (steps, guard)))
             }
         }

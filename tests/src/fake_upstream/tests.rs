@@ -11,9 +11,7 @@ use crate::daemon::wait_until;
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn start(behavior: Behavior) -> FakeUpstream {
-    FakeUpstream::start(behavior)
-        .await
-        .expect("fake upstream starts")
+    FakeUpstream::start(behavior).await.expect("fake upstream starts")
 }
 
 fn chat_request(content: &str, stream: bool) -> Value {
@@ -40,24 +38,12 @@ async fn post(upstream: &FakeUpstream, path: &str, body: &Value) -> reqwest::Res
 fn sse_events(text: &str) -> Vec<Value> {
     text.split("\n\n")
         .filter_map(|event| event.strip_prefix("data: "))
-        .map(|data| {
-            if data == "[DONE]" {
-                json!("[DONE]")
-            } else {
-                serde_json::from_str(data).expect("chunk is JSON")
-            }
-        })
+        .map(|data| if data == "[DONE]" { json!("[DONE]") } else { serde_json::from_str(data).expect("chunk is JSON") })
         .collect()
 }
 
 fn chat_deltas(events: &[Value]) -> String {
-    events
-        .iter()
-        .filter_map(|e| {
-            e.pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-        })
-        .collect()
+    events.iter().filter_map(|e| e.pointer("/choices/0/delta/content").and_then(Value::as_str)).collect()
 }
 
 async fn stats_until(upstream: &FakeUpstream, condition: impl Fn(&Stats) -> bool) -> Stats {
@@ -67,11 +53,7 @@ async fn stats_until(upstream: &FakeUpstream, condition: impl Fn(&Stats) -> bool
         async move { holds }
     })
     .await;
-    assert!(
-        reached,
-        "stats never reached the expected state: {:?}",
-        upstream.stats()
-    );
+    assert!(reached, "stats never reached the expected state: {:?}", upstream.stats());
     upstream.stats()
 }
 
@@ -85,33 +67,20 @@ fn tokens_concatenate_to_the_reply() {
 #[tokio::test]
 async fn chat_non_stream_echoes_with_usage() {
     let upstream = start(Behavior::default()).await;
-    let answer: Value = post(
-        &upstream,
-        "/chat/completions",
-        &chat_request("hello there world", false),
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON answer");
+    let answer: Value = post(&upstream, "/chat/completions", &chat_request("hello there world", false))
+        .await
+        .json()
+        .await
+        .expect("JSON answer");
     assert_eq!(answer["object"], "chat.completion");
     assert_eq!(answer["model"], "m1");
     assert_eq!(answer["choices"][0]["message"]["role"], "assistant");
-    assert_eq!(
-        answer["choices"][0]["message"]["content"],
-        "echo: hello there world"
-    );
+    assert_eq!(answer["choices"][0]["message"]["content"], "echo: hello there world");
     assert_eq!(answer["choices"][0]["finish_reason"], "stop");
-    assert_eq!(
-        answer["usage"],
-        json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})
-    );
+    assert_eq!(answer["usage"], json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}));
     let stats = upstream.stats();
     assert_eq!(stats.requests, 1);
-    assert_eq!(
-        stats.last_request["messages"][1]["content"],
-        "hello there world"
-    );
+    assert_eq!(stats.last_request["messages"][1]["content"], "hello there world");
     assert!(stats.last_headers.contains_key("content-type"));
 }
 
@@ -123,19 +92,13 @@ async fn chat_stream_chunks_concatenate_and_carry_usage() {
     let response = post(&upstream, "/chat/completions", &request).await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let events = sse_events(&response.text().await.expect("whole stream"));
-    assert_eq!(
-        events[0]["choices"][0]["delta"],
-        json!({"role": "assistant", "content": ""})
-    );
+    assert_eq!(events[0]["choices"][0]["delta"], json!({"role": "assistant", "content": ""}));
     assert_eq!(chat_deltas(&events), "echo: one two three");
     // role, 4 words, finish, usage, [DONE]
     assert_eq!(events.len(), 8);
     assert_eq!(events[5]["choices"][0]["finish_reason"], "stop");
     assert_eq!(events[6]["choices"], json!([]));
-    assert_eq!(
-        events[6]["usage"],
-        json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})
-    );
+    assert_eq!(events[6]["usage"], json!({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}));
     assert_eq!(events[7], "[DONE]");
     let stats = stats_until(&upstream, |s| s.streams_completed == 1).await;
     assert_eq!((stats.streams_started, stats.streams_cancelled), (1, 0));
@@ -144,98 +107,49 @@ async fn chat_stream_chunks_concatenate_and_carry_usage() {
 #[tokio::test]
 async fn usage_only_when_asked_and_not_omitted() {
     let upstream = start(Behavior::default()).await;
-    let events = sse_events(
-        &post(&upstream, "/chat/completions", &chat_request("hi", true))
-            .await
-            .text()
-            .await
-            .expect("body"),
-    );
+    let events =
+        sse_events(&post(&upstream, "/chat/completions", &chat_request("hi", true)).await.text().await.expect("body"));
     assert!(events.iter().all(|e| e.get("usage").is_none()));
 
-    upstream.set_behavior(Behavior {
-        omit_usage: true,
-        ..Behavior::default()
-    });
+    upstream.set_behavior(Behavior { omit_usage: true, ..Behavior::default() });
     let mut request = chat_request("hi", true);
     request["stream_options"] = json!({"include_usage": true});
-    let events = sse_events(
-        &post(&upstream, "/chat/completions", &request)
-            .await
-            .text()
-            .await
-            .expect("body"),
-    );
+    let events = sse_events(&post(&upstream, "/chat/completions", &request).await.text().await.expect("body"));
     assert!(events.iter().all(|e| e.get("usage").is_none()));
-    let answer: Value = post(&upstream, "/chat/completions", &chat_request("hi", false))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let answer: Value =
+        post(&upstream, "/chat/completions", &chat_request("hi", false)).await.json().await.expect("JSON");
     assert!(answer.get("usage").is_none());
 }
 
 #[tokio::test]
 async fn max_tokens_caps_words_with_length() {
-    let upstream = start(Behavior {
-        reply_words: Some(10),
-        ..Behavior::default()
-    })
-    .await;
+    let upstream = start(Behavior { reply_words: Some(10), ..Behavior::default() }).await;
     let mut request = chat_request("ignored", false);
     request["max_tokens"] = json!(3);
-    let answer: Value = post(&upstream, "/chat/completions", &request)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let answer: Value = post(&upstream, "/chat/completions", &request).await.json().await.expect("JSON");
     assert_eq!(answer["choices"][0]["message"]["content"], "w1 w2 w3");
     assert_eq!(answer["choices"][0]["finish_reason"], "length");
     assert_eq!(answer["usage"]["completion_tokens"], 3);
 
     let mut request = chat_request("ignored", true);
     request["max_completion_tokens"] = json!(2);
-    let events = sse_events(
-        &post(&upstream, "/chat/completions", &request)
-            .await
-            .text()
-            .await
-            .expect("body"),
-    );
+    let events = sse_events(&post(&upstream, "/chat/completions", &request).await.text().await.expect("body"));
     assert_eq!(chat_deltas(&events), "w1 w2");
-    assert!(events
-        .iter()
-        .any(|e| e["choices"][0]["finish_reason"] == "length"));
+    assert!(events.iter().any(|e| e["choices"][0]["finish_reason"] == "length"));
 }
 
 #[tokio::test]
 async fn completions_stream_and_non_stream() {
     let upstream = start(Behavior::default()).await;
     let request = json!({"model": "m2", "prompt": ["first prompt", "say this"], "max_tokens": 50});
-    let answer: Value = post(&upstream, "/completions", &request)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let answer: Value = post(&upstream, "/completions", &request).await.json().await.expect("JSON");
     assert_eq!(answer["object"], "text_completion");
     assert_eq!(answer["choices"][0]["text"], "echo: say this");
-    assert_eq!(
-        answer["usage"],
-        json!({"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7})
-    );
+    assert_eq!(answer["usage"], json!({"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}));
 
     let request = json!({"model": "m2", "prompt": "say this", "stream": true});
-    let events = sse_events(
-        &post(&upstream, "/completions", &request)
-            .await
-            .text()
-            .await
-            .expect("body"),
-    );
-    let text: String = events
-        .iter()
-        .filter_map(|e| e.pointer("/choices/0/text").and_then(Value::as_str))
-        .collect();
+    let events = sse_events(&post(&upstream, "/completions", &request).await.text().await.expect("body"));
+    let text: String = events.iter().filter_map(|e| e.pointer("/choices/0/text").and_then(Value::as_str)).collect();
     assert_eq!(text, "echo: say this");
     assert_eq!(events.last(), Some(&json!("[DONE]")));
 }
@@ -244,36 +158,22 @@ async fn completions_stream_and_non_stream() {
 async fn embeddings_are_deterministic() {
     let upstream = start(Behavior::default()).await;
     let request = json!({"model": "e", "input": ["a b", "c", "a b"]});
-    let answer: Value = post(&upstream, "/embeddings", &request)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let answer: Value = post(&upstream, "/embeddings", &request).await.json().await.expect("JSON");
     let data = answer["data"].as_array().expect("data array");
     assert_eq!(data.len(), 3);
     assert_eq!(data[0]["embedding"].as_array().map(Vec::len), Some(8));
     assert_eq!(data[0]["embedding"], data[2]["embedding"]);
     assert_ne!(data[0]["embedding"], data[1]["embedding"]);
-    assert_eq!(
-        answer["usage"],
-        json!({"prompt_tokens": 5, "total_tokens": 5})
-    );
+    assert_eq!(answer["usage"], json!({"prompt_tokens": 5, "total_tokens": 5}));
 }
 
 #[tokio::test]
 async fn fail_status_answers_openai_error() {
-    let upstream = start(Behavior {
-        fail_status: Some(503),
-        ..Behavior::default()
-    })
-    .await;
+    let upstream = start(Behavior { fail_status: Some(503), ..Behavior::default() }).await;
     let response = post(&upstream, "/chat/completions", &chat_request("hi", true)).await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.expect("JSON error");
-    assert_eq!(
-        body,
-        json!({"error": {"message": "fake failure", "type": "server_error", "code": null}})
-    );
+    assert_eq!(body, json!({"error": {"message": "fake failure", "type": "server_error", "code": null}}));
     assert_eq!(upstream.stats().requests, 1);
 }
 
@@ -282,14 +182,8 @@ async fn control_and_models_over_http() {
     let upstream = start(Behavior::default()).await;
     let client = reqwest::Client::new();
     let root = format!("http://{}", upstream.addr);
-    let models: Value = client
-        .get(format!("{root}/v1/models"))
-        .send()
-        .await
-        .expect("models")
-        .json()
-        .await
-        .expect("JSON");
+    let models: Value =
+        client.get(format!("{root}/v1/models")).send().await.expect("models").json().await.expect("JSON");
     assert_eq!(models["data"][0]["id"], "fake-model");
 
     let put = client
@@ -301,38 +195,18 @@ async fn control_and_models_over_http() {
     assert!(put.status().is_success());
     assert_eq!(upstream.behavior().models, vec!["a", "b"]);
     assert_eq!(upstream.behavior().reply_words, Some(2));
-    let typo = client
-        .put(format!("{root}/control"))
-        .json(&json!({"reply_wrds": 2}))
-        .send()
-        .await
-        .expect("control");
-    assert!(
-        typo.status().is_client_error(),
-        "unknown knobs are refused, not ignored"
-    );
+    let typo = client.put(format!("{root}/control")).json(&json!({"reply_wrds": 2})).send().await.expect("control");
+    assert!(typo.status().is_client_error(), "unknown knobs are refused, not ignored");
 
     post(&upstream, "/chat/completions", &chat_request("x", false)).await;
-    let stats: Value = client
-        .get(format!("{root}/stats"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("JSON");
+    let stats: Value = client.get(format!("{root}/stats")).send().await.expect("stats").json().await.expect("JSON");
     assert_eq!(stats["requests"], 1);
     assert_eq!(stats["last_request"]["model"], "m1");
 }
 
 #[tokio::test]
 async fn cut_after_chunks_breaks_the_stream() {
-    let upstream = start(Behavior {
-        cut_after_chunks: Some(2),
-        reply_words: Some(6),
-        ..Behavior::default()
-    })
-    .await;
+    let upstream = start(Behavior { cut_after_chunks: Some(2), reply_words: Some(6), ..Behavior::default() }).await;
     let response = post(&upstream, "/chat/completions", &chat_request("x", true)).await;
     let mut body = response.bytes_stream();
     let mut received = Vec::new();
@@ -346,11 +220,7 @@ async fn cut_after_chunks_breaks_the_stream() {
             }
         }
     }
-    assert!(
-        broken,
-        "the client must see a broken stream, got {}",
-        String::from_utf8_lossy(&received)
-    );
+    assert!(broken, "the client must see a broken stream, got {}", String::from_utf8_lossy(&received));
     let events = sse_events(&String::from_utf8_lossy(&received));
     assert_eq!(chat_deltas(&events), "w1 w2");
     assert!(!events.contains(&json!("[DONE]")));
@@ -360,12 +230,7 @@ async fn cut_after_chunks_breaks_the_stream() {
 
 #[tokio::test]
 async fn client_drop_counts_as_cancelled() {
-    let upstream = start(Behavior {
-        token_delay_ms: 50,
-        reply_words: Some(100),
-        ..Behavior::default()
-    })
-    .await;
+    let upstream = start(Behavior { token_delay_ms: 50, reply_words: Some(100), ..Behavior::default() }).await;
     let response = post(&upstream, "/chat/completions", &chat_request("x", true)).await;
     let mut body = response.bytes_stream();
     let first = body.next().await.expect("a first chunk").expect("readable");
@@ -377,13 +242,9 @@ async fn client_drop_counts_as_cancelled() {
 
 #[tokio::test]
 async fn delays_pace_the_stream() {
-    let upstream = start(Behavior {
-        first_token_delay_ms: 100,
-        token_delay_ms: 20,
-        reply_words: Some(5),
-        ..Behavior::default()
-    })
-    .await;
+    let upstream =
+        start(Behavior { first_token_delay_ms: 100, token_delay_ms: 20, reply_words: Some(5), ..Behavior::default() })
+            .await;
     let started = std::time::Instant::now();
     let response = post(&upstream, "/chat/completions", &chat_request("x", true)).await;
     let mut body = response.bytes_stream();

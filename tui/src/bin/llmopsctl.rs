@@ -39,10 +39,7 @@ impl Failure {
     fn from_rpc(target: &Target, status: tonic::Status) -> Self {
         if status.code() == Code::Unavailable {
             let cause = status.message().to_owned();
-            Failure::Unreachable(Unreachable {
-                target: target.to_string(),
-                cause,
-            })
+            Failure::Unreachable(Unreachable { target: target.to_string(), cause })
         } else {
             Failure::Rpc(Box::new(status))
         }
@@ -54,31 +51,18 @@ impl Failure {
             Failure::Unreachable(err) => (format!("{err} (is llmopsd running? use --connect)"), 2),
             Failure::Rpc(status) => {
                 let hint = match status.code() {
-                    Code::Unauthenticated | Code::PermissionDenied => {
-                        " (check --token or LLMOPS_TOKEN)"
-                    }
+                    Code::Unauthenticated | Code::PermissionDenied => " (check --token or LLMOPS_TOKEN)",
                     _ => "",
                 };
-                (
-                    format!("gRPC error {:?}: {}{hint}", status.code(), status.message()),
-                    1,
-                )
+                (format!("gRPC error {:?}: {}{hint}", status.code(), status.message()), 1)
             }
             Failure::NoSuchTrace(id) => (format!("no trace with id {id}"), 1),
             Failure::WatchEnded(status) => {
                 let code = status.code();
-                (
-                    format!(
-                        "watch stream ended by llmopsd ({code:?}): {}",
-                        status.message()
-                    ),
-                    1,
-                )
+                (format!("watch stream ended by llmopsd ({code:?}): {}", status.message()), 1)
             }
             // Output closed early (`llmopsctl traces | head`) is the reader's choice, not a failure.
-            Failure::Output(err) if err.kind() == io::ErrorKind::BrokenPipe => {
-                return ExitCode::SUCCESS
-            }
+            Failure::Output(err) if err.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
             Failure::Output(err) => (format!("cannot write output: {err}"), 1),
         };
         eprintln!("llmopsctl: {message}");
@@ -92,15 +76,11 @@ async fn main() -> ExitCode {
     // Usage problems exit like clap's own errors (status 2) before any connection is tried.
     let auth = match BearerAuth::new(cli.token.as_deref()) {
         Ok(auth) => auth,
-        Err(err) => Cli::command()
-            .error(ErrorKind::InvalidValue, format!("--token: {err}"))
-            .exit(),
+        Err(err) => Cli::command().error(ErrorKind::InvalidValue, format!("--token: {err}")).exit(),
     };
     if let Command::Traces(args) = &cli.command {
         if let Some(message) = args.window_error() {
-            Cli::command()
-                .error(ErrorKind::ArgumentConflict, message)
-                .exit();
+            Cli::command().error(ErrorKind::ArgumentConflict, message).exit();
         }
     }
     let target = cli.connect.clone().unwrap_or_else(Target::default_socket);
@@ -111,9 +91,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure> {
-    let daemon = Daemon::connect(target, auth)
-        .await
-        .map_err(Failure::Unreachable)?;
+    let daemon = Daemon::connect(target, auth).await.map_err(Failure::Unreachable)?;
     let rpc_failure = |status| Failure::from_rpc(target, status);
     let mut out = io::stdout().lock();
     match &cli.command {
@@ -140,15 +118,9 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
             }
         }
         Command::Trace { id } => {
-            let trace = match daemon
-                .traces()
-                .get_trace(GetTraceRequest { id: id.clone() })
-                .await
-            {
+            let trace = match daemon.traces().get_trace(GetTraceRequest { id: id.clone() }).await {
                 Ok(response) => response.into_inner(),
-                Err(status) if status.code() == Code::NotFound => {
-                    return Err(Failure::NoSuchTrace(id.clone()))
-                }
+                Err(status) if status.code() == Code::NotFound => return Err(Failure::NoSuchTrace(id.clone())),
                 Err(status) => return Err(rpc_failure(status)),
             };
             if cli.json {
@@ -158,9 +130,7 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
             }
         }
         Command::Watch => {
-            let request = WatchTracesRequest {
-                include_bodies: cli.json,
-            };
+            let request = WatchTracesRequest { include_bodies: cli.json };
             let response = daemon.traces().watch_traces(request).await;
             let mut events = response.map_err(rpc_failure)?.into_inner();
             if !cli.json {
@@ -174,8 +144,7 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
                     Err(status) => return Err(Failure::WatchEnded(Box::new(status))),
                 };
                 if cli.json {
-                    serde_json::to_writer(&mut out, &json::event_to_json(&event))
-                        .map_err(io::Error::from)?;
+                    serde_json::to_writer(&mut out, &json::event_to_json(&event)).map_err(io::Error::from)?;
                     writeln!(out)?;
                 } else if let Some(trace) = &event.trace {
                     let kind = event_kind_name(event.kind).to_uppercase();

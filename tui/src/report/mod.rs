@@ -18,8 +18,7 @@ struct Report {
 
 impl Report {
     fn field(&mut self, label: &str, value: impl Display) {
-        self.text
-            .push_str(&format!("{label:<LABEL_WIDTH$}{value}\n"));
+        self.text.push_str(&format!("{label:<LABEL_WIDTH$}{value}\n"));
     }
 
     /// A blank line, then the title.

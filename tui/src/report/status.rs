@@ -23,11 +23,7 @@ where
     report.field("uptime", format!("{uptime} (since {started})"));
     report.field("http listen", dash_if_empty(&status.http_listen));
     report.field("grpc listen", dash_if_empty(&status.grpc_listen));
-    let privacy = if status.privacy_mode {
-        "on (only hashes and lengths of bodies are stored)"
-    } else {
-        "off"
-    };
+    let privacy = if status.privacy_mode { "on (only hashes and lengths of bodies are stored)" } else { "off" };
     report.field("privacy mode", privacy);
     report.field("in flight", status.requests_in_flight);
 
@@ -53,10 +49,7 @@ where
     report.block(&engines.render());
 
     report.section("ROUTES");
-    let mut routes = Table::new(&[
-        Column::left("NAME"),
-        Column::left("TARGETS (fallback order)"),
-    ]);
+    let mut routes = Table::new(&[Column::left("NAME"), Column::left("TARGETS (fallback order)")]);
     for route in &status.routes {
         routes.push(vec![route.name.clone(), route.targets.join(" -> ")]);
     }
@@ -71,18 +64,11 @@ where
 }
 
 fn store_fields(report: &mut Report, store: &StoreStatus) {
-    let size = format!(
-        "{} ({} bytes)",
-        format_bytes(store.size_bytes),
-        store.size_bytes
-    );
+    let size = format!("{} ({} bytes)", format_bytes(store.size_bytes), store.size_bytes);
     report.field("path", dash_if_empty(&store.path));
     report.field("size", size);
     report.field("traces", store.trace_count);
-    report.field(
-        "write queue",
-        format!("{} / {}", store.queue_depth, store.queue_capacity),
-    );
+    report.field("write queue", format!("{} / {}", store.queue_depth, store.queue_capacity));
     report.field("written", store.written);
     report.field("dropped", store.dropped);
     report.field("write errors", store.write_errors);
@@ -130,26 +116,13 @@ mod tests {
                 health: EngineHealth::Healthy as i32,
                 ..EngineStatus::default()
             }],
-            routes: vec![RouteStatus {
-                name: "small".into(),
-                targets: vec!["ollama/a".into(), "x/b".into()],
-            }],
-            store: Some(StoreStatus {
-                queue_depth: 3,
-                queue_capacity: 1024,
-                ..StoreStatus::default()
-            }),
+            routes: vec![RouteStatus { name: "small".into(), targets: vec!["ollama/a".into(), "x/b".into()] }],
+            store: Some(StoreStatus { queue_depth: 3, queue_capacity: 1024, ..StoreStatus::default() }),
             ..Status::default()
         };
         let text = render_status(&status, &Utc);
-        assert!(
-            text.contains("uptime            1h 1m 1s (since -)\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ollama  openai  http://127.0.0.1:11434/v1  a,b     healthy\n"),
-            "{text}"
-        );
+        assert!(text.contains("uptime            1h 1m 1s (since -)\n"), "{text}");
+        assert!(text.contains("ollama  openai  http://127.0.0.1:11434/v1  a,b     healthy\n"), "{text}");
         assert!(text.contains("small  ollama/a -> x/b\n"), "{text}");
         assert!(text.contains("write queue       3 / 1024\n"), "{text}");
         assert!(!text.contains("(not reported)"), "{text}");

@@ -7,9 +7,7 @@ use llmops_proto::v1::Trace;
 use super::Report;
 use crate::names::trace_status_name;
 use crate::table::{Column, Table};
-use crate::text::{
-    dash_if_empty, error_text, format_ms, http_status_text, one_line, optional_ms, UNSET,
-};
+use crate::text::{dash_if_empty, error_text, format_ms, http_status_text, one_line, optional_ms, UNSET};
 use crate::when::full_time;
 
 pub fn render_trace<Tz: TimeZone>(trace: &Trace, zone: &Tz) -> String
@@ -37,20 +35,8 @@ where
     report.section("ATTEMPTS");
     report.block(&attempts_table(trace));
 
-    body(
-        &mut report,
-        "PROMPT",
-        &trace.prompt_text,
-        trace.prompt_chars,
-        &trace.prompt_sha256,
-    );
-    body(
-        &mut report,
-        "RESPONSE",
-        &trace.response_text,
-        trace.response_chars,
-        &trace.response_sha256,
-    );
+    body(&mut report, "PROMPT", &trace.prompt_text, trace.prompt_chars, &trace.prompt_sha256);
+    body(&mut report, "RESPONSE", &trace.response_text, trace.response_chars, &trace.response_sha256);
     report.section("REQUEST JSON");
     report.block(&pretty_json(&trace.request_json));
     report.text
@@ -60,21 +46,10 @@ fn header_fields<Tz: TimeZone>(report: &mut Report, trace: &Trace, zone: &Tz)
 where
     Tz::Offset: Display,
 {
-    let estimated = if trace.tokens_estimated {
-        " (estimated by llmopsd)"
-    } else {
-        ""
-    };
-    let tokens = format!(
-        "in {}, out {}{estimated}",
-        trace.input_tokens, trace.output_tokens
-    );
-    let cost = trace
-        .cost_usd
-        .map_or_else(|| UNSET.to_owned(), |usd| format!("${usd:.6}"));
-    let energy = trace
-        .energy_joules
-        .map_or_else(|| UNSET.to_owned(), |j| format!("{j:.3} J"));
+    let estimated = if trace.tokens_estimated { " (estimated by llmopsd)" } else { "" };
+    let tokens = format!("in {}, out {}{estimated}", trace.input_tokens, trace.output_tokens);
+    let cost = trace.cost_usd.map_or_else(|| UNSET.to_owned(), |usd| format!("${usd:.6}"));
+    let energy = trace.energy_joules.map_or_else(|| UNSET.to_owned(), |j| format!("{j:.3} J"));
     let fields = [
         ("id", dash_if_empty(&trace.id)),
         ("started", full_time(trace.started_at_unix_ms, zone)),
@@ -145,10 +120,7 @@ fn chunk_summary(offsets_ms: &[f64]) -> String {
     match (offsets_ms.first(), offsets_ms.last()) {
         (Some(first), Some(last)) => {
             let (first, last) = (format_ms(*first), format_ms(*last));
-            format!(
-                "{} (first at {first} ms, last at {last} ms)",
-                offsets_ms.len()
-            )
+            format!("{} (first at {first} ms, last at {last} ms)", offsets_ms.len())
         }
         _ => "0".to_owned(),
     }
@@ -156,11 +128,7 @@ fn chunk_summary(offsets_ms: &[f64]) -> String {
 
 /// A body with its length and hash; says so when privacy mode kept only those.
 fn body(report: &mut Report, title: &str, text: &str, chars: u64, sha256: &str) {
-    let hash = if sha256.is_empty() {
-        String::new()
-    } else {
-        format!(", sha256 {sha256}")
-    };
+    let hash = if sha256.is_empty() { String::new() } else { format!(", sha256 {sha256}") };
     report.section(&format!("{title} ({chars} chars{hash})"));
     if !text.is_empty() {
         report.block(text);
@@ -197,11 +165,7 @@ mod tests {
             tokens_estimated: true,
             input_tokens: 7,
             chunk_offsets_ms: vec![99.6, 250.0, 390.2],
-            attempts: vec![Attempt {
-                engine: "e1".into(),
-                error: "timeout".into(),
-                ..Attempt::default()
-            }],
+            attempts: vec![Attempt { engine: "e1".into(), error: "timeout".into(), ..Attempt::default() }],
             prompt_text: "user: hi".into(),
             prompt_chars: 8,
             response_chars: 5,
@@ -212,27 +176,15 @@ mod tests {
         let text = render_trace(&trace, &Utc);
         assert!(text.starts_with("id                t-9\n"), "{text}");
         assert!(text.contains("status            ok\n"), "{text}");
-        assert!(
-            text.contains("tokens            in 7, out 0 (estimated by llmopsd)\n"),
-            "{text}"
-        );
+        assert!(text.contains("tokens            in 7, out 0 (estimated by llmopsd)\n"), "{text}");
         assert!(text.contains("cost              -\n"), "{text}");
-        assert!(
-            text.contains("\nTAGS\nteam              search\n"),
-            "{text}"
-        );
+        assert!(text.contains("\nTAGS\nteam              search\n"), "{text}");
         assert!(text.contains("ttft              100 ms\n"), "{text}");
-        assert!(
-            text.contains("chunks            3 (first at 100 ms, last at 390 ms)\n"),
-            "{text}"
-        );
+        assert!(text.contains("chunks            3 (first at 100 ms, last at 390 ms)\n"), "{text}");
         assert!(text.contains("1  e1      -"), "{text}");
         assert!(text.contains("-  timeout\n"), "{text}");
         assert!(text.contains("\nPROMPT (8 chars)\nuser: hi\n"), "{text}");
-        assert!(
-            text.contains("\nRESPONSE (5 chars, sha256 abc)\n(not stored: privacy mode)\n"),
-            "{text}"
-        );
+        assert!(text.contains("\nRESPONSE (5 chars, sha256 abc)\n(not stored: privacy mode)\n"), "{text}");
         assert!(text.contains("\"model\": \"small\""), "{text}");
     }
 

@@ -21,13 +21,7 @@ pub struct Cli {
     pub connect: Option<Target>,
 
     /// Bearer token sent as `authorization: Bearer TOKEN` on every call
-    #[arg(
-        long,
-        global = true,
-        env = "LLMOPS_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, env = "LLMOPS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
     /// Print JSON instead of text (one document; `watch` prints one JSON object per line)
@@ -91,16 +85,13 @@ pub struct TracesArgs {
 impl TracesArgs {
     /// The request filter, with `--since` / `--until` counted back from `now_unix_ms`.
     pub fn filter(&self, now_unix_ms: i64, include_bodies: bool) -> ListTracesRequest {
-        let ago =
-            |duration: Option<Duration>| duration.map_or(0, |d| when::unix_ms_ago(now_unix_ms, d));
+        let ago = |duration: Option<Duration>| duration.map_or(0, |d| when::unix_ms_ago(now_unix_ms, d));
         ListTracesRequest {
             since_unix_ms: ago(self.since),
             until_unix_ms: ago(self.until),
             route: self.route.clone().unwrap_or_default(),
             model: self.model.clone().unwrap_or_default(),
-            status: self
-                .status
-                .map_or(TraceStatus::Unspecified, TraceStatus::from) as i32,
+            status: self.status.map_or(TraceStatus::Unspecified, TraceStatus::from) as i32,
             search: self.search.clone().unwrap_or_default(),
             min_latency_ms: self.min_latency_ms.unwrap_or(0.0),
             include_bodies,
@@ -165,13 +156,9 @@ mod tests {
 
     #[test]
     fn traces_flags_become_a_filter() {
-        let cli = parse(&[
-            "traces", "--since", "10m", "--status", "error", "--model", "m", "--limit", "5",
-        ])
-        .expect("valid command line");
-        let Command::Traces(args) = cli.command else {
-            panic!("parsed as {:?}", cli.command)
-        };
+        let cli = parse(&["traces", "--since", "10m", "--status", "error", "--model", "m", "--limit", "5"])
+            .expect("valid command line");
+        let Command::Traces(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
         assert_eq!(args.limit, 5);
         let filter = args.filter(1_000_000, true);
         assert_eq!(filter.since_unix_ms, 400_000);
@@ -189,20 +176,14 @@ mod tests {
         assert!(parse(&["traces", "--min-latency-ms", "-1"]).is_err());
         assert!(parse(&["--connect", "localhost", "status"]).is_err());
         let cli = parse(&["traces", "--since", "5m", "--until", "1h"]).expect("parses");
-        let Command::Traces(args) = cli.command else {
-            panic!("parsed as {:?}", cli.command)
-        };
+        let Command::Traces(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
         assert!(args.window_error().is_some());
     }
 
     #[test]
     fn global_flags_work_after_the_command() {
-        let cli =
-            parse(&["trace", "abc", "--json", "--connect", "unix:/tmp/x.sock"]).expect("parses");
+        let cli = parse(&["trace", "abc", "--json", "--connect", "unix:/tmp/x.sock"]).expect("parses");
         assert!(cli.json);
-        assert_eq!(
-            cli.connect.map(|t| t.to_string()).as_deref(),
-            Some("unix:/tmp/x.sock")
-        );
+        assert_eq!(cli.connect.map(|t| t.to_string()).as_deref(), Some("unix:/tmp/x.sock"));
     }
 }
