@@ -18,7 +18,10 @@ const LOG_TAIL_LINES: usize = 40;
 pub struct Daemon {
     /// `http://127.0.0.1:PORT`, without the `/v1`.
     pub http_base: String,
+    /// The Unix socket (for a TCP listener, `HOST:PORT` as a path; see `grpc_listen`).
     pub grpc_socket: PathBuf,
+    /// The gRPC address as the daemon announced it: `unix:/path` or `HOST:PORT`.
+    pub grpc_listen: String,
     pub data_dir: PathBuf,
     /// The daemon's stderr (its logs).
     pub log_path: PathBuf,
@@ -83,6 +86,15 @@ where
     }
 }
 
+/// How to start the daemon beyond its config file.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// `--grpc-listen` (default: `unix:<data_dir>/llmopsd.sock`).
+    pub grpc_listen: Option<String>,
+    /// Extra environment variables (e.g. the gRPC token).
+    pub env: Vec<(String, String)>,
+}
+
 /// Addresses announced by `llmopsd listening http=127.0.0.1:PORT grpc=unix:/path/llmopsd.sock`.
 fn parse_ready_line(line: &str) -> Option<(String, PathBuf)> {
     let rest = line.trim().strip_prefix("llmopsd listening ")?;
@@ -102,6 +114,11 @@ impl Daemon {
     /// Writes `config_toml` to `data_dir/llmopsd.toml` and starts `llmopsd` on a free HTTP port and a Unix
     /// gRPC socket in `data_dir`; returns once the daemon says it is listening.
     pub async fn start(config_toml: &str, data_dir: &Path) -> anyhow::Result<Daemon> {
+        Self::start_with(config_toml, data_dir, &StartOptions::default()).await
+    }
+
+    /// [`Daemon::start`] with another gRPC listener or extra environment.
+    pub async fn start_with(config_toml: &str, data_dir: &Path, options: &StartOptions) -> anyhow::Result<Daemon> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let config_path = data_dir.join("llmopsd.toml");
         std::fs::write(&config_path, config_toml).with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -116,7 +133,8 @@ impl Daemon {
             .arg(data_dir)
             .args(["--http-listen", "127.0.0.1:0"])
             .arg("--grpc-listen")
-            .arg(format!("unix:{}", socket.display()))
+            .arg(options.grpc_listen.clone().unwrap_or_else(|| format!("unix:{}", socket.display())))
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(["--log-format", "json"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -140,7 +158,13 @@ impl Daemon {
         let failure = match waited {
             Ok(Ok(Some((http_base, grpc_socket)))) => {
                 tokio::spawn(drain(lines));
-                return Ok(Daemon { http_base, grpc_socket, data_dir: data_dir.to_path_buf(), log_path, child });
+                let grpc_listen = if grpc_socket.is_absolute() {
+                    format!("unix:{}", grpc_socket.display())
+                } else {
+                    grpc_socket.display().to_string()
+                };
+                let data_dir = data_dir.to_path_buf();
+                return Ok(Daemon { http_base, grpc_socket, grpc_listen, data_dir, log_path, child });
             }
             Ok(Ok(None)) => match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
                 Ok(Ok(status)) => format!("llmopsd exited ({status}) before it was ready"),

@@ -2,7 +2,7 @@
 //! disconnects and cut streams each get their documented answer, the daemon keeps serving, and a trace says
 //! what happened.
 use futures::StreamExt;
-use llmops_e2e::daemon::{wait_until, Daemon};
+use llmops_e2e::daemon::{wait_until, Daemon, StartOptions};
 use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 use llmops_proto::v1 as pb;
 use llmops_proto::v1::trace_service_client::TraceServiceClient;
@@ -297,4 +297,54 @@ async fn traces_survive_a_restart() {
     found.sort();
     ids.sort();
     assert_eq!(found, ids);
+}
+
+#[tokio::test]
+async fn grpc_over_tcp_requires_the_bearer_token() {
+    let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StartOptions {
+        grpc_listen: Some("127.0.0.1:0".into()),
+        env: vec![("LLMOPS_TOKEN".into(), "s3cret-token".into())],
+    };
+    let daemon =
+        Daemon::start_with(&engine_config(&upstream.base_url(), ""), dir.path(), &options).await.expect("start");
+    assert!(!daemon.grpc_listen.starts_with("unix:"), "{}", daemon.grpc_listen);
+    let ctl = |args: &[&str]| {
+        let mut command = std::process::Command::new(llmops_e2e::daemon::binary("llmopsctl").expect("llmopsctl"));
+        command.env_remove("LLMOPS_TOKEN").args(["--connect", &daemon.grpc_listen]).args(args);
+        command.output().expect("llmopsctl runs")
+    };
+    let refused = ctl(&["status"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("Unauthenticated"), "{stderr}");
+    let wrong = ctl(&["--token", "guess", "status"]);
+    assert!(!wrong.status.success());
+    let allowed = ctl(&["--token", "s3cret-token", "--json", "status"]);
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    let status: Value = serde_json::from_slice(&allowed.stdout).expect("status JSON");
+    assert_eq!(status["engines"][0]["name"], "fake");
+}
+
+#[tokio::test]
+async fn grpc_over_tcp_without_a_token_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StartOptions { grpc_listen: Some("127.0.0.1:0".into()), env: vec![] };
+    let error = match Daemon::start_with("", dir.path(), &options).await {
+        Ok(_) => panic!("llmopsd started on TCP without a token"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("LLMOPS_TOKEN"), "{error}");
+}
+
+#[tokio::test]
+async fn a_bad_config_stops_startup_naming_key_and_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let error = match Daemon::start("[server]\nhttp_listen = \"127.0.0.1:0\"\nmax_body = 5\n", dir.path()).await {
+        Ok(_) => panic!("llmopsd started with an unknown key"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("max_body") && error.contains("line 3"), "{error}");
+    assert!(!error.contains("panicked"), "{error}");
 }

@@ -85,6 +85,10 @@ impl Table {
             out.push_str(&join_cells(&self.columns, &widths, row));
             out.push('\n');
         }
+        if self.rows.is_empty() {
+            // A bare header reads like a broken command; say there is nothing.
+            out.push_str("(none)\n");
+        }
         out
     }
 }

@@ -91,7 +91,7 @@ fn unknown_model(gateway: &Gateway, model: &str) -> GatewayError {
     GatewayError::ModelNotFound(format!("The model `{model}` does not exist on this server. Models served: {served}"))
 }
 
-async fn forward(endpoint: Endpoint, request: ClientRequest, target: Target, mut guard: TraceGuard) -> Response {
+async fn forward(endpoint: Endpoint, mut request: ClientRequest, target: Target, mut guard: TraceGuard) -> Response {
     let engine = target.engine.clone();
     let deadline = Instant::now() + engine.request_timeout;
     let attempt_start = guard.elapsed_ms();
@@ -102,7 +102,7 @@ async fn forward(endpoint: Endpoint, request: ClientRequest, target: Target, mut
         ..Attempt::default()
     });
     let body = request.upstream_body(&target.model);
-    let upstream = match engine.post(endpoint.upstream_path(), &body).await {
+    let upstream = match engine.post(endpoint.upstream_path(), body).await {
         Ok(upstream) => upstream,
         Err(error) => {
             let status = match &error {

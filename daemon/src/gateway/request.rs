@@ -143,13 +143,13 @@ impl Prompt {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+/// Reads a typed view of the already parsed body; a type error names the field's path.
+fn typed<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, GatewayError> {
+    serde_path_to_error::deserialize(body).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        if inner.is_syntax() || inner.is_eof() || path == "." {
-            GatewayError::invalid(format!("invalid JSON body: {inner}"))
+        if path == "." {
+            GatewayError::invalid(format!("invalid request body: {inner}"))
         } else {
             GatewayError::invalid_param(path.clone(), format!("invalid value for `{path}`: {inner}"))
         }
@@ -165,20 +165,20 @@ impl ClientRequest {
         }
         let (common, prompt_text) = match endpoint {
             Endpoint::ChatCompletions => {
-                let common: Common = typed(bytes)?;
-                let chat: ChatBody = typed(bytes)?;
+                let common: Common = typed(&body)?;
+                let chat: ChatBody = typed(&body)?;
                 if chat.messages.is_empty() {
                     return Err(GatewayError::invalid_param("messages", "`messages` must not be empty"));
                 }
                 (common, render_messages(&chat.messages))
             }
             Endpoint::Completions => {
-                let common: Common = typed(bytes)?;
-                let completion: CompletionBody = typed(bytes)?;
+                let common: Common = typed(&body)?;
+                let completion: CompletionBody = typed(&body)?;
                 (common, completion.prompt.render())
             }
             Endpoint::Embeddings => {
-                let embedding: EmbeddingBody = typed(bytes)?;
+                let embedding: EmbeddingBody = typed(&body)?;
                 let common = Common {
                     model: embedding.model,
                     stream: None,
@@ -243,9 +243,9 @@ impl ClientRequest {
     }
 
     /// The body for the engine: its model name, and usage requested in streams so token counts are exact.
-    pub fn upstream_body(&self, engine_model: &str) -> Value {
-        let mut body = self.body.clone();
-        if let Some(object) = body.as_object_mut() {
+    /// Edited in place (no copy per request); each attempt sets its own model.
+    pub fn upstream_body(&mut self, engine_model: &str) -> &Value {
+        if let Some(object) = self.body.as_object_mut() {
             object.insert("model".into(), Value::String(engine_model.to_string()));
             if self.stream {
                 let options = object.entry("stream_options").or_insert_with(|| Value::Object(Default::default()));
@@ -254,7 +254,7 @@ impl ClientRequest {
                 }
             }
         }
-        body
+        &self.body
     }
 }
 
@@ -347,13 +347,13 @@ mod tests {
 
     #[test]
     fn upstream_body_asks_for_stream_usage_and_keeps_other_parameters() {
-        let request = parse(
+        let mut request = parse(
             Endpoint::ChatCompletions,
             r#"{"model":"public","stream":true,"top_k":5,"messages":[{"role":"user","content":"x"}]}"#,
         )
         .expect("valid");
         assert!(!request.wants_stream_usage);
-        let body = request.upstream_body("engine-model");
+        let body = request.upstream_body("engine-model").clone();
         assert_eq!(body["model"], "engine-model");
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["top_k"], 5);

@@ -1,20 +1,23 @@
 //! Streaming answers: each upstream SSE event is forwarded the moment it is complete (no coalescing), while
-//! the trace collects text, token timing and usage. A client that goes away cancels the upstream request; an
-//! upstream that breaks off mid-stream ends the client's stream with an explicit error event.
+//! the trace collects text, token timing and usage. The body is pulled by the client's connection, with no
+//! task or channel in between: when the client goes away, hyper drops the body, which drops the upstream
+//! response (cancelling the engine's work) and records the trace as cancelled. An upstream that breaks off
+//! mid-stream ends the client's stream with an explicit error event.
 use super::proxy::estimate_tokens;
 use super::trace_guard::TraceGuard;
 use crate::trace::TraceStatus;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use futures::stream::BoxStream;
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::json;
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::time::Instant;
-use tokio::sync::mpsc;
-
-/// Events buffered towards a slow client before the upstream read waits for it.
-const CLIENT_BUFFER: usize = 64;
 
 pub fn respond(
     guard: TraceGuard,
@@ -23,78 +26,124 @@ pub fn respond(
     attempt_start: f64,
     deadline: Instant,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(CLIENT_BUFFER);
-    tokio::spawn(pump(guard, upstream, tx, client_wants_usage, attempt_start, deadline));
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    let relay = Relay {
+        guard: Some(guard),
+        upstream: upstream.bytes_stream().boxed(),
+        events: SseSplitter::default(),
+        seen: StreamSummary::default(),
+        ready: VecDeque::new(),
+        client_wants_usage,
+        attempt_start,
+        deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
+    };
+    let frames = futures::stream::unfold(relay, |mut relay| async move {
+        let frame = relay.next_frame().await?;
+        Some((Ok::<_, Infallible>(frame), relay))
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(frames))
+        .into_response()
 }
 
 /// How the stream ended.
 enum End {
     Done,
-    ClientGone,
     Cut(String),
     Timeout,
 }
 
-async fn pump(
-    mut guard: TraceGuard,
-    upstream: reqwest::Response,
-    tx: mpsc::Sender<Result<Bytes, Infallible>>,
+/// The state of one relayed stream; dropped by hyper when the client disconnects.
+struct Relay {
+    /// Taken when the trace is recorded; still here on drop means the client went away.
+    guard: Option<TraceGuard>,
+    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    events: SseSplitter,
+    seen: StreamSummary,
+    /// Frames to send before reading the upstream again.
+    ready: VecDeque<Bytes>,
     client_wants_usage: bool,
     attempt_start: f64,
-    deadline: Instant,
-) {
-    let mut bytes = upstream.bytes_stream();
-    let mut events = SseSplitter::default();
-    let mut seen = StreamSummary::default();
-    let end = 'read: loop {
-        let next = tokio::select! {
-            _ = tx.closed() => break 'read End::ClientGone,
-            _ = tokio::time::sleep_until(deadline.into()) => break 'read End::Timeout,
-            next = bytes.next() => next,
-        };
-        let chunk = match next {
-            None if seen.done || seen.finish_reason.is_some() => break End::Done,
-            None => break End::Cut("the engine closed the stream before the answer was complete".into()),
-            Some(Err(error)) => break End::Cut(format!("the engine's stream broke off: {error}")),
-            Some(Ok(chunk)) => chunk,
-        };
-        for event in events.push(&chunk) {
-            let forward = seen.observe(&event, guard.elapsed_ms(), client_wants_usage);
-            if forward && tx.send(Ok(Bytes::from(format!("{event}\n\n")))).await.is_err() {
-                break 'read End::ClientGone;
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Relay {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.ready.pop_front() {
+                return Some(frame);
+            }
+            self.guard.as_ref()?;
+            let next = tokio::select! {
+                _ = self.deadline.as_mut() => {
+                    self.end(End::Timeout);
+                    continue;
+                }
+                next = self.upstream.next() => next,
+            };
+            let chunk = match next {
+                None if self.seen.done || self.seen.finish_reason.is_some() => {
+                    self.end(End::Done);
+                    continue;
+                }
+                None => {
+                    self.end(End::Cut("the engine closed the stream before the answer was complete".into()));
+                    continue;
+                }
+                Some(Err(error)) => {
+                    self.end(End::Cut(format!("the engine's stream broke off: {error}")));
+                    continue;
+                }
+                Some(Ok(chunk)) => chunk,
+            };
+            let Some(guard) = &self.guard else { return None };
+            let offset_ms = guard.elapsed_ms();
+            for event in self.events.push(&chunk) {
+                if self.seen.observe(&event, offset_ms, self.client_wants_usage) {
+                    let mut frame = event.into_bytes();
+                    frame.extend_from_slice(b"\n\n");
+                    self.ready.push_back(Bytes::from(frame));
+                }
+            }
+            if self.seen.done {
+                self.end(End::Done);
             }
         }
-        if seen.done {
-            break End::Done;
-        }
-    };
-    // Dropping the upstream body closes its connection: that is what cancels the engine's work.
-    drop(bytes);
-    let engine = guard.trace_mut().engine.clone();
-    let failure = match &end {
-        End::Done | End::ClientGone => None,
-        End::Cut(message) => Some(("stream_interrupted", format!("engine {engine}: {message}"))),
-        End::Timeout => {
-            Some(("upstream_timeout", format!("engine {engine} did not finish within the request timeout")))
-        }
-    };
-    if let Some((code, message)) = &failure {
-        let event = json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}});
-        let _ = tx.send(Ok(Bytes::from(format!("data: {event}\n\n")))).await;
     }
-    fill_trace(&mut guard, seen, attempt_start, failure.as_ref().map(|(_, m)| m.clone()));
-    match end {
-        End::Done => guard.finish(TraceStatus::Ok, 200),
-        // The guard's Drop records `cancelled`.
-        End::ClientGone => drop(guard),
-        End::Cut(_) | End::Timeout => {
-            let trace = guard.trace_mut();
-            trace.error_type = "upstream_error".into();
-            trace.finish_reason = "error".into();
-            // The client already got 200 and the error event; the trace says what happened.
-            guard.finish(TraceStatus::Error, 200);
+
+    /// Records the trace and, for a failure, queues the error event that ends the client's stream.
+    fn end(&mut self, end: End) {
+        let Some(mut guard) = self.guard.take() else { return };
+        let engine = guard.trace_mut().engine.clone();
+        let failure = match end {
+            End::Done => None,
+            End::Cut(message) => Some(("stream_interrupted", format!("engine {engine}: {message}"))),
+            End::Timeout => {
+                Some(("upstream_timeout", format!("engine {engine} did not finish within the request timeout")))
+            }
+        };
+        let seen = std::mem::take(&mut self.seen);
+        fill_trace(&mut guard, seen, self.attempt_start, failure.as_ref().map(|(_, m)| m.clone()));
+        match failure {
+            None => guard.finish(TraceStatus::Ok, 200),
+            Some((code, message)) => {
+                let event =
+                    json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}});
+                self.ready.push_back(Bytes::from(format!("data: {event}\n\n")));
+                let trace = guard.trace_mut();
+                trace.error_type = "upstream_error".into();
+                trace.finish_reason = "error".into();
+                // The client already got 200 and now the error event; the trace says what happened.
+                guard.finish(TraceStatus::Error, 200);
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // The client went away mid-stream: keep what was said so far; the guard records `cancelled`.
+        if let Some(mut guard) = self.guard.take() {
+            let seen = std::mem::take(&mut self.seen);
+            fill_trace(&mut guard, seen, self.attempt_start, None);
         }
     }
 }
@@ -163,6 +212,42 @@ impl SseSplitter {
     }
 }
 
+/// The parts of a chunk the trace needs, borrowed from the event text (no tree of values per chunk).
+#[derive(Deserialize)]
+struct ChunkView<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+    #[serde(default)]
+    usage: Option<UsageView>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(borrow, default)]
+    delta: Option<DeltaView<'a>>,
+    /// Completions stream `text` instead of `delta`.
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct UsageView {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
 /// What the stream said so far.
 #[derive(Default, Debug)]
 pub struct StreamSummary {
@@ -189,31 +274,25 @@ impl StreamSummary {
             self.done = true;
             return true;
         }
-        let Ok(chunk) = serde_json::from_str::<Value>(&data) else { return true };
-        if let Some(model) = chunk.get("model").and_then(Value::as_str) {
-            self.model = Some(model.to_string());
+        let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(&data) else { return true };
+        if let Some(model) = chunk.model.filter(|m| self.model.as_deref() != Some(m.as_ref())) {
+            self.model = Some(model.into_owned());
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            let count = |key: &str| usage.get(key).and_then(Value::as_u64).unwrap_or(0);
-            self.usage = Some((count("prompt_tokens"), count("completion_tokens")));
+        if let Some(usage) = &chunk.usage {
+            self.usage = Some((usage.prompt_tokens.unwrap_or(0), usage.completion_tokens.unwrap_or(0)));
         }
-        let choices = chunk.get("choices").and_then(Value::as_array);
-        let Some(choice) = choices.and_then(|c| c.first()) else {
-            return client_wants_usage || self.usage.is_none();
+        let Some(choice) = chunk.choices.as_ref().and_then(|c| c.first()) else {
+            return client_wants_usage || chunk.usage.is_none();
         };
-        let delta = choice.get("delta");
-        let content = delta
-            .and_then(|d| d.get("content"))
-            .or_else(|| choice.get("text"))
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let has_tool_call = delta.and_then(|d| d.get("tool_calls")).is_some_and(|t| !t.is_null());
+        let delta = choice.delta.as_ref();
+        let content = delta.and_then(|d| d.content.as_deref()).or(choice.text.as_deref()).unwrap_or_default();
+        let has_tool_call = delta.is_some_and(|d| d.tool_calls.is_some());
         if !content.is_empty() || has_tool_call {
             self.text.push_str(content);
             self.content_chunks += 1;
             self.chunk_offsets_ms.push(offset_ms);
         }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+        if let Some(reason) = &choice.finish_reason {
             self.finish_reason = Some(reason.to_string());
         }
         true

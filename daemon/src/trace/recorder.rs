@@ -79,19 +79,22 @@ impl Recorder {
 
     /// Announces a request that has started (live viewers only; nothing is stored yet).
     pub fn started(&self, trace: &Trace) {
+        if self.events.receiver_count() == 0 {
+            return; // Nobody watching: skip the copy.
+        }
         let mut trace = trace.clone();
         self.apply_privacy(&mut trace);
-        // No receivers is fine: nobody is watching.
         let _ = self.events.send(TraceEvent { kind: EventKind::Started, trace: Arc::new(trace) });
     }
 
     /// Queues a finished trace for writing and tells live viewers. Never blocks.
     pub fn finished(&self, mut trace: Trace) {
         self.apply_privacy(&mut trace);
-        let shared = Arc::new(trace);
-        let _ = self.events.send(TraceEvent { kind: EventKind::Finished, trace: shared.clone() });
+        if self.events.receiver_count() > 0 {
+            let event = TraceEvent { kind: EventKind::Finished, trace: Arc::new(trace.clone()) };
+            let _ = self.events.send(event);
+        }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        let trace = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
         match self.queue.try_send(Message::Trace(Box::new(trace))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
