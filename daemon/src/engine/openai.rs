@@ -28,6 +28,9 @@ pub struct HealthState {
     pub last_checked_unix_ms: i64,
 }
 
+/// The paths below `/v1` the gateway posts to.
+const UPSTREAM_PATHS: [&str; 3] = ["chat/completions", "completions", "embeddings"];
+
 pub struct OpenAiEngine {
     pub name: String,
     pub base_url: String,
@@ -36,6 +39,8 @@ pub struct OpenAiEngine {
     pub request_timeout: Duration,
     api_key: Option<String>,
     client: reqwest::Client,
+    /// Endpoint URLs parsed once (URL parsing showed up in request-path profiles).
+    urls: Vec<(&'static str, reqwest::Url)>,
     health: Mutex<HealthState>,
 }
 
@@ -53,9 +58,20 @@ impl OpenAiEngine {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("engines.{name}: cannot build HTTP client: {e}"))?;
+        let base_url = config.base_url.trim_end_matches('/').to_string();
+        let urls = UPSTREAM_PATHS
+            .iter()
+            .map(|path| {
+                let url = format!("{base_url}/{path}");
+                reqwest::Url::parse(&url)
+                    .map(|parsed| (*path, parsed))
+                    .map_err(|e| format!("engines.{name}: {url}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             name: name.to_string(),
-            base_url: config.base_url.trim_end_matches('/').to_string(),
+            base_url,
+            urls,
             models: config.models.clone(),
             first_token_timeout: Duration::from_millis(config.first_token_timeout_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
@@ -71,8 +87,15 @@ impl OpenAiEngine {
 
     /// POSTs `body` to `{base_url}/{path}` and waits for the answer's headers (first-token timeout).
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, UpstreamError> {
-        let url = format!("{}/{path}", self.base_url);
-        let mut request = self.client.post(&url).json(body);
+        let url = match self.urls.iter().find(|(known, _)| *known == path) {
+            Some((_, url)) => url.clone(),
+            None => reqwest::Url::parse(&format!("{}/{path}", self.base_url)).map_err(|e| UpstreamError::Connect {
+                engine: self.name.clone(),
+                url: format!("{}/{path}", self.base_url),
+                message: e.to_string(),
+            })?,
+        };
+        let mut request = self.client.post(url.clone()).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
@@ -86,7 +109,11 @@ impl OpenAiEngine {
                 return Err(error);
             }
             Ok(Err(e)) => {
-                let error = UpstreamError::Connect { engine: self.name.clone(), url, message: error_chain(&e) };
+                let error = UpstreamError::Connect {
+                    engine: self.name.clone(),
+                    url: url.to_string(),
+                    message: error_chain(&e),
+                };
                 self.mark(Health::Unhealthy, error.to_string());
                 return Err(error);
             }

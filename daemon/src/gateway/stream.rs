@@ -72,12 +72,14 @@ impl Relay {
                 return Some(frame);
             }
             self.guard.as_ref()?;
+            // Biased: the upstream first, so the timer is only polled (and re-armed) when it has nothing.
             let next = tokio::select! {
+                biased;
+                next = self.upstream.next() => next,
                 _ = self.deadline.as_mut() => {
                     self.end(End::Timeout);
                     continue;
                 }
-                next = self.upstream.next() => next,
             };
             let chunk = match next {
                 None if self.seen.done || self.seen.finish_reason.is_some() => {
@@ -192,23 +194,45 @@ pub struct SseSplitter {
 
 impl SseSplitter {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        self.partial.extend_from_slice(chunk);
-        let valid = match std::str::from_utf8(&self.partial) {
-            Ok(text) => text.len(),
-            Err(error) => error.valid_up_to(),
-        };
-        let text = String::from_utf8_lossy(&self.partial[..valid]).replace("\r\n", "\n");
-        self.buffer.push_str(&text);
-        self.partial.drain(..valid);
+        if self.partial.is_empty() {
+            // The usual case: a chunk of whole UTF-8 characters, appended without a copy in between.
+            match std::str::from_utf8(chunk) {
+                Ok(text) => self.append(text),
+                Err(error) => {
+                    let valid = error.valid_up_to();
+                    self.append(&String::from_utf8_lossy(&chunk[..valid]));
+                    self.partial.extend_from_slice(&chunk[valid..]);
+                }
+            }
+        } else {
+            self.partial.extend_from_slice(chunk);
+            let valid = match std::str::from_utf8(&self.partial) {
+                Ok(text) => text.len(),
+                Err(error) => error.valid_up_to(),
+            };
+            let text = String::from_utf8_lossy(&self.partial[..valid]).into_owned();
+            self.partial.drain(..valid);
+            self.append(&text);
+        }
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.find("\n\n") {
-            let event: String = self.buffer.drain(..end + 2).collect();
-            let event = event.trim_end_matches('\n');
+        let mut consumed = 0;
+        while let Some(end) = self.buffer[consumed..].find("\n\n") {
+            let event = self.buffer[consumed..consumed + end].trim_end_matches('\n');
             if !event.is_empty() {
                 events.push(event.to_string());
             }
+            consumed += end + 2;
         }
+        self.buffer.drain(..consumed);
         events
+    }
+
+    fn append(&mut self, text: &str) {
+        if text.contains('\r') {
+            self.buffer.push_str(&text.replace("\r\n", "\n"));
+        } else {
+            self.buffer.push_str(text);
+        }
     }
 }
 
@@ -264,12 +288,14 @@ impl StreamSummary {
     /// Notes one event; returns whether the client should get it (a usage-only chunk is held back from a
     /// client that did not ask for usage: the daemon asked for it on its own account).
     pub fn observe(&mut self, event: &str, offset_ms: f64, client_wants_usage: bool) -> bool {
-        let data: String = event
-            .lines()
-            .filter_map(|line| line.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let mut data_lines =
+            event.lines().filter_map(|line| line.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d));
+        // One data line per event is the norm: borrow it; join only when an event spans several.
+        let first = data_lines.next().unwrap_or_default();
+        let data: Cow<'_, str> = match data_lines.next() {
+            None => Cow::Borrowed(first),
+            Some(second) => Cow::Owned([first, second].into_iter().chain(data_lines).collect::<Vec<_>>().join("\n")),
+        };
         if data.trim() == "[DONE]" {
             self.done = true;
             return true;
