@@ -42,6 +42,13 @@ async fn fetch_trace(daemon: &Daemon, id: &str) -> pb::Trace {
     }
 }
 
+/// A streaming chat request, answered (headers received).
+async fn stream_chat(daemon: &Daemon, content: &str) -> reqwest::Response {
+    let mut body = chat(content);
+    body["stream"] = json!(true);
+    reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("request")
+}
+
 fn request_id(response: &reqwest::Response) -> String {
     response
         .headers()
@@ -174,10 +181,7 @@ async fn chunks_are_forwarded_as_they_arrive() {
         .await
         .expect("fake");
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
-    let mut body = chat("hi");
-    body["stream"] = json!(true);
-    let response =
-        reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("request");
+    let response = stream_chat(&daemon, "hi").await;
     assert_eq!(response.status().as_u16(), 200);
     let mut stream = response.bytes_stream();
     let mut received = String::new();
@@ -196,10 +200,7 @@ async fn client_disconnect_cancels_the_upstream_and_the_trace_says_cancelled() {
         .await
         .expect("fake");
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
-    let mut body = chat("hi");
-    body["stream"] = json!(true);
-    let response =
-        reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("request");
+    let response = stream_chat(&daemon, "hi").await;
     let id = request_id(&response);
     let mut stream = response.bytes_stream();
     for _ in 0..3 {
@@ -221,10 +222,7 @@ async fn a_stream_cut_mid_way_ends_with_an_error_event() {
             .await
             .expect("fake");
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
-    let mut body = chat("hi");
-    body["stream"] = json!(true);
-    let response =
-        reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("request");
+    let response = stream_chat(&daemon, "hi").await;
     let id = request_id(&response);
     let text = response.text().await.expect("the daemon ends its stream cleanly");
     let last_event = text.trim_end().rsplit("\n\n").next().unwrap_or_default();
@@ -347,4 +345,30 @@ async fn a_bad_config_stops_startup_naming_key_and_line() {
     };
     assert!(error.contains("max_body") && error.contains("line 3"), "{error}");
     assert!(!error.contains("panicked"), "{error}");
+}
+
+#[tokio::test]
+async fn a_client_gone_before_a_non_streamed_answer_is_recorded_as_cancelled() {
+    // 400 words at 50 ms: a 20 s answer the client will not wait for.
+    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 50, reply_words: Some(400), ..Behavior::default() })
+        .await
+        .expect("fake");
+    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let gave_up = reqwest::Client::new()
+        .post(daemon.url("/v1/chat/completions"))
+        .timeout(Duration::from_millis(300))
+        .json(&chat("hi"))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("grpc"));
+    let request = || pb::ListTracesRequest { status: pb::TraceStatus::Cancelled as i32, ..Default::default() };
+    let recorded = wait_until(WAIT, || {
+        let mut client = client.clone();
+        async move { client.list_traces(request()).await.is_ok_and(|r| r.into_inner().traces.len() == 1) }
+    })
+    .await;
+    assert!(recorded, "no cancelled trace within {WAIT:?}\n{}", daemon.log_tail(20));
+    let listed = client.list_traces(request()).await.expect("list").into_inner();
+    assert_eq!(listed.traces[0].http_status, 499);
 }
