@@ -128,6 +128,9 @@ async fn bad_input_gets_its_status_an_openai_error_and_a_trace() {
         assert_eq!(trace.status(), pb::TraceStatus::Rejected, "{name}");
         assert_eq!(trace.http_status, u32::from(status), "{name}");
         assert!(!trace.error_message.is_empty(), "{name}");
+        if name == "wrong type" || name == "missing messages" {
+            assert_eq!(trace.model_requested, "fake-model", "{name}: a refused body still names its model");
+        }
     }
     assert_eq!(upstream.stats().requests, 1, "rejected requests never reach the engine");
 }
@@ -371,4 +374,29 @@ async fn a_client_gone_before_a_non_streamed_answer_is_recorded_as_cancelled() {
     assert!(recorded, "no cancelled trace within {WAIT:?}\n{}", daemon.log_tail(20));
     let listed = client.list_traces(request()).await.expect("list").into_inner();
     assert_eq!(listed.traces[0].http_status, 499);
+}
+
+#[tokio::test]
+async fn privacy_mode_keeps_hashes_and_lengths_only() {
+    let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake");
+    let (_dir, daemon) = start(&upstream.base_url(), "\n[privacy]\nhash_content = true\n").await;
+    let response = reqwest::Client::new()
+        .post(daemon.url("/v1/chat/completions"))
+        .json(&chat("my secret"))
+        .send()
+        .await
+        .expect("request");
+    let request_id = request_id(&response);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: my secret", "the client still gets its answer");
+    let trace = fetch_trace(&daemon, &request_id).await;
+    assert!(trace.prompt_text.is_empty() && trace.response_text.is_empty() && trace.request_json.is_empty());
+    assert_eq!(trace.prompt_chars, "user: my secret".len() as u64);
+    assert_eq!(trace.response_chars, "echo: my secret".len() as u64);
+    assert_eq!(trace.prompt_sha256.len(), 64);
+    let stored = std::fs::read(daemon.data_dir.join("traces.db")).expect("db");
+    let wal = std::fs::read(daemon.data_dir.join("traces.db-wal")).unwrap_or_default();
+    let needle = b"my secret";
+    let leaked = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!leaked(&stored) && !leaked(&wal), "the prompt text reached the database file");
 }

@@ -60,7 +60,13 @@ fn prepare(
     let trace = guard.trace_mut();
     // Kept even when the body is refused, so a rejected request's trace shows what was sent.
     trace.request_json = String::from_utf8_lossy(&bytes).into_owned();
-    let request = ClientRequest::parse(endpoint, &bytes, headers)?;
+    let request = ClientRequest::parse(endpoint, &bytes, headers).inspect_err(|_| {
+        // Refused, but the trace still says which model was asked for when the body names one.
+        if let Some(model) = requested_model(&bytes) {
+            trace.route = model.clone();
+            trace.model_requested = model;
+        }
+    })?;
     trace.route = request.model.clone();
     trace.model_requested = request.model.clone();
     trace.stream = request.stream;
@@ -79,6 +85,14 @@ fn prepare(
     trace.engine = target.engine.name.clone();
     trace.model_served = target.model.clone();
     Ok((request, target))
+}
+
+fn requested_model(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ModelOnly {
+        model: String,
+    }
+    serde_json::from_slice::<ModelOnly>(body).ok().map(|m| m.model)
 }
 
 fn unknown_model(gateway: &Gateway, model: &str) -> GatewayError {
