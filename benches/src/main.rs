@@ -44,6 +44,9 @@ struct Args {
     /// Words in every fake reply (16 chunks per stream).
     #[arg(long, default_value_t = 16)]
     reply_words: usize,
+    /// llmopsd's server.worker_threads (0: one per core; nginx runs one worker process).
+    #[arg(long, default_value_t = 0)]
+    daemon_threads: usize,
     /// Leave nginx out even when it is installed.
     #[arg(long)]
     no_nginx: bool,
@@ -82,7 +85,8 @@ async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
     }
     let data_dir = tempfile::tempdir().context("cannot create a data dir for llmopsd")?;
     let config = format!(
-        "[engines.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"fake-model\"]\n",
+        "[server]\nworker_threads = {}\n\n[engines.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"fake-model\"]\n",
+        args.daemon_threads,
         upstream.base_url()
     );
     let mut daemon = Daemon::start(&config, data_dir.path()).await?;

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight requests before closing them.
     pub shutdown_grace_secs: u64,
+    /// Threads serving requests; 0: one per CPU core.
+    pub worker_threads: usize,
     /// Log format: "text" or "json".
     pub log_format: LogFormat,
 }
@@ -56,6 +58,7 @@ impl Default for ServerConfig {
             grpc_token_env: "LLMOPS_TOKEN".into(),
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 10,
+            worker_threads: 0,
             log_format: LogFormat::Text,
         }
     }

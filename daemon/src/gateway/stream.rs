@@ -9,12 +9,12 @@ use crate::trace::TraceStatus;
 use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use std::borrow::Cow;
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::time::Instant;
@@ -31,7 +31,7 @@ pub fn respond(
         upstream: upstream.bytes_stream().boxed(),
         events: SseSplitter::default(),
         seen: StreamSummary::default(),
-        ready: VecDeque::new(),
+        ready: BytesMut::new(),
         client_wants_usage,
         attempt_start,
         deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
@@ -58,18 +58,20 @@ struct Relay {
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     events: SseSplitter,
     seen: StreamSummary,
-    /// Frames to send before reading the upstream again.
-    ready: VecDeque<Bytes>,
+    /// Bytes to send before reading the upstream again.
+    ready: BytesMut,
     client_wants_usage: bool,
     attempt_start: f64,
     deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl Relay {
+    /// The next bytes for the client: every event that has arrived, as soon as one has. Never waits for more:
+    /// events already received together leave together (as through nginx), which saves a write per event.
     async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(frame) = self.ready.pop_front() {
-                return Some(frame);
+            if !self.ready.is_empty() {
+                return Some(self.ready.split().freeze());
             }
             self.guard.as_ref()?;
             // Biased: the upstream first, so the timer is only polled (and re-armed) when it has nothing.
@@ -81,33 +83,35 @@ impl Relay {
                     continue;
                 }
             };
-            let chunk = match next {
-                None if self.seen.done || self.seen.finish_reason.is_some() => {
-                    self.end(End::Done);
-                    continue;
-                }
-                None => {
-                    self.end(End::Cut("the engine closed the stream before the answer was complete".into()));
-                    continue;
-                }
-                Some(Err(error)) => {
-                    self.end(End::Cut(format!("the engine's stream broke off: {error}")));
-                    continue;
-                }
-                Some(Ok(chunk)) => chunk,
-            };
-            let Some(guard) = &self.guard else { return None };
-            let offset_ms = guard.elapsed_ms();
-            for event in self.events.push(&chunk) {
-                if self.seen.observe(&event, offset_ms, self.client_wants_usage) {
-                    let mut frame = event.into_bytes();
-                    frame.extend_from_slice(b"\n\n");
-                    self.ready.push_back(Bytes::from(frame));
+            self.take(next);
+            // Whatever else has already arrived, without waiting.
+            while self.guard.is_some() {
+                match self.upstream.next().now_or_never() {
+                    Some(next) => self.take(next),
+                    None => break,
                 }
             }
-            if self.seen.done {
-                self.end(End::Done);
+        }
+    }
+
+    /// Handles one read from the upstream: its complete events go to `ready`; the end of the stream ends it.
+    fn take(&mut self, next: Option<reqwest::Result<Bytes>>) {
+        let chunk = match next {
+            None if self.seen.done || self.seen.finish_reason.is_some() => return self.end(End::Done),
+            None => return self.end(End::Cut("the engine closed the stream before the answer was complete".into())),
+            Some(Err(error)) => return self.end(End::Cut(format!("the engine's stream broke off: {error}"))),
+            Some(Ok(chunk)) => chunk,
+        };
+        let Some(guard) = &self.guard else { return };
+        let offset_ms = guard.elapsed_ms();
+        for event in self.events.push(&chunk) {
+            if self.seen.observe(&event, offset_ms, self.client_wants_usage) {
+                self.ready.extend_from_slice(event.as_bytes());
+                self.ready.extend_from_slice(b"\n\n");
             }
+        }
+        if self.seen.done {
+            self.end(End::Done);
         }
     }
 
@@ -129,7 +133,7 @@ impl Relay {
             Some((code, message)) => {
                 let event =
                     json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}});
-                self.ready.push_back(Bytes::from(format!("data: {event}\n\n")));
+                self.ready.extend_from_slice(format!("data: {event}\n\n").as_bytes());
                 let trace = guard.trace_mut();
                 trace.error_type = "upstream_error".into();
                 trace.finish_reason = "error".into();
