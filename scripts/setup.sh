@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what llmops needs beyond a Rust toolchain: the Python test clients (openai, grpcio) in .venv.
-# Idempotent; safe to run again. `--bench` also installs nginx (the one-hop proxy baseline of the benchmark).
+# Idempotent; safe to run again. `--bench` also installs nginx (the one-hop proxy baseline of the benchmark)
+# and wrk (the independent load generator of benches/wrk-crosscheck.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +20,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-if [ "${1:-}" = "--bench" ] && ! command -v nginx >/dev/null; then
-  echo "setup: installing nginx for the benchmark baseline"
+if [ "${1:-}" = "--bench" ] && ! { command -v nginx && command -v wrk; } >/dev/null; then
+  echo "setup: installing nginx and wrk for the benchmarks"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq nginx-light >/dev/null || $SUDO apt-get install -y -qq nginx >/dev/null
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq wrk nginx-light >/dev/null || $SUDO apt-get install -y -qq wrk nginx >/dev/null
 fi
 echo "setup: ok"
