@@ -220,9 +220,17 @@ impl Daemon {
 
     /// A gRPC channel over the daemon's Unix socket.
     pub async fn grpc_channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        self.grpc_channel_with(|endpoint| endpoint).await
+    }
+
+    /// [`Daemon::grpc_channel`] with endpoint settings of the test's own (e.g. a small HTTP/2 window).
+    pub async fn grpc_channel_with(
+        &self,
+        configure: impl FnOnce(tonic::transport::Endpoint) -> tonic::transport::Endpoint,
+    ) -> anyhow::Result<tonic::transport::Channel> {
         let socket = self.grpc_socket.clone();
         // The URI is required by tonic but unused: the connector below always dials the socket.
-        let channel = tonic::transport::Endpoint::try_from("http://[::]:50051")?
+        let channel = configure(tonic::transport::Endpoint::try_from("http://[::]:50051")?)
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                 let socket = socket.clone();
                 async move {

@@ -400,3 +400,60 @@ async fn privacy_mode_keeps_hashes_and_lengths_only() {
     let leaked = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     assert!(!leaked(&stored) && !leaked(&wal), "the prompt text reached the database file");
 }
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish_and_keeps_its_trace() {
+    // 20 words at 50 ms: the stream is still running when SIGTERM arrives.
+    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 50, reply_words: Some(20), ..Behavior::default() })
+        .await
+        .expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = engine_config(&upstream.base_url(), "");
+    let mut daemon = Daemon::start(&config, dir.path()).await.expect("start");
+    let response = stream_chat(&daemon, "hi").await;
+    let id = request_id(&response);
+    let mut stream = response.bytes_stream();
+    stream.next().await.expect("stream open").expect("first chunk");
+    daemon.terminate();
+    let mut rest = String::new();
+    while let Some(chunk) = stream.next().await {
+        rest.push_str(&String::from_utf8_lossy(&chunk.expect("the stream is not cut by shutdown")));
+    }
+    assert!(rest.contains("[DONE]"), "the in-flight answer completed: {rest}");
+    let status = daemon.wait_exit(WAIT).await.expect("exits");
+    assert!(status.success(), "{status}");
+    let daemon = Daemon::start(&config, dir.path()).await.expect("restart");
+    let trace = fetch_trace(&daemon, &id).await;
+    assert_eq!(trace.status(), pb::TraceStatus::Ok);
+    assert_eq!(trace.output_tokens, 20);
+}
+
+#[tokio::test]
+async fn a_viewer_that_stops_reading_is_dropped_and_told_what_it_missed() {
+    let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake");
+    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    // A small HTTP/2 window, so the transport cannot soak up the backlog the daemon must refuse to keep.
+    let small_window = |endpoint: tonic::transport::Endpoint| {
+        endpoint.initial_stream_window_size(16 * 1024).initial_connection_window_size(16 * 1024)
+    };
+    let mut client = TraceServiceClient::new(daemon.grpc_channel_with(small_window).await.expect("grpc"));
+    let mut stalled =
+        client.watch_traces(pb::WatchTracesRequest { include_bodies: true }).await.expect("watch").into_inner();
+    // Far more events (two per request) than the viewer buffer and the HTTP/2 window hold, while it reads nothing.
+    let http = reqwest::Client::new();
+    for _ in 0..1500 {
+        let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("x")).send().await.expect("request");
+        assert_eq!(response.status().as_u16(), 200, "the daemon never waits for a slow viewer");
+    }
+    let mut received = 0;
+    let status = loop {
+        match tokio::time::timeout(WAIT, stalled.message()).await.expect("the stream ends in time") {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("the stream ended without saying why after {received} events"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+    assert!(status.message().contains("missing"), "{}", status.message());
+    assert!(received < 3000, "the viewer was dropped before getting everything ({received} events)");
+}
