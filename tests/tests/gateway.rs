@@ -457,3 +457,77 @@ async fn a_viewer_that_stops_reading_is_dropped_and_told_what_it_missed() {
     assert!(status.message().contains("missing"), "{}", status.message());
     assert!(received < 3000, "the viewer was dropped before getting everything ({received} events)");
 }
+
+/// A route over two engines: `first`, then `second`.
+fn two_engine_route(first_url: &str, second_url: &str) -> String {
+    format!(
+        "[engines.first]\nkind = \"openai\"\nbase_url = \"{first_url}\"\nmodels = [\"fake-model\"]\n\
+         [engines.second]\nkind = \"openai\"\nbase_url = \"{second_url}\"\nmodels = [\"fake-model\"]\n\
+         [routes.chat]\ntargets = [{{ engine = \"first\", model = \"fake-model\" }}, {{ engine = \"second\", model = \"fake-model\" }}]\n"
+    )
+}
+
+#[tokio::test]
+async fn a_route_falls_back_to_its_next_target_on_failure_but_not_on_refusal() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let second = FakeUpstream::start(Behavior::default()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = two_engine_route(&format!("http://127.0.0.1:{closed_port}/v1"), &second.base_url());
+    let daemon = Daemon::start(&config, dir.path()).await.expect("start");
+    let http = reqwest::Client::new();
+    let mut request = chat("hi");
+    request["model"] = json!("chat");
+
+    // First engine unreachable: the second answers, and both attempts are on the trace.
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers().get("x-llmops-served-by").and_then(|v| v.to_str().ok()), Some("second/fake-model"));
+    let trace = fetch_trace(&daemon, &request_id(&response)).await;
+    assert_eq!(trace.status(), pb::TraceStatus::Ok);
+    assert_eq!(trace.engine, "second");
+    let chain: Vec<(&str, u32, bool)> =
+        trace.attempts.iter().map(|a| (a.engine.as_str(), a.upstream_status, a.error.is_empty())).collect();
+    assert_eq!(chain, [("first", 0, false), ("second", 200, true)]);
+
+    // A stream falls back the same way (nothing reached the client before the second engine answered).
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&streamed).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.text().await.expect("body").contains("[DONE]"));
+
+    // The second engine refuses the request itself: that refusal is the answer, with nothing left to try.
+    second.set_behavior(Behavior { fail_status: Some(400), ..Behavior::default() });
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn a_failing_first_target_is_skipped_and_all_failing_is_502() {
+    let first = FakeUpstream::start(Behavior { fail_status: Some(503), ..Behavior::default() }).await.expect("fake");
+    let second = FakeUpstream::start(Behavior::default()).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon =
+        Daemon::start(&two_engine_route(&first.base_url(), &second.base_url()), dir.path()).await.expect("start");
+    let http = reqwest::Client::new();
+    let mut request = chat("hi");
+    request["model"] = json!("chat");
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200, "503 from the first engine falls back");
+    assert_eq!(first.stats().requests, 1);
+
+    // A 400 from the first engine is not retried elsewhere.
+    first.set_behavior(Behavior { fail_status: Some(400), ..Behavior::default() });
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(second.stats().requests, 1, "the second engine was not asked after a refusal");
+
+    first.set_behavior(Behavior { fail_status: Some(429), ..Behavior::default() });
+    second.set_behavior(Behavior { fail_status: Some(500), ..Behavior::default() });
+    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 502);
+    let trace = fetch_trace(&daemon, &request_id(&response)).await;
+    let statuses: Vec<u32> = trace.attempts.iter().map(|a| a.upstream_status).collect();
+    assert_eq!(statuses, [429, 500]);
+    assert_eq!(trace.status(), pb::TraceStatus::Error);
+}

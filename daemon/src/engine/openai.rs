@@ -14,6 +14,17 @@ pub enum UpstreamError {
     Status { engine: String, status: u16, body: serde_json::Value },
 }
 
+impl UpstreamError {
+    /// Whether the next target of a route should be tried: the engine is unreachable, slow, failing or
+    /// overloaded. Its refusal of the request itself (other 4xx) would be the same elsewhere.
+    pub fn should_fall_back(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Timeout { .. } => true,
+            Self::Status { status, .. } => *status >= 500 || *status == 429,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
     Unknown,

@@ -25,15 +25,13 @@ pub async fn handle(
     let mut guard = TraceGuard::new(gateway.recorder.clone(), gateway.in_flight.clone(), endpoint.name());
     let request_id = guard.id().to_string();
     let mut response = match prepare(&gateway, endpoint, &headers, body, &mut guard) {
-        Ok((request, target)) => {
+        Ok((request, targets)) => {
             guard.announce();
-            forward(endpoint, request, target, guard).await
+            forward(endpoint, request, targets, guard).await
         }
         Err(error) => {
             guard.announce();
-            let response = error.clone().into_response();
-            guard.fail(&error);
-            response
+            fail(guard, error)
         }
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -49,7 +47,7 @@ fn prepare(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     guard: &mut TraceGuard,
-) -> Result<(ClientRequest, Target), GatewayError> {
+) -> Result<(ClientRequest, Vec<Target>), GatewayError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             GatewayError::BodyTooLarge { limit: gateway.max_body_bytes }
@@ -76,15 +74,13 @@ fn prepare(
     trace.prompt_version = request.prompt_version.clone();
     trace.tags = request.tags.clone();
     trace.prompt_text = request.prompt_text.clone();
-    let target = gateway
+    let targets = gateway
         .router
         .resolve(&request.model)
-        .and_then(|targets| targets.first())
-        .cloned()
-        .ok_or_else(|| unknown_model(gateway, &request.model))?;
-    trace.engine = target.engine.name.clone();
-    trace.model_served = target.model.clone();
-    Ok((request, target))
+        .filter(|targets| !targets.is_empty())
+        .ok_or_else(|| unknown_model(gateway, &request.model))?
+        .to_vec();
+    Ok((request, targets))
 }
 
 fn requested_model(body: &[u8]) -> Option<String> {
@@ -105,48 +101,73 @@ fn unknown_model(gateway: &Gateway, model: &str) -> GatewayError {
     GatewayError::ModelNotFound(format!("The model `{model}` does not exist on this server. Models served: {served}"))
 }
 
-async fn forward(endpoint: Endpoint, mut request: ClientRequest, target: Target, mut guard: TraceGuard) -> Response {
-    let engine = target.engine.clone();
-    let deadline = Instant::now() + engine.request_timeout;
-    let attempt_start = guard.elapsed_ms();
-    guard.push_attempt(Attempt {
-        engine: engine.name.clone(),
-        model: target.model.clone(),
-        start_offset_ms: attempt_start,
-        ..Attempt::default()
-    });
-    let body = request.upstream_body(&target.model);
-    let upstream = match engine.post(endpoint.upstream_path(), body).await {
-        Ok(upstream) => upstream,
-        Err(error) => {
-            let status = match &error {
-                UpstreamError::Status { status, .. } => *status,
-                _ => 0,
-            };
-            let gateway_error = upstream_error(error);
-            let latency = guard.elapsed_ms() - attempt_start;
-            if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
-                attempt.latency_ms = latency;
-                attempt.upstream_status = status;
-                attempt.error = gateway_error.message();
+/// Tries the route's targets in order until one answers. The next target is tried when the engine could not
+/// be reached, timed out before answering, or answered 5xx or 429; an engine's own refusal (other 4xx) is
+/// the answer. Nothing has reached the client before an engine answers, so falling back is always safe here.
+async fn forward(
+    endpoint: Endpoint,
+    mut request: ClientRequest,
+    targets: Vec<Target>,
+    mut guard: TraceGuard,
+) -> Response {
+    let mut last_error = None;
+    for target in &targets {
+        let engine = &target.engine;
+        let deadline = Instant::now() + engine.request_timeout;
+        let attempt_start = guard.elapsed_ms();
+        guard.push_attempt(Attempt {
+            engine: engine.name.clone(),
+            model: target.model.clone(),
+            start_offset_ms: attempt_start,
+            ..Attempt::default()
+        });
+        let trace = guard.trace_mut();
+        trace.engine = engine.name.clone();
+        trace.model_served = target.model.clone();
+        let body = request.upstream_body(&target.model);
+        let upstream = match engine.post(endpoint.upstream_path(), body).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                let fall_back = error.should_fall_back();
+                let status = match &error {
+                    UpstreamError::Status { status, .. } => *status,
+                    _ => 0,
+                };
+                let gateway_error = upstream_error(error);
+                let latency = guard.elapsed_ms() - attempt_start;
+                if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
+                    attempt.latency_ms = latency;
+                    attempt.upstream_status = status;
+                    attempt.error = gateway_error.message();
+                }
+                if fall_back {
+                    last_error = Some(gateway_error);
+                    continue;
+                }
+                return fail(guard, gateway_error);
             }
-            let response = gateway_error.clone().into_response();
-            guard.fail(&gateway_error);
-            return response;
+        };
+        if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
+            attempt.upstream_status = upstream.status().as_u16();
         }
-    };
-    if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
-        attempt.upstream_status = upstream.status().as_u16();
+        let served_by = format!("{}/{}", engine.name, target.model);
+        let mut response = if request.stream {
+            stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline)
+        } else {
+            complete(endpoint, guard, upstream, attempt_start, deadline).await
+        };
+        if let Ok(value) = HeaderValue::from_str(&served_by) {
+            response.headers_mut().insert("x-llmops-served-by", value);
+        }
+        return response;
     }
-    let served_by = format!("{}/{}", engine.name, target.model);
-    let mut response = if request.stream {
-        stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline)
-    } else {
-        complete(endpoint, guard, upstream, attempt_start, deadline).await
-    };
-    if let Ok(value) = HeaderValue::from_str(&served_by) {
-        response.headers_mut().insert("x-llmops-served-by", value);
-    }
+    let error = last_error.unwrap_or_else(|| GatewayError::Upstream("the route has no targets".into()));
+    fail(guard, error)
+}
+
+fn fail(guard: TraceGuard, error: GatewayError) -> Response {
+    let response = error.clone().into_response();
+    guard.fail(&error);
     response
 }
 
@@ -188,9 +209,7 @@ async fn complete(
                 attempt.latency_ms = latency;
                 attempt.error = error.message();
             }
-            let response = error.clone().into_response();
-            guard.fail(&error);
-            return response;
+            return fail(guard, error);
         }
     };
     let trace = guard.trace_mut();
