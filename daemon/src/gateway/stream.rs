@@ -1,4 +1,5 @@
-//! Streaming answers: each upstream SSE event is forwarded the moment it is complete (no coalescing), while
+//! Streaming answers: each upstream SSE event is forwarded the moment it is complete (never held back to wait
+//! for more; events that arrived in the same read leave in the same write), while
 //! the trace collects text, token timing and usage. The body is pulled by the client's connection, with no
 //! task or channel in between: when the client goes away, hyper drops the body, which drops the upstream
 //! response (cancelling the engine's work) and records the trace as cancelled. An upstream that breaks off
