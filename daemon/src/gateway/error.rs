@@ -23,8 +23,6 @@ pub enum GatewayError {
     /// The upstream refused the request itself (4xx): passed through with its status and body.
     #[error("upstream answered {status}")]
     UpstreamRejected { status: StatusCode, body: serde_json::Value },
-    #[error("the daemon is shutting down")]
-    ShuttingDown,
 }
 
 impl GatewayError {
@@ -44,7 +42,6 @@ impl GatewayError {
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamRejected { status, .. } => *status,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -55,7 +52,6 @@ impl GatewayError {
             Self::NotFound(_) => "not_found_error",
             Self::Upstream(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",
-            Self::ShuttingDown => "service_unavailable",
         }
     }
 
