@@ -75,6 +75,11 @@ impl Relay {
                 return Some(self.ready.split().freeze());
             }
             self.guard.as_ref()?;
+            // Checked here too: the biased select below never polls the timer while the upstream has data.
+            if self.deadline.is_elapsed() {
+                self.end(End::Timeout);
+                continue;
+            }
             // Biased: the upstream first, so the timer is only polled (and re-armed) when it has nothing.
             let next = tokio::select! {
                 biased;
@@ -199,25 +204,22 @@ pub struct SseSplitter {
 
 impl SseSplitter {
     pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
-        if self.partial.is_empty() {
-            // The usual case: a chunk of whole UTF-8 characters, appended without a copy in between.
-            match std::str::from_utf8(chunk) {
-                Ok(text) => self.append(text),
-                Err(error) => {
-                    let valid = error.valid_up_to();
-                    self.append(&String::from_utf8_lossy(&chunk[..valid]));
-                    self.partial.extend_from_slice(&chunk[valid..]);
-                }
-            }
+        let bytes: Cow<'_, [u8]> = if self.partial.is_empty() {
+            Cow::Borrowed(chunk)
         } else {
             self.partial.extend_from_slice(chunk);
-            let valid = match std::str::from_utf8(&self.partial) {
-                Ok(text) => text.len(),
-                Err(error) => error.valid_up_to(),
-            };
-            let text = String::from_utf8_lossy(&self.partial[..valid]).into_owned();
-            self.partial.drain(..valid);
-            self.append(&text);
+            Cow::Owned(std::mem::take(&mut self.partial))
+        };
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => self.append(text),
+            // A character cut at the end of the chunk: keep its first bytes for the next chunk.
+            Err(error) if error.error_len().is_none() => {
+                let valid = error.valid_up_to();
+                self.append(&String::from_utf8_lossy(&bytes[..valid]));
+                self.partial = bytes[valid..].to_vec();
+            }
+            // Bytes that are not UTF-8 at all: replaced, so one bad byte cannot stall the stream.
+            Err(_) => self.append(&String::from_utf8_lossy(&bytes)),
         }
         let mut events = Vec::new();
         let mut consumed = 0;
@@ -343,6 +345,9 @@ mod tests {
         let bytes = "data: é\n\n".as_bytes();
         assert!(splitter.push(&bytes[..7]).is_empty());
         assert_eq!(splitter.push(&bytes[7..]), ["data: é"]);
+        // A byte that is not UTF-8 is replaced; the events after it still come through.
+        assert_eq!(splitter.push(b"data: a\xffb\n\ndata: c\n\n"), ["data: a\u{fffd}b", "data: c"]);
+        assert_eq!(splitter.push(b"data: d\n\n"), ["data: d"]);
     }
 
     #[test]

@@ -49,10 +49,11 @@ impl BoundGrpc {
                 })
             }
             GrpcListen::Tcp(addr) => {
-                let token = std::env::var(token_env)
-                    .ok()
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| GrpcError::MissingToken { addr: addr.to_string(), env: token_env.to_string() })?;
+                // Trimmed as llmopsctl trims it, so a token read from a file with a newline still matches.
+                let token =
+                    std::env::var(token_env).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).ok_or_else(
+                        || GrpcError::MissingToken { addr: addr.to_string(), env: token_env.to_string() },
+                    )?;
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| GrpcError::Bind { addr: addr.to_string(), source })?;
