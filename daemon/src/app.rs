@@ -34,7 +34,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let engines = Engines::from_config(&config).map_err(anyhow::Error::msg)?;
     let router = Router::new(&config, &engines);
-    let gateway = Arc::new(Gateway::new(router.clone(), recorder.clone(), config.server.max_body_bytes));
+    let (close_trigger, closing) = shutdown::channel();
+    let gateway = Arc::new(Gateway::new(router.clone(), recorder.clone(), config.server.max_body_bytes, closing));
 
     let http_addr = config.http_listen_addr()?;
     let http_listener = tokio::net::TcpListener::bind(http_addr)
@@ -87,9 +88,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!(signal, in_flight = gateway.in_flight.load(Ordering::Relaxed), "shutting down");
             trigger.fire();
             if tokio::time::timeout(grace, &mut server).await.is_err() {
-                // Known gap: connection tasks belong to axum, so requests still running are not ended here;
-                // their traces are lost (counted as dropped) when the runtime stops.
-                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the shutdown grace");
+                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the shutdown grace; ending them");
+                // Connection tasks belong to axum, not to us: tell the requests themselves to end (a stream
+                // with an error event), so each records its trace before the writer stops.
+                close_trigger.fire();
             }
         }
     }

@@ -18,6 +18,11 @@ impl Trigger {
 }
 
 impl Shutdown {
+    /// Whether the trigger has fired (for loops that check rather than wait).
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
     pub async fn wait(&mut self) {
         // An error means the trigger is gone, which also means shutting down.
         let _ = self.0.wait_for(|stopping| *stopping).await;

@@ -531,3 +531,30 @@ async fn a_failing_first_target_is_skipped_and_all_failing_is_502() {
     assert_eq!(statuses, [429, 500]);
     assert_eq!(trace.status(), pb::TraceStatus::Error);
 }
+
+#[tokio::test]
+async fn a_stream_outliving_the_shutdown_grace_is_ended_and_still_traced() {
+    // 400 words at 50 ms (20 s) against a 1 s grace.
+    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 50, reply_words: Some(400), ..Behavior::default() })
+        .await
+        .expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = engine_config(&upstream.base_url(), "").replace("[server]\n", "[server]\nshutdown_grace_secs = 1\n");
+    let mut daemon = Daemon::start(&config, dir.path()).await.expect("start");
+    let response = stream_chat(&daemon, "hi").await;
+    let id = request_id(&response);
+    let mut stream = response.bytes_stream();
+    stream.next().await.expect("stream open").expect("first chunk");
+    daemon.terminate();
+    let mut rest = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(rest.contains("shutting down"), "the stream ended with an error event: {rest:?}");
+    let status = daemon.wait_exit(WAIT).await.expect("exits");
+    assert!(status.success(), "{status}");
+    let daemon = Daemon::start(&config, dir.path()).await.expect("restart");
+    let trace = fetch_trace(&daemon, &id).await;
+    assert_eq!(trace.status(), pb::TraceStatus::Error);
+    assert!(trace.error_message.contains("shutting down"), "{}", trace.error_message);
+}

@@ -30,11 +30,18 @@ pub struct Gateway {
     pub max_body_bytes: usize,
     /// Requests being answered now.
     pub in_flight: Arc<AtomicU64>,
+    /// Fired when shutdown's grace period is over: requests still running end now and record their traces.
+    pub closing: crate::shutdown::Shutdown,
 }
 
 impl Gateway {
-    pub fn new(router: ModelRouter, recorder: Recorder, max_body_bytes: usize) -> Self {
-        Self { router, recorder, max_body_bytes, in_flight: Arc::new(AtomicU64::new(0)) }
+    pub fn new(
+        router: ModelRouter,
+        recorder: Recorder,
+        max_body_bytes: usize,
+        closing: crate::shutdown::Shutdown,
+    ) -> Self {
+        Self { router, recorder, max_body_bytes, in_flight: Arc::new(AtomicU64::new(0)), closing }
     }
 }
 

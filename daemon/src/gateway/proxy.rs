@@ -7,6 +7,7 @@ use super::trace_guard::TraceGuard;
 use super::Gateway;
 use crate::engine::UpstreamError;
 use crate::router::Target;
+use crate::shutdown::Shutdown;
 use crate::trace::{Attempt, TraceStatus};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -27,7 +28,7 @@ pub async fn handle(
     let mut response = match prepare(&gateway, endpoint, &headers, body, &mut guard) {
         Ok((request, targets)) => {
             guard.announce();
-            forward(endpoint, request, targets, guard).await
+            forward(endpoint, request, targets, guard, gateway.closing.clone()).await
         }
         Err(error) => {
             guard.announce();
@@ -109,6 +110,7 @@ async fn forward(
     mut request: ClientRequest,
     targets: Vec<Target>,
     mut guard: TraceGuard,
+    closing: Shutdown,
 ) -> Response {
     let mut last_error = None;
     for target in &targets {
@@ -152,9 +154,9 @@ async fn forward(
         }
         let served_by = format!("{}/{}", engine.name, target.model);
         let mut response = if request.stream {
-            stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline)
+            stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline, closing)
         } else {
-            complete(endpoint, guard, upstream, attempt_start, deadline).await
+            complete(endpoint, guard, upstream, attempt_start, deadline, closing).await
         };
         if let Ok(value) = HeaderValue::from_str(&served_by) {
             response.headers_mut().insert("x-llmops-served-by", value);
@@ -189,9 +191,15 @@ async fn complete(
     upstream: reqwest::Response,
     attempt_start: f64,
     deadline: Instant,
+    mut closing: Shutdown,
 ) -> Response {
     let engine = guard.trace_mut().engine.clone();
-    let read = tokio::time::timeout_at(deadline.into(), upstream.bytes()).await;
+    let read = tokio::select! {
+        read = tokio::time::timeout_at(deadline.into(), upstream.bytes()) => read,
+        _ = closing.wait() => {
+            return fail(guard, GatewayError::Upstream("the daemon is shutting down; the answer was not complete".into()));
+        }
+    };
     let parsed = match read {
         Err(_) => {
             Err(GatewayError::UpstreamTimeout(format!("engine {engine} did not finish within the request timeout")))

@@ -6,6 +6,7 @@
 //! mid-stream ends the client's stream with an explicit error event.
 use super::proxy::estimate_tokens;
 use super::trace_guard::TraceGuard;
+use crate::shutdown::Shutdown;
 use crate::trace::TraceStatus;
 use axum::body::{Body, Bytes};
 use axum::http::header;
@@ -26,6 +27,7 @@ pub fn respond(
     client_wants_usage: bool,
     attempt_start: f64,
     deadline: Instant,
+    closing: Shutdown,
 ) -> Response {
     let relay = Relay {
         guard: Some(guard),
@@ -36,6 +38,7 @@ pub fn respond(
         client_wants_usage,
         attempt_start,
         deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
+        closing,
     };
     let frames = futures::stream::unfold(relay, |mut relay| async move {
         let frame = relay.next_frame().await?;
@@ -64,6 +67,7 @@ struct Relay {
     client_wants_usage: bool,
     attempt_start: f64,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    closing: Shutdown,
 }
 
 impl Relay {
@@ -80,6 +84,10 @@ impl Relay {
                 self.end(End::Timeout);
                 continue;
             }
+            if self.closing.is_set() {
+                self.end(End::Cut("the daemon is shutting down".into()));
+                continue;
+            }
             // Biased: the upstream first, so the timer is only polled (and re-armed) when it has nothing.
             let next = tokio::select! {
                 biased;
@@ -88,6 +96,7 @@ impl Relay {
                     self.end(End::Timeout);
                     continue;
                 }
+                _ = self.closing.wait() => continue,
             };
             self.take(next);
             // Whatever else has already arrived, without waiting.
