@@ -42,11 +42,24 @@ async fn fetch_trace(daemon: &Daemon, id: &str) -> pb::Trace {
     }
 }
 
+/// POSTs a chat request body to the daemon.
+async fn post_chat(http: &reqwest::Client, daemon: &Daemon, body: &Value) -> reqwest::Response {
+    http.post(daemon.url("/v1/chat/completions")).json(body).send().await.expect("request")
+}
+
+/// A paced fake upstream (`token_delay_ms` per word, `words` words) with a daemon in front.
+async fn paced(token_delay_ms: u64, words: usize) -> (FakeUpstream, tempfile::TempDir, Daemon) {
+    let behavior = Behavior { token_delay_ms, reply_words: Some(words), ..Behavior::default() };
+    let upstream = FakeUpstream::start(behavior).await.expect("fake");
+    let (dir, daemon) = start(&upstream.base_url(), "").await;
+    (upstream, dir, daemon)
+}
+
 /// A streaming chat request, answered (headers received).
 async fn stream_chat(daemon: &Daemon, content: &str) -> reqwest::Response {
     let mut body = chat(content);
     body["stream"] = json!(true);
-    reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("request")
+    post_chat(&reqwest::Client::new(), daemon, &body).await
 }
 
 fn request_id(response: &reqwest::Response) -> String {
@@ -141,7 +154,7 @@ async fn upstream_down_is_502_and_timeout_is_504() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let (_dir, daemon) = start(&format!("http://127.0.0.1:{port}/v1"), "").await;
     let http = reqwest::Client::new();
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &chat("hi")).await;
     assert_eq!(response.status().as_u16(), 502);
     let id = request_id(&response);
     let body: Value = response.json().await.expect("json");
@@ -154,7 +167,7 @@ async fn upstream_down_is_502_and_timeout_is_504() {
     let slow =
         FakeUpstream::start(Behavior { first_token_delay_ms: 3_000, ..Behavior::default() }).await.expect("fake");
     let (_dir2, daemon) = start(&slow.base_url(), "first_token_timeout_ms = 300\n").await;
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &chat("hi")).await;
     assert_eq!(response.status().as_u16(), 504);
     let trace = fetch_trace(&daemon, &request_id(&response)).await;
     assert_eq!(trace.status(), pb::TraceStatus::Error);
@@ -166,13 +179,13 @@ async fn upstream_errors_map_to_502_or_pass_through() {
     let upstream = FakeUpstream::start(Behavior { fail_status: Some(503), ..Behavior::default() }).await.expect("fake");
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
     let http = reqwest::Client::new();
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &chat("hi")).await;
     assert_eq!(response.status().as_u16(), 502);
     let trace = fetch_trace(&daemon, &request_id(&response)).await;
     assert_eq!(trace.attempts[0].upstream_status, 503);
 
     upstream.set_behavior(Behavior { fail_status: Some(400), ..Behavior::default() });
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("hi")).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &chat("hi")).await;
     assert_eq!(response.status().as_u16(), 400, "an engine's own refusal keeps its status");
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["message"], "fake failure");
@@ -180,10 +193,7 @@ async fn upstream_errors_map_to_502_or_pass_through() {
 
 #[tokio::test]
 async fn chunks_are_forwarded_as_they_arrive() {
-    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 100, reply_words: Some(20), ..Behavior::default() })
-        .await
-        .expect("fake");
-    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let (upstream, _dir, daemon) = paced(100, 20).await;
     let response = stream_chat(&daemon, "hi").await;
     assert_eq!(response.status().as_u16(), 200);
     let mut stream = response.bytes_stream();
@@ -199,10 +209,7 @@ async fn chunks_are_forwarded_as_they_arrive() {
 
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_and_the_trace_says_cancelled() {
-    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 50, reply_words: Some(400), ..Behavior::default() })
-        .await
-        .expect("fake");
-    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let (upstream, _dir, daemon) = paced(50, 400).await;
     let response = stream_chat(&daemon, "hi").await;
     let id = request_id(&response);
     let mut stream = response.bytes_stream();
@@ -278,8 +285,7 @@ async fn traces_survive_a_restart() {
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..50 {
-        let response =
-            http.post(daemon.url("/v1/chat/completions")).json(&chat(&format!("n{i}"))).send().await.expect("request");
+        let response = post_chat(&http, &daemon, &chat(&format!("n{i}"))).await;
         assert_eq!(response.status().as_u16(), 200);
         ids.push(request_id(&response));
     }
@@ -353,10 +359,7 @@ async fn a_bad_config_stops_startup_naming_key_and_line() {
 #[tokio::test]
 async fn a_client_gone_before_a_non_streamed_answer_is_recorded_as_cancelled() {
     // 400 words at 50 ms: a 20 s answer the client will not wait for.
-    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 50, reply_words: Some(400), ..Behavior::default() })
-        .await
-        .expect("fake");
-    let (_dir, daemon) = start(&upstream.base_url(), "").await;
+    let (_upstream, _dir, daemon) = paced(50, 400).await;
     let gave_up = reqwest::Client::new()
         .post(daemon.url("/v1/chat/completions"))
         .timeout(Duration::from_millis(300))
@@ -442,7 +445,7 @@ async fn a_viewer_that_stops_reading_is_dropped_and_told_what_it_missed() {
     // Far more events (two per request) than the viewer buffer and the HTTP/2 window hold, while it reads nothing.
     let http = reqwest::Client::new();
     for _ in 0..1500 {
-        let response = http.post(daemon.url("/v1/chat/completions")).json(&chat("x")).send().await.expect("request");
+        let response = post_chat(&http, &daemon, &chat("x")).await;
         assert_eq!(response.status().as_u16(), 200, "the daemon never waits for a slow viewer");
     }
     let mut received = 0;
@@ -479,7 +482,7 @@ async fn a_route_falls_back_to_its_next_target_on_failure_but_not_on_refusal() {
     request["model"] = json!("chat");
 
     // First engine unreachable: the second answers, and both attempts are on the trace.
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &request).await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers().get("x-llmops-served-by").and_then(|v| v.to_str().ok()), Some("second/fake-model"));
     let trace = fetch_trace(&daemon, &request_id(&response)).await;
@@ -492,13 +495,13 @@ async fn a_route_falls_back_to_its_next_target_on_failure_but_not_on_refusal() {
     // A stream falls back the same way (nothing reached the client before the second engine answered).
     let mut streamed = request.clone();
     streamed["stream"] = json!(true);
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&streamed).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &streamed).await;
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.text().await.expect("body").contains("[DONE]"));
 
     // The second engine refuses the request itself: that refusal is the answer, with nothing left to try.
     second.set_behavior(Behavior { fail_status: Some(400), ..Behavior::default() });
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &request).await;
     assert_eq!(response.status().as_u16(), 400);
 }
 
@@ -512,19 +515,19 @@ async fn a_failing_first_target_is_skipped_and_all_failing_is_502() {
     let http = reqwest::Client::new();
     let mut request = chat("hi");
     request["model"] = json!("chat");
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &request).await;
     assert_eq!(response.status().as_u16(), 200, "503 from the first engine falls back");
     assert_eq!(first.stats().requests, 1);
 
     // A 400 from the first engine is not retried elsewhere.
     first.set_behavior(Behavior { fail_status: Some(400), ..Behavior::default() });
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &request).await;
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(second.stats().requests, 1, "the second engine was not asked after a refusal");
 
     first.set_behavior(Behavior { fail_status: Some(429), ..Behavior::default() });
     second.set_behavior(Behavior { fail_status: Some(500), ..Behavior::default() });
-    let response = http.post(daemon.url("/v1/chat/completions")).json(&request).send().await.expect("request");
+    let response = post_chat(&http, &daemon, &request).await;
     assert_eq!(response.status().as_u16(), 502);
     let trace = fetch_trace(&daemon, &request_id(&response)).await;
     let statuses: Vec<u32> = trace.attempts.iter().map(|a| a.upstream_status).collect();
