@@ -32,14 +32,10 @@ fn health_to_proto(health: Health) -> pb::EngineHealth {
 #[tonic::async_trait]
 impl pb::status_service_server::StatusService for StatusApi {
     async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
-        let store = self.store.clone();
-        let (path, size_bytes, trace_count) = tokio::task::spawn_blocking(move || {
-            let store = store.lock().map_err(|_| Status::internal("trace store lock poisoned"))?;
-            let count = store.count().map_err(|e| Status::internal(e.to_string()))?;
-            Ok::<_, Status>((store.path().display().to_string(), store.size_bytes(), count))
+        let (path, size_bytes, trace_count) = super::traces::with_store(&self.store, |store| {
+            Ok((store.path().display().to_string(), store.size_bytes(), store.count()?))
         })
-        .await
-        .map_err(|e| Status::internal(format!("status task failed: {e}")))??;
+        .await?;
         let stats = self.recorder.stats();
         let engines = self
             .engines

@@ -22,22 +22,23 @@ impl TraceApi {
     pub fn new(store: Arc<Mutex<Store>>, recorder: Recorder, shutdown: Shutdown) -> Self {
         Self { store, recorder, shutdown }
     }
+}
 
-    async fn with_store<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, Status> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let guard = store.lock().map_err(|_| Status::internal("trace store lock poisoned"))?;
-            work(&guard).map_err(|e| match e {
-                StoreError::BadPageToken(_) => Status::invalid_argument(e.to_string()),
-                other => Status::internal(other.to_string()),
-            })
+/// Runs a query on the read connection off the async threads, with store errors as gRPC statuses.
+pub async fn with_store<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let guard = store.lock().map_err(|_| Status::internal("trace store lock poisoned"))?;
+        work(&guard).map_err(|e| match e {
+            StoreError::BadPageToken(_) => Status::invalid_argument(e.to_string()),
+            other => Status::internal(other.to_string()),
         })
-        .await
-        .map_err(|e| Status::internal(format!("query task failed: {e}")))?
-    }
+    })
+    .await
+    .map_err(|e| Status::internal(format!("query task failed: {e}")))?
 }
 
 fn non_empty(text: String) -> Option<String> {
@@ -67,7 +68,7 @@ impl pb::trace_service_server::TraceService for TraceApi {
             limit: if r.limit == 0 { DEFAULT_PAGE } else { r.limit as usize },
             page_token: non_empty(r.page_token),
         };
-        let (traces, next) = self.with_store(move |store| store.list(&query)).await?;
+        let (traces, next) = with_store(&self.store, move |store| store.list(&query)).await?;
         Ok(Response::new(pb::ListTracesResponse {
             traces: traces.iter().map(|t| trace_to_proto(t, include_bodies)).collect(),
             next_page_token: next.unwrap_or_default(),
@@ -80,7 +81,7 @@ impl pb::trace_service_server::TraceService for TraceApi {
             return Err(Status::invalid_argument("id is empty"));
         }
         let lookup = id.clone();
-        match self.with_store(move |store| store.get(&lookup)).await? {
+        match with_store(&self.store, move |store| store.get(&lookup)).await? {
             Some(trace) => Ok(Response::new(trace_to_proto(&trace, true))),
             None => Err(Status::not_found(format!("no trace with id {id}"))),
         }
