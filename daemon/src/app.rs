@@ -54,7 +54,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         http_listen: http_display.clone(),
         grpc_listen: grpc_display.clone(),
         privacy_mode: config.privacy.hash_content,
-        engines,
+        engines: engines.clone(),
         router: router.clone(),
         recorder: recorder.clone(),
         store: reader_store,
@@ -101,6 +101,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     trigger.fire();
+    engines.stop();
     match tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
         Ok(Ok(Err(error))) => tracing::error!(%error, "gRPC server"),
         Err(_) => tracing::warn!("gRPC server did not stop within 5 s"),

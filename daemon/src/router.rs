@@ -1,13 +1,13 @@
 //! Routes: the public model name a client asks for, mapped to an ordered chain of engine/model targets.
 //! The first target serves; the rest are the fallback chain.
 use crate::config::Config;
-use crate::engine::{Engines, OpenAiEngine};
+use crate::engine::{Engine, Engines};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct Target {
-    pub engine: Arc<OpenAiEngine>,
+    pub engine: Arc<Engine>,
     /// The model name at the engine.
     pub model: String,
 }
@@ -24,11 +24,8 @@ impl Router {
         let mut routes: BTreeMap<String, Vec<Target>> = BTreeMap::new();
         if config.routes.is_empty() {
             for engine in engines.iter() {
-                for model in &engine.models {
-                    routes
-                        .entry(model.clone())
-                        .or_default()
-                        .push(Target { engine: engine.clone(), model: model.clone() });
+                for model in engine.models() {
+                    routes.entry(model.clone()).or_default().push(Target { engine: engine.clone(), model });
                 }
             }
         } else {
@@ -87,8 +84,7 @@ models = ["shared"]
     fn without_routes_each_engine_model_is_a_route() {
         let router = router(ENGINES);
         assert_eq!(router.names().collect::<Vec<_>>(), ["m1", "shared"]);
-        let chain: Vec<&str> =
-            router.resolve("shared").expect("route").iter().map(|t| t.engine.name.as_str()).collect();
+        let chain: Vec<&str> = router.resolve("shared").expect("route").iter().map(|t| t.engine.name()).collect();
         assert_eq!(chain, ["a", "b"]);
         assert!(router.resolve("nope").is_none());
     }
@@ -100,8 +96,12 @@ models = ["shared"]
         );
         let router = router(&toml);
         assert_eq!(router.names().collect::<Vec<_>>(), ["chat"]);
-        let chain: Vec<(String, String)> =
-            router.resolve("chat").expect("route").iter().map(|t| (t.engine.name.clone(), t.model.clone())).collect();
+        let chain: Vec<(String, String)> = router
+            .resolve("chat")
+            .expect("route")
+            .iter()
+            .map(|t| (t.engine.name().to_string(), t.model.clone()))
+            .collect();
         assert_eq!(chain, [("b".into(), "shared".into()), ("a".into(), "chat".into())]);
     }
 }

@@ -281,38 +281,44 @@ def _short_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(tempfile.mkdtemp(prefix="llmopsd-", dir="/tmp"))
 
 
+def start_daemon(tmp_path_factory: pytest.TempPathFactory, config_text: Optional[str]) -> Daemon:
+    """llmopsd on a free port with `config_text` as its config, or with no config file at all (None)."""
+    data_dir = _short_dir(tmp_path_factory)
+    config_args: list[str] = []
+    if config_text is not None:
+        config = data_dir / "llmopsd.toml"
+        config.write_text(config_text)
+        config_args = ["--config", str(config)]
+    socket_path = data_dir / "llmopsd.sock"
+    process = ManagedProcess(
+        "llmopsd",
+        [
+            str(binary("llmopsd")),
+            *config_args,
+            "--data-dir", str(data_dir),
+            "--http-listen", "127.0.0.1:0",
+            "--grpc-listen", f"unix:{socket_path}",
+            "--log-format", "json",
+        ],
+        data_dir / "llmopsd.log",
+    )
+    ready = process.wait_for_line(DAEMON_READY, STARTUP_TIMEOUT_S)
+    http_addr, grpc_target = ready.group(1), ready.group(2)
+    if grpc_target != f"unix:{socket_path}":
+        process.stop()
+        raise StartupError(f"llmopsd reports gRPC at {grpc_target}, but was asked for unix:{socket_path}")
+    return Daemon(process, http_addr, grpc_target, data_dir)
+
+
 @pytest.fixture(scope="module")
 def daemon(request: pytest.FixtureRequest, fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory):
-    def start() -> Daemon:
-        data_dir = _short_dir(tmp_path_factory)
-        config = data_dir / "llmopsd.toml"
-        config.write_text(
-            f"[engines.{ENGINE}]\n"
-            f'kind = "openai"\n'
-            f"base_url = {json.dumps(fake_upstream.base_url)}\n"
-            f"models = [{json.dumps(MODEL)}]\n"
-        )
-        socket_path = data_dir / "llmopsd.sock"
-        process = ManagedProcess(
-            "llmopsd",
-            [
-                str(binary("llmopsd")),
-                "--config", str(config),
-                "--data-dir", str(data_dir),
-                "--http-listen", "127.0.0.1:0",
-                "--grpc-listen", f"unix:{socket_path}",
-                "--log-format", "json",
-            ],
-            data_dir / "llmopsd.log",
-        )
-        ready = process.wait_for_line(DAEMON_READY, STARTUP_TIMEOUT_S)
-        http_addr, grpc_target = ready.group(1), ready.group(2)
-        if grpc_target != f"unix:{socket_path}":
-            process.stop()
-            raise StartupError(f"llmopsd reports gRPC at {grpc_target}, but was asked for unix:{socket_path}")
-        return Daemon(process, http_addr, grpc_target, data_dir)
-
-    started = start_once(request, "llmopsd", start)
+    config = (
+        f"[engines.{ENGINE}]\n"
+        f'kind = "openai"\n'
+        f"base_url = {json.dumps(fake_upstream.base_url)}\n"
+        f"models = [{json.dumps(MODEL)}]\n"
+    )
+    started = start_once(request, "llmopsd", lambda: start_daemon(tmp_path_factory, config))
     try:
         yield started
     finally:

@@ -90,6 +90,9 @@ fn engine_to_json(engine: &EngineStatus) -> Value {
         "health": engine_health_name(engine.health),
         "last_error": engine.last_error,
         "last_checked_unix_ms": engine.last_checked_unix_ms,
+        "running": engine.running,
+        "waiting": engine.waiting,
+        "kv_cache_used_fraction": engine.kv_cache_used_fraction,
     })
 }
 
@@ -255,6 +258,9 @@ mod tests {
                 health: EngineHealth::Unhealthy as i32,
                 last_error: "connection refused".into(),
                 last_checked_unix_ms: 5,
+                running: Some(2),
+                waiting: None,
+                kv_cache_used_fraction: None,
             }],
             routes: vec![RouteStatus { name: "small".into(), targets: vec!["ollama/qwen2.5:0.5b".into()] }],
             store: Some(StoreStatus { trace_count: 3, dropped: 1, ..StoreStatus::default() }),
@@ -265,6 +271,8 @@ mod tests {
         assert_eq!(value["version"], "0.1.0");
         assert_eq!(value["privacy_mode"], true);
         assert_eq!(value["engines"][0]["health"], "unhealthy");
+        assert_eq!(value["engines"][0]["running"], 2);
+        assert!(value["engines"][0]["waiting"].is_null(), "absent load figures are null, not 0");
         assert_eq!(value["engines"][0]["models"], json!(["qwen2.5:0.5b"]));
         assert_eq!(value["routes"], json!([{"name": "small", "targets": ["ollama/qwen2.5:0.5b"]}]));
         assert_eq!(value["store"]["trace_count"], 3);

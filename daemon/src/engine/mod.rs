@@ -1,53 +1,189 @@
-//! Engines that answer requests. Kind `openai` (any OpenAI-compatible server) for now; embedded models and
-//! supervised processes join here.
+//! Engines that answer requests: OpenAI-compatible servers over HTTP (`openai`) and GGUF models run in the
+//! daemon (`embedded`). Both answer in the OpenAI wire format (JSON, or SSE when streaming), so the gateway
+//! relays, times and records every engine the same way.
+pub mod embedded;
 pub mod openai;
 
-pub use openai::{Health, OpenAiEngine, UpstreamError};
+pub use embedded::EmbeddedEngine;
+pub use openai::{Health, HealthState, OpenAiEngine, UpstreamError};
 
-use crate::config::Config;
+use crate::config::{Config, EngineConfig};
+use bytes::Bytes;
+use futures::stream::BoxStream;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 const PROBE_EVERY: Duration = Duration::from_secs(15);
 
+/// The OpenAI operations an engine answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    /// Path below an OpenAI-compatible server's `/v1`.
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat/completions",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+
+    /// Name on the trace.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat.completions",
+            Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// An engine's successful answer: the body as it arrives (one JSON document, or SSE events when streaming).
+pub struct Answer {
+    /// The HTTP status the engine answered with (2xx).
+    pub status: u16,
+    pub body: BoxStream<'static, Result<Bytes, String>>,
+}
+
+/// Load figures an engine reports about itself (the embedded engine knows them; scraped ones come with
+/// telemetry).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EngineLoad {
+    pub running: u64,
+    pub waiting: u64,
+    pub kv_cache_used_fraction: Option<f64>,
+}
+
+pub enum Engine {
+    OpenAi(OpenAiEngine),
+    Embedded(EmbeddedEngine),
+}
+
+impl Engine {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::OpenAi(engine) => &engine.name,
+            Self::Embedded(engine) => engine.name(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::OpenAi(_) => "openai",
+            Self::Embedded(_) => "embedded",
+        }
+    }
+
+    /// Where it is: the base URL, or the GGUF file.
+    pub fn location(&self) -> String {
+        match self {
+            Self::OpenAi(engine) => engine.base_url.clone(),
+            Self::Embedded(engine) => engine.model_path().display().to_string(),
+        }
+    }
+
+    /// Model names it serves.
+    pub fn models(&self) -> Vec<String> {
+        match self {
+            Self::OpenAi(engine) => engine.models.clone(),
+            Self::Embedded(engine) => vec![engine.served_name().to_string()],
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        match self {
+            Self::OpenAi(engine) => engine.request_timeout,
+            Self::Embedded(engine) => engine.request_timeout(),
+        }
+    }
+
+    pub fn health(&self) -> HealthState {
+        match self {
+            Self::OpenAi(engine) => engine.health(),
+            Self::Embedded(engine) => engine.health(),
+        }
+    }
+
+    pub fn load(&self) -> Option<EngineLoad> {
+        match self {
+            Self::OpenAi(_) => None,
+            Self::Embedded(engine) => Some(engine.load()),
+        }
+    }
+
+    /// Sends one request; returns once the engine has accepted it and is answering (for a stream: once the
+    /// answer has begun), or with the reason it will not.
+    pub async fn post(&self, endpoint: Endpoint, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
+        match self {
+            Self::OpenAi(engine) => engine.post(endpoint.upstream_path(), body).await,
+            Self::Embedded(engine) => engine.post(endpoint, body).await,
+        }
+    }
+}
+
 /// The configured engines, by name.
 #[derive(Clone, Default)]
 pub struct Engines {
-    by_name: BTreeMap<String, Arc<OpenAiEngine>>,
+    by_name: BTreeMap<String, Arc<Engine>>,
 }
 
 impl Engines {
+    /// Builds every engine. Embedded models load in the background: an engine whose file is missing or
+    /// broken still exists and says why in its health, so the daemon starts either way.
     pub fn from_config(config: &Config) -> Result<Self, String> {
         let mut by_name = BTreeMap::new();
-        for (name, engine) in &config.engines {
-            by_name.insert(name.clone(), Arc::new(OpenAiEngine::new(name, engine)?));
+        for (name, engine) in config.effective_engines() {
+            let engine = match &engine {
+                EngineConfig::Openai(settings) => Engine::OpenAi(OpenAiEngine::new(&name, settings)?),
+                EngineConfig::Embedded(settings) => Engine::Embedded(EmbeddedEngine::start(&name, settings)),
+            };
+            by_name.insert(name, Arc::new(engine));
         }
         Ok(Self { by_name })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<OpenAiEngine>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<Engine>> {
         self.by_name.get(name)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<OpenAiEngine>> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Engine>> {
         self.by_name.values()
     }
 
-    /// Keeps each engine's health current between requests, until shutdown.
+    /// Keeps each remote engine's health current between requests, until shutdown.
     pub fn spawn_health_probes(&self, shutdown: crate::shutdown::Shutdown) {
         for engine in self.by_name.values() {
+            if !matches!(**engine, Engine::OpenAi(_)) {
+                continue;
+            }
             let engine = engine.clone();
             let mut shutdown = shutdown.clone();
             tokio::spawn(async move {
                 loop {
-                    engine.probe().await;
+                    if let Engine::OpenAi(remote) = &*engine {
+                        remote.probe().await;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(PROBE_EVERY) => {}
                         _ = shutdown.wait() => break,
                     }
                 }
             });
+        }
+    }
+
+    /// Stops the embedded engines' decode loops (their requests end with an error).
+    pub fn stop(&self) {
+        for engine in self.by_name.values() {
+            if let Engine::Embedded(embedded) = &**engine {
+                embedded.stop();
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
 //! An OpenAI-compatible upstream (vLLM, llama.cpp server, SGLang, TGI, Ollama `/v1`, hosted APIs).
-use crate::config::EngineConfig;
+use super::Answer;
+use crate::config::OpenAiEngineConfig;
+use futures::StreamExt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,6 +14,9 @@ pub enum UpstreamError {
     /// The engine answered with a non-success status; `body` is its JSON (or text wrapped as JSON).
     #[error("engine {engine} answered HTTP {status}")]
     Status { engine: String, status: u16, body: serde_json::Value },
+    /// The engine cannot take requests now; `reason` says why and what fixes it.
+    #[error("engine {engine} is unavailable: {reason}")]
+    Unavailable { engine: String, reason: String },
 }
 
 impl UpstreamError {
@@ -19,7 +24,7 @@ impl UpstreamError {
     /// overloaded. Its refusal of the request itself (other 4xx) would be the same elsewhere.
     pub fn should_fall_back(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::Timeout { .. } => true,
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Unavailable { .. } => true,
             Self::Status { status, .. } => *status >= 500 || *status == 429,
         }
     }
@@ -56,7 +61,7 @@ pub struct OpenAiEngine {
 }
 
 impl OpenAiEngine {
-    pub fn new(name: &str, config: &EngineConfig) -> Result<Self, String> {
+    pub fn new(name: &str, config: &OpenAiEngineConfig) -> Result<Self, String> {
         let api_key = match &config.api_key_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
                 format!("engines.{name}.api_key_env names {var}, but that environment variable is not set")
@@ -97,7 +102,7 @@ impl OpenAiEngine {
     }
 
     /// POSTs `body` to `{base_url}/{path}` and waits for the answer's headers (first-token timeout).
-    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
         let url = match self.urls.iter().find(|(known, _)| *known == path) {
             Some((_, url)) => url.clone(),
             None => reqwest::Url::parse(&format!("{}/{path}", self.base_url)).map_err(|e| UpstreamError::Connect {
@@ -133,7 +138,9 @@ impl OpenAiEngine {
         let status = response.status();
         if status.is_success() {
             self.mark(Health::Healthy, String::new());
-            return Ok(response);
+            let status = status.as_u16();
+            let body = response.bytes_stream().map(|read| read.map_err(|e| error_chain(&e))).boxed();
+            return Ok(Answer { status, body });
         }
         let text = tokio::time::timeout(Duration::from_secs(5), response.text()).await.ok().and_then(Result::ok);
         let body = text

@@ -20,6 +20,9 @@ pub enum GatewayError {
     Upstream(String),
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// No engine of the route can take the request now (model not loaded, engine stopped).
+    #[error("{0}")]
+    EngineUnavailable(String),
     /// The upstream refused the request itself (4xx): passed through with its status and body.
     #[error("upstream answered {status}")]
     UpstreamRejected { status: StatusCode, body: serde_json::Value },
@@ -41,6 +44,7 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamRejected { status, .. } => *status,
         }
     }
@@ -52,6 +56,7 @@ impl GatewayError {
             Self::NotFound(_) => "not_found_error",
             Self::Upstream(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",
+            Self::EngineUnavailable(_) => "service_unavailable_error",
         }
     }
 
@@ -61,6 +66,7 @@ impl GatewayError {
             Self::ModelNotFound(_) => Some("model_not_found"),
             Self::BodyTooLarge { .. } => Some("request_too_large"),
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),
+            Self::EngineUnavailable(_) => Some("engine_unavailable"),
             Self::InvalidRequest { .. } => Some("invalid_request"),
             _ => None,
         }

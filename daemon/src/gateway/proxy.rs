@@ -5,7 +5,7 @@ use super::request::{ClientRequest, Endpoint};
 use super::stream;
 use super::trace_guard::TraceGuard;
 use super::Gateway;
-use crate::engine::UpstreamError;
+use crate::engine::{Answer, UpstreamError};
 use crate::router::Target;
 use crate::shutdown::Shutdown;
 use crate::trace::{Attempt, TraceStatus};
@@ -13,6 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,19 +116,19 @@ async fn forward(
     let mut last_error = None;
     for target in &targets {
         let engine = &target.engine;
-        let deadline = Instant::now() + engine.request_timeout;
+        let deadline = Instant::now() + engine.request_timeout();
         let attempt_start = guard.elapsed_ms();
         guard.push_attempt(Attempt {
-            engine: engine.name.clone(),
+            engine: engine.name().to_string(),
             model: target.model.clone(),
             start_offset_ms: attempt_start,
             ..Attempt::default()
         });
         let trace = guard.trace_mut();
-        trace.engine = engine.name.clone();
+        trace.engine = engine.name().to_string();
         trace.model_served = target.model.clone();
         let body = request.upstream_body(&target.model);
-        let upstream = match engine.post(endpoint.upstream_path(), body).await {
+        let upstream = match engine.post(endpoint, body).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 let fall_back = error.should_fall_back();
@@ -150,9 +151,9 @@ async fn forward(
             }
         };
         if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
-            attempt.upstream_status = upstream.status().as_u16();
+            attempt.upstream_status = upstream.status;
         }
-        let served_by = format!("{}/{}", engine.name, target.model);
+        let served_by = format!("{}/{}", engine.name(), target.model);
         let mut response = if request.stream {
             stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline, closing)
         } else {
@@ -177,6 +178,7 @@ pub fn upstream_error(error: UpstreamError) -> GatewayError {
     match error {
         UpstreamError::Connect { .. } => GatewayError::Upstream(error.to_string()),
         UpstreamError::Timeout { .. } => GatewayError::UpstreamTimeout(error.to_string()),
+        UpstreamError::Unavailable { .. } => GatewayError::EngineUnavailable(error.to_string()),
         UpstreamError::Status { status, body, ref engine } => match StatusCode::from_u16(status) {
             Ok(code) if code.is_client_error() => GatewayError::UpstreamRejected { status: code, body },
             _ => GatewayError::Upstream(format!("engine {engine} failed with HTTP {status}")),
@@ -188,14 +190,14 @@ pub fn upstream_error(error: UpstreamError) -> GatewayError {
 async fn complete(
     endpoint: Endpoint,
     mut guard: TraceGuard,
-    upstream: reqwest::Response,
+    upstream: Answer,
     attempt_start: f64,
     deadline: Instant,
     mut closing: Shutdown,
 ) -> Response {
     let engine = guard.trace_mut().engine.clone();
     let read = tokio::select! {
-        read = tokio::time::timeout_at(deadline.into(), upstream.bytes()) => read,
+        read = tokio::time::timeout_at(deadline.into(), read_whole(upstream)) => read,
         _ = closing.wait() => {
             return fail(guard, GatewayError::Upstream("the daemon is shutting down; the answer was not complete".into()));
         }
@@ -243,6 +245,19 @@ async fn complete(
     }
     guard.finish(TraceStatus::Ok, 200);
     ([(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
+}
+
+/// The whole body of a non-streaming answer.
+async fn read_whole(answer: Answer) -> Result<Bytes, String> {
+    let mut body = answer.body;
+    let Some(first) = body.next().await.transpose()? else { return Ok(Bytes::new()) };
+    let Some(second) = body.next().await.transpose()? else { return Ok(first) };
+    let mut whole = bytes::BytesMut::from(&first[..]);
+    whole.extend_from_slice(&second);
+    while let Some(chunk) = body.next().await.transpose()? {
+        whole.extend_from_slice(&chunk);
+    }
+    Ok(whole.freeze())
 }
 
 fn response_text(endpoint: Endpoint, value: &Value) -> String {

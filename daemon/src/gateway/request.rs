@@ -6,32 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    ChatCompletions,
-    Completions,
-    Embeddings,
-}
-
-impl Endpoint {
-    /// Path below the engine's `/v1`.
-    pub fn upstream_path(self) -> &'static str {
-        match self {
-            Self::ChatCompletions => "chat/completions",
-            Self::Completions => "completions",
-            Self::Embeddings => "embeddings",
-        }
-    }
-
-    /// Name on the trace.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::ChatCompletions => "chat.completions",
-            Self::Completions => "completions",
-            Self::Embeddings => "embeddings",
-        }
-    }
-}
+pub use crate::engine::Endpoint;
 
 /// What the gateway needs to know about a request; `body` is forwarded.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 //! mid-stream ends the client's stream with an explicit error event.
 use super::proxy::estimate_tokens;
 use super::trace_guard::TraceGuard;
+use crate::engine::Answer;
 use crate::shutdown::Shutdown;
 use crate::trace::TraceStatus;
 use axum::body::{Body, Bytes};
@@ -23,7 +24,7 @@ use std::time::Instant;
 
 pub fn respond(
     guard: TraceGuard,
-    upstream: reqwest::Response,
+    upstream: Answer,
     client_wants_usage: bool,
     attempt_start: f64,
     deadline: Instant,
@@ -31,7 +32,7 @@ pub fn respond(
 ) -> Response {
     let relay = Relay {
         guard: Some(guard),
-        upstream: upstream.bytes_stream().boxed(),
+        upstream: upstream.body,
         events: SseSplitter::default(),
         seen: StreamSummary::default(),
         ready: BytesMut::new(),
@@ -59,7 +60,7 @@ enum End {
 struct Relay {
     /// Taken when the trace is recorded; still here on drop means the client went away.
     guard: Option<TraceGuard>,
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: BoxStream<'static, Result<Bytes, String>>,
     events: SseSplitter,
     seen: StreamSummary,
     /// Bytes to send before reading the upstream again.
@@ -110,7 +111,7 @@ impl Relay {
     }
 
     /// Handles one read from the upstream: its complete events go to `ready`; the end of the stream ends it.
-    fn take(&mut self, next: Option<reqwest::Result<Bytes>>) {
+    fn take(&mut self, next: Option<Result<Bytes, String>>) {
         let chunk = match next {
             None if self.seen.done || self.seen.finish_reason.is_some() => return self.end(End::Done),
             None => return self.end(End::Cut("the engine closed the stream before the answer was complete".into())),

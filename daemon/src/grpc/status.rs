@@ -42,11 +42,15 @@ impl pb::status_service_server::StatusService for StatusApi {
             .iter()
             .map(|engine| {
                 let health = engine.health();
+                let load = engine.load();
                 pb::EngineStatus {
-                    name: engine.name.clone(),
-                    kind: "openai".into(),
-                    base_url: engine.base_url.clone(),
-                    models: engine.models.clone(),
+                    name: engine.name().to_string(),
+                    kind: engine.kind().into(),
+                    base_url: engine.location(),
+                    models: engine.models(),
+                    running: load.map(|l| l.running),
+                    waiting: load.map(|l| l.waiting),
+                    kv_cache_used_fraction: load.and_then(|l| l.kv_cache_used_fraction),
                     health: health_to_proto(health.health) as i32,
                     last_error: health.last_error,
                     last_checked_unix_ms: health.last_checked_unix_ms,
@@ -58,7 +62,7 @@ impl pb::status_service_server::StatusService for StatusApi {
             .iter()
             .map(|(name, targets)| pb::RouteStatus {
                 name: name.to_string(),
-                targets: targets.iter().map(|t| format!("{}/{}", t.engine.name, t.model)).collect(),
+                targets: targets.iter().map(|t| format!("{}/{}", t.engine.name(), t.model)).collect(),
             })
             .collect();
         Ok(Response::new(pb::Status {

@@ -2,7 +2,7 @@
 use std::fmt::Display;
 
 use chrono::TimeZone;
-use llmops_proto::v1::{Status, StoreStatus};
+use llmops_proto::v1::{EngineStatus, Status, StoreStatus};
 
 use super::Report;
 use crate::names::engine_health_name;
@@ -11,6 +11,25 @@ use crate::text::{dash_if_empty, one_line, truncate};
 use crate::when::{format_uptime, full_time};
 
 const LAST_ERROR_MAX_CHARS: usize = 60;
+
+/// "2 running, 1 waiting, KV 12%", or "-" for engines that do not report their load.
+fn engine_load(engine: &EngineStatus) -> String {
+    let mut parts = Vec::new();
+    if let Some(running) = engine.running {
+        parts.push(format!("{running} running"));
+    }
+    if let Some(waiting) = engine.waiting {
+        parts.push(format!("{waiting} waiting"));
+    }
+    if let Some(kv) = engine.kv_cache_used_fraction {
+        parts.push(format!("KV {:.0}%", kv * 100.0));
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
 
 pub fn render_status<Tz: TimeZone>(status: &Status, zone: &Tz) -> String
 where
@@ -34,6 +53,7 @@ where
         Column::left("URL"),
         Column::left("MODELS"),
         Column::left("HEALTH"),
+        Column::left("LOAD"),
         Column::left("LAST ERROR"),
     ]);
     for engine in &status.engines {
@@ -43,6 +63,7 @@ where
             dash_if_empty(&engine.base_url),
             dash_if_empty(&engine.models.join(",")),
             engine_health_name(engine.health).to_owned(),
+            engine_load(engine),
             truncate(&one_line(&engine.last_error), LAST_ERROR_MAX_CHARS),
         ]);
     }
@@ -122,7 +143,7 @@ mod tests {
         };
         let text = render_status(&status, &Utc);
         assert!(text.contains("uptime            1h 1m 1s (since -)\n"), "{text}");
-        assert!(text.contains("ollama  openai  http://127.0.0.1:11434/v1  a,b     healthy\n"), "{text}");
+        assert!(text.contains("ollama  openai  http://127.0.0.1:11434/v1  a,b     healthy  -\n"), "{text}");
         assert!(text.contains("small  ollama/a -> x/b\n"), "{text}");
         assert!(text.contains("write queue       3 / 1024\n"), "{text}");
         assert!(!text.contains("(not reported)"), "{text}");

@@ -1,5 +1,8 @@
 //! Daemon configuration: TOML with unknown keys refused, defaults that run with no file, secrets from the
 //! environment. Precedence: command-line flags > config file > built-in defaults.
+mod engines;
+
+pub use engines::{EmbeddedEngineConfig, EngineConfig, OpenAiEngineConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,7 +25,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub privacy: PrivacyConfig,
     pub store: StoreConfig,
-    /// Engines by name. Kind `openai`: any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, hosted).
+    /// Engines by name. Kind `openai`: any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, hosted);
+    /// kind `embedded`: a GGUF model run in the daemon. With none, the default model is served embedded.
     pub engines: BTreeMap<String, EngineConfig>,
     /// Routes by public model name. With no routes, each model an engine serves is a route of its own.
     pub routes: BTreeMap<String, RouteConfig>,
@@ -101,43 +105,6 @@ impl Default for StoreConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct EngineConfig {
-    pub kind: EngineKind,
-    /// Base URL including the `/v1` prefix, e.g. `http://127.0.0.1:8000/v1`.
-    pub base_url: String,
-    /// Environment variable holding the upstream API key (never put the key in this file).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    /// Model names this engine serves.
-    pub models: Vec<String>,
-    #[serde(default = "default_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Longest wait for the first byte of the answer (headers), then 504.
-    #[serde(default = "default_first_token_timeout_ms")]
-    pub first_token_timeout_ms: u64,
-    /// Longest a whole request may take, then 504 (or, mid-stream, an error event).
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-}
-
-fn default_connect_timeout_ms() -> u64 {
-    2_000
-}
-fn default_first_token_timeout_ms() -> u64 {
-    60_000
-}
-fn default_request_timeout_ms() -> u64 {
-    600_000
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Openai,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Targets in order; later ones are fallbacks.
     pub targets: Vec<TargetConfig>,
@@ -178,20 +145,7 @@ impl Config {
         self.http_listen_addr()?;
         self.grpc_listen()?;
         for (name, engine) in &self.engines {
-            let url = reqwest::Url::parse(&engine.base_url).map_err(|e| {
-                ConfigError::Invalid(format!("engines.{name}.base_url = {:?} is not a URL: {e}", engine.base_url))
-            })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(ConfigError::Invalid(format!(
-                    "engines.{name}.base_url = {:?} must be http:// or https://",
-                    engine.base_url
-                )));
-            }
-            if engine.models.is_empty() {
-                return Err(ConfigError::Invalid(format!(
-                    "engines.{name}.models is empty: list the model names this engine serves"
-                )));
-            }
+            engine.validate(name)?;
         }
         for (route, config) in &self.routes {
             if config.targets.is_empty() {
@@ -209,6 +163,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The engines to run: the configured ones, or with none, the default model served in-process under its
+    /// catalog name (the zero-configuration quick start).
+    pub fn effective_engines(&self) -> BTreeMap<String, EngineConfig> {
+        if self.engines.is_empty() {
+            let default = EmbeddedEngineConfig::default();
+            BTreeMap::from([(default.model.clone(), EngineConfig::Embedded(default))])
+        } else {
+            self.engines.clone()
+        }
     }
 
     pub fn http_listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -263,15 +228,21 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_matches_defaults_where_it_says_so() {
-        let text = include_str!("../../config/llmopsd.example.toml");
+        let text = include_str!("../../../config/llmopsd.example.toml");
         let config = parse(text).expect("the example config parses");
         assert_eq!(config.server, ServerConfig::default());
         assert_eq!(config.store, StoreConfig::default());
         assert_eq!(config.privacy, PrivacyConfig::default());
-        let engine = config.engines.get("vllm").expect("example has engine vllm");
-        assert_eq!(engine.connect_timeout_ms, default_connect_timeout_ms());
-        assert_eq!(engine.first_token_timeout_ms, default_first_token_timeout_ms());
-        assert_eq!(engine.request_timeout_ms, default_request_timeout_ms());
+        let Some(EngineConfig::Openai(engine)) = config.engines.get("vllm") else {
+            panic!("the example has an openai engine named vllm")
+        };
+        assert_eq!(engine.connect_timeout_ms, engines::default_connect_timeout_ms());
+        assert_eq!(engine.first_token_timeout_ms, engines::default_first_token_timeout_ms());
+        assert_eq!(engine.request_timeout_ms, engines::default_request_timeout_ms());
+        let Some(EngineConfig::Embedded(local)) = config.engines.get("local") else {
+            panic!("the example has an embedded engine named local")
+        };
+        assert_eq!(local, &EmbeddedEngineConfig::default());
     }
 
     #[test]

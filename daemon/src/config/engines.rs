@@ -1,0 +1,171 @@
+//! `[engines.NAME]`: what answers requests. `kind` picks the variant; each refuses keys it does not know.
+use super::ConfigError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EngineConfig {
+    /// Any OpenAI-compatible server: vLLM, llama.cpp's server, SGLang, Ollama's `/v1`, hosted APIs.
+    Openai(OpenAiEngineConfig),
+    /// A GGUF model run inside the daemon by llama.cpp, with continuous batching.
+    Embedded(EmbeddedEngineConfig),
+}
+
+impl EngineConfig {
+    pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        match self {
+            Self::Openai(config) => config.validate(name),
+            Self::Embedded(config) => config.validate(name),
+        }
+    }
+
+    pub fn request_timeout_ms(&self) -> u64 {
+        match self {
+            Self::Openai(config) => config.request_timeout_ms,
+            Self::Embedded(config) => config.request_timeout_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiEngineConfig {
+    /// Base URL including the `/v1` prefix, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// Environment variable holding the upstream API key (never put the key in this file).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Model names this engine serves.
+    pub models: Vec<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the first byte of the answer (headers), then 504.
+    #[serde(default = "default_first_token_timeout_ms")]
+    pub first_token_timeout_ms: u64,
+    /// Longest a whole request may take, then 504 (or, mid-stream, an error event).
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+}
+
+impl OpenAiEngineConfig {
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let url = reqwest::Url::parse(&self.base_url).map_err(|e| {
+            ConfigError::Invalid(format!("engines.{name}.base_url = {:?} is not a URL: {e}", self.base_url))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid(format!(
+                "engines.{name}.base_url = {:?} must be http:// or https://",
+                self.base_url
+            )));
+        }
+        if self.models.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "engines.{name}.models is empty: list the model names this engine serves"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedEngineConfig {
+    /// A model from the catalog (`llmopsd model list`), fetched with `llmopsd model pull`, or a path to a
+    /// GGUF file.
+    pub model: String,
+    /// The name clients ask for. Empty: the catalog name, or the file name without `.gguf`.
+    pub served_name: String,
+    /// CPU threads for decoding. 0: one per physical core, minus one, at least one (an oversubscribed
+    /// llama.cpp thread pool slows down several times; see `engine/embedded/threads.rs`).
+    pub threads: usize,
+    /// Sequences decoded together (continuous batching); each has its own KV-cache slot.
+    pub parallel: usize,
+    /// Context window of each sequence, in tokens (prompt + answer). 0: what the model was trained with.
+    pub context_size: u32,
+    /// Requests waiting for a free sequence; past it a request gets 429.
+    pub queue_limit: usize,
+    /// Most prompt tokens fed to one decode step; long prompts are fed in steps so running answers keep
+    /// flowing.
+    pub batch_size: u32,
+    /// Layers offloaded to the GPU (builds with the `cuda` feature); 0 runs on the CPU.
+    pub gpu_layers: u32,
+    /// Longest a whole request may take, queueing included, then 504 (or, mid-stream, an error event).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for EmbeddedEngineConfig {
+    fn default() -> Self {
+        Self {
+            model: crate::models::DEFAULT_MODEL.name.into(),
+            served_name: String::new(),
+            threads: 0,
+            parallel: 4,
+            context_size: 2048,
+            queue_limit: 64,
+            batch_size: 512,
+            gpu_layers: 0,
+            request_timeout_ms: default_request_timeout_ms(),
+        }
+    }
+}
+
+impl EmbeddedEngineConfig {
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(format!("engines.{name}.{message}")));
+        if self.model.trim().is_empty() {
+            return invalid("model is empty: name a catalog model (`llmopsd model list`) or a GGUF path".into());
+        }
+        if !(1..=256).contains(&self.parallel) {
+            return invalid(format!("parallel = {} must be between 1 and 256", self.parallel));
+        }
+        if self.batch_size < 16 {
+            return invalid(format!("batch_size = {} must be at least 16", self.batch_size));
+        }
+        if self.context_size != 0 && self.context_size < 64 {
+            return invalid(format!("context_size = {} must be 0 (the model's own) or at least 64", self.context_size));
+        }
+        Ok(())
+    }
+}
+
+pub fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+pub fn default_first_token_timeout_ms() -> u64 {
+    60_000
+}
+pub fn default_request_timeout_ms() -> u64 {
+    600_000
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, EngineConfig};
+    use std::path::Path;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::from_toml(text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn embedded_engine_takes_defaults() {
+        let config = parse("[engines.local]\nkind = \"embedded\"\n").expect("parses");
+        let Some(EngineConfig::Embedded(engine)) = config.engines.get("local") else { panic!("embedded engine") };
+        assert_eq!(engine.model, "smollm2-135m-instruct");
+        assert_eq!(engine.parallel, 4);
+    }
+
+    #[test]
+    fn keys_of_another_kind_are_refused() {
+        let err = parse("[engines.local]\nkind = \"embedded\"\nbase_url = \"http://x/v1\"\n").expect_err("refused");
+        assert!(err.contains("base_url"), "{err}");
+        let err = parse("[engines.x]\nkind = \"vllm\"\n").expect_err("refused");
+        assert!(err.contains("openai") && err.contains("embedded"), "{err}");
+    }
+
+    #[test]
+    fn bad_embedded_values_are_named() {
+        let err = parse("[engines.local]\nkind = \"embedded\"\nparallel = 0\n").expect_err("refused");
+        assert!(err.contains("engines.local.parallel = 0"), "{err}");
+    }
+}

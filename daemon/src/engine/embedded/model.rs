@@ -1,0 +1,128 @@
+//! A GGUF model loaded through llama.cpp: its tokenizer and chat template turn a request into prompt tokens.
+use super::request::{Prompt, Refusal};
+use crate::config::EmbeddedEngineConfig;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// llama.cpp's process-wide state, started once, with its log lines sent to `tracing` (target
+/// `llama-cpp-2`: its ~2,000 lines of load details show with `RUST_LOG=info,llama-cpp-2=info`) instead of stderr.
+pub fn backend() -> Result<&'static LlamaBackend, String> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|e| format!("cannot start llama.cpp: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+pub struct LoadedModel {
+    pub model: LlamaModel,
+    template: Option<LlamaChatTemplate>,
+    /// Tokens one sequence may hold: prompt and answer.
+    pub context_size: u32,
+    n_vocab: i32,
+}
+
+impl LoadedModel {
+    pub fn load(path: &Path, settings: &EmbeddedEngineConfig) -> Result<Self, String> {
+        let backend = backend()?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers);
+        let model = LlamaModel::load_from_file(backend, path, &params)
+            .map_err(|e| format!("cannot load the GGUF file {}: {e}", path.display()))?;
+        let trained = model.n_ctx_train();
+        let context_size = match settings.context_size {
+            0 => trained,
+            // Past its training context a model's answers degrade; llama.cpp would only warn.
+            wanted if trained > 0 && wanted > trained => {
+                tracing::warn!(wanted, trained, "context_size is above the model's training context; using the latter");
+                trained
+            }
+            wanted => wanted,
+        };
+        let template = model.chat_template(None).ok();
+        let n_vocab = model.n_vocab();
+        Ok(Self { model, template, context_size, n_vocab })
+    }
+
+    /// A context with one KV-cache slot of `context_size` tokens per parallel sequence.
+    pub fn new_context(&self, settings: &EmbeddedEngineConfig, threads: usize) -> Result<LlamaContext<'_>, String> {
+        let backend = backend()?;
+        let parallel = settings.parallel as u32;
+        let batch = settings.batch_size.max(parallel);
+        let threads = i32::try_from(threads).unwrap_or(i32::MAX);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(self.context_size * parallel))
+            .with_n_seq_max(parallel)
+            .with_kv_unified(false)
+            .with_n_batch(batch)
+            .with_n_ubatch(batch.min(512))
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        self.model.new_context(backend, params).map_err(|e| format!("cannot create a llama.cpp context: {e}"))
+    }
+
+    /// The prompt as tokens: chat messages through the model's own template, text through its tokenizer.
+    pub fn tokens(&self, prompt: &Prompt) -> Result<Vec<LlamaToken>, Refusal> {
+        let text = match prompt {
+            Prompt::Tokens(ids) => {
+                if let Some(bad) = ids.iter().find(|id| !(0..self.n_vocab).contains(*id)) {
+                    return Err(Refusal::invalid(
+                        "prompt",
+                        format!("token id {bad} is not in the vocabulary (0 to {})", self.n_vocab - 1),
+                    ));
+                }
+                return Ok(ids.iter().map(|&id| LlamaToken(id)).collect());
+            }
+            Prompt::Text(text) => text.clone(),
+            Prompt::Chat(turns) => self.render_chat(turns)?,
+        };
+        // Special tokens written in the text (e.g. `<|im_start|>`) are read as such, as llama.cpp's server does.
+        Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
+    }
+
+    fn render_chat(&self, turns: &[(String, String)]) -> Result<String, Refusal> {
+        let Some(template) = &self.template else {
+            return Err(Refusal::invalid(
+                "messages",
+                "this model has no chat template; send a prompt to /v1/completions instead",
+            ));
+        };
+        let messages = turns
+            .iter()
+            .map(|(role, text)| LlamaChatMessage::new(role.clone(), text.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| Refusal::invalid("messages", "a message contains a NUL character"))?;
+        self.model.apply_chat_template(template, &messages, true).map_err(|e| {
+            Refusal::invalid(
+                "messages",
+                format!(
+                    "llama.cpp cannot apply this model's chat template ({e}); it knows the common template \
+                     families only. Send a formatted prompt to /v1/completions instead"
+                ),
+            )
+        })
+    }
+
+    pub fn is_end_of_generation(&self, token: LlamaToken) -> bool {
+        self.model.vocab().is_eog(token)
+    }
+
+    /// The bytes a token stands for (control tokens: none).
+    pub fn piece(&self, token: LlamaToken, into: &mut Vec<u8>) {
+        into.clear();
+        self.model.vocab().token_to_piece_into(token, into, false, None);
+    }
+
+    pub fn n_vocab(&self) -> i32 {
+        self.n_vocab
+    }
+}
