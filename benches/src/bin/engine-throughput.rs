@@ -1,8 +1,9 @@
 //! Engine throughput: llmopsd's embedded GGUF engine against llama.cpp's own `llama-server`, on the same
-//! GGUF, the same threads and the same machine, one server at a time, through their OpenAI-compatible
-//! HTTP APIs with streaming chat completions. Measures single-stream decode tokens/s, time to first token
-//! for a ~500-token prompt, and aggregate tokens/s of N closed-loop clients (llama-server restarted with
-//! `-np N` for each N; llmopsd runs once with `parallel` = the largest N).
+//! GGUF, the same threads and the same machine, through their OpenAI-compatible HTTP APIs with streaming
+//! chat completions. Measures single-stream decode tokens/s, time to first token for a ~500-token prompt,
+//! and aggregate tokens/s of N closed-loop clients (llama-server restarted with `-np N` for each N;
+//! llmopsd runs throughout with `parallel` = the largest N). Both servers run at the same time and take
+//! turns (see `interleave`), so drift of a noisy machine hits both alike; only one works at a time.
 //!
 //! ```text
 //! benches/build-llama-server.sh            # prints the llama-server path; fetches the model too
@@ -12,6 +13,8 @@
 //!
 //! Every HTTP call has a timeout and every server start a deadline; the servers are killed on exit, on
 //! errors and on Ctrl-C.
+#[path = "engine_throughput/interleave.rs"]
+mod interleave;
 #[path = "engine_throughput/measure.rs"]
 mod measure;
 #[path = "engine_throughput/report.rs"]
@@ -27,7 +30,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 
-use report::Results;
+use measure::Metric;
+use report::{Results, Setup};
 use server::Server;
 
 #[derive(Debug, Parser)]
@@ -48,7 +52,7 @@ struct Args {
     /// Concurrent clients of the aggregate runs (llama-server's -np; llmopsd gets the largest as `parallel`).
     #[arg(long, value_delimiter = ',', default_value = "4,8")]
     parallel: Vec<usize>,
-    /// Measured requests of the single-stream and TTFT runs (the median is reported).
+    /// Measured requests per server of the single-stream and TTFT runs, alternating between the servers.
     #[arg(long, default_value_t = 5)]
     runs: usize,
     /// max_tokens of the decode and aggregate requests.
@@ -57,9 +61,12 @@ struct Args {
     /// Prompt size of the TTFT runs, in tokens as the first server counts them (±5%).
     #[arg(long, default_value_t = 500)]
     prompt_tokens: u64,
-    /// Seconds of each aggregate run.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds of each aggregate window.
+    #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Aggregate windows per server and client count, alternating between the servers.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Timeout of every single HTTP request.
     #[arg(long, default_value_t = 120)]
     request_timeout_secs: u64,
@@ -73,8 +80,8 @@ fn main() -> anyhow::Result<()> {
     if args.parallel.is_empty() || args.parallel.contains(&0) {
         bail!("--parallel needs positive values");
     }
-    if args.runs == 0 || args.threads == 0 || args.max_tokens < 2 || args.seconds == 0 {
-        bail!("--runs, --threads and --seconds must be positive and --max-tokens at least 2");
+    if args.runs == 0 || args.rounds == 0 || args.threads == 0 || args.max_tokens < 2 || args.seconds == 0 {
+        bail!("--runs, --rounds, --threads and --seconds must be positive and --max-tokens at least 2");
     }
     // One thread is plenty for a few streams and leaves the cores to the servers.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -134,58 +141,44 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let window = Duration::from_secs(args.seconds);
     let request_timeout = Duration::from_secs(args.request_timeout_secs);
     let max_parallel = args.parallel.iter().copied().max().unwrap_or(1);
-    let mut llama = Results::default();
-    let mut ours = None;
-    let mut sentences = 1;
-    // llama-server at the first -np, then llmopsd for everything, then llama-server at the other -np:
-    // never two servers at once.
+    // llmopsd runs throughout; llama-server is restarted for each -np. Both idle between requests, and
+    // dropping them (on errors and signals too) kills them.
+    let ours = match &daemon {
+        Some(daemon) => Some(Server::llmopsd(daemon, &model, args.threads, max_parallel, work.path()).await?),
+        None => None,
+    };
+    let mut results = Results::default();
     for (i, &parallel) in args.parallel.iter().enumerate() {
-        let server = Server::llama_server(&llama_program, &model, args.threads, parallel, work.path()).await?;
+        let llama = Server::llama_server(&llama_program, &model, args.threads, parallel, work.path()).await?;
+        let servers: Vec<&Server> = std::iter::once(&llama).chain(ours.as_ref()).collect();
         if i == 0 {
-            let (count, counted) = measure::calibrate_notes_prompt(&client, &server, args.prompt_tokens).await?;
-            sentences = count;
+            results.labels = servers.iter().map(|s| s.label).collect();
+            let (sentences, counted) = measure::calibrate_notes_prompt(&client, &llama, args.prompt_tokens).await?;
             eprintln!("TTFT prompt: {sentences} sentences, {counted} tokens by llama-server");
-            single_stream(&client, &server, args, sentences, &mut llama).await?;
+            eprintln!("single-stream decode: {} interleaved runs per server (+1 warm-up)", args.runs);
+            let metric = Metric::Decode { max_tokens: args.max_tokens };
+            results.decode = interleave::alternate(&client, &servers, metric, args.runs).await?;
+            eprintln!("time to first token: {} interleaved runs per server (+1 warm-up)", args.runs);
+            let metric = Metric::Ttft { sentences };
+            results.ttft = interleave::alternate(&client, &servers, metric, args.runs).await?;
         }
-        eprintln!("llama-server: {parallel} clients for {} s", args.seconds);
-        llama.aggregate.push(measure::aggregate(&server, parallel, window, args.max_tokens, request_timeout).await?);
-        server.stop().await;
-
-        if let (0, Some(daemon)) = (i, &daemon) {
-            let server = Server::llmopsd(daemon, &model, args.threads, max_parallel, work.path()).await?;
-            let mut results = Results::default();
-            single_stream(&client, &server, args, sentences, &mut results).await?;
-            for &clients in &args.parallel {
-                eprintln!("llmopsd: {clients} clients for {} s", args.seconds);
-                results
-                    .aggregate
-                    .push(measure::aggregate(&server, clients, window, args.max_tokens, request_timeout).await?);
-            }
-            server.stop().await;
-            ours = Some(results);
-        }
+        let windows =
+            interleave::alternate_windows(&servers, parallel, window, args.rounds, args.max_tokens, request_timeout)
+                .await?;
+        results.aggregate.push((parallel, windows));
+        llama.stop().await;
+    }
+    if let Some(ours) = ours {
+        ours.stop().await;
     }
 
-    let (met, compared) = report::print(&llama, ours.as_ref(), args.runs, args.max_tokens, args.seconds);
+    let setup = Setup { runs: args.runs, max_tokens: args.max_tokens, seconds: args.seconds, rounds: args.rounds };
+    let (met, compared) = report::print(&results, &setup);
     println!();
     println!("load average (1 min) after: {}", load_average());
     if compared > 0 {
         println!("targets met: {met} of {compared}");
     }
-    Ok(())
-}
-
-async fn single_stream(
-    client: &reqwest::Client,
-    server: &Server,
-    args: &Args,
-    sentences: usize,
-    results: &mut Results,
-) -> anyhow::Result<()> {
-    eprintln!("{}: single-stream decode, {} runs", server.label, args.runs);
-    results.decode = Some(measure::decode(client, server, args.max_tokens, args.runs).await?);
-    eprintln!("{}: time to first token, {} runs", server.label, args.runs);
-    results.ttft = Some(measure::ttft(client, server, sentences, args.runs).await?);
     Ok(())
 }
 

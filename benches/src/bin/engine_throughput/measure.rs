@@ -1,11 +1,12 @@
-//! The three measurements, each against one running server: single-stream decode rate, time to first
-//! token for a long prompt, and aggregate decode throughput of N closed-loop clients.
+//! The measurements against one running server: one request timing its decode rate or its time to first
+//! token (for a long prompt), and one window of aggregate decode throughput of N closed-loop clients.
+//! `interleave` alternates them between the servers.
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::server::Server;
-use crate::stream::{self, Prompt, StreamStats};
+use crate::stream::{self, Prompt};
 
 /// Pause after a load that cut streams, so a server still finishing them does not slow the next step.
 const COOL_DOWN: Duration = Duration::from_secs(3);
@@ -93,59 +94,57 @@ impl Samples {
     }
 }
 
-/// One request per run, one after another, after one unmeasured warm-up request (first use of a prompt
-/// size or answer length may allocate); fails on the first failed request.
-async fn sequential(
-    client: &reqwest::Client,
-    server: &Server,
-    prompt: &Prompt,
-    max_tokens: u32,
-    runs: usize,
-    what: &str,
-) -> anyhow::Result<Vec<StreamStats>> {
-    let mut all = Vec::with_capacity(runs);
-    for run in 0..=runs {
-        let body = stream::request_body(&server.model, prompt, max_tokens);
-        let stats = stream::run(client, &server.chat_url(), &body, None)
-            .await
-            .with_context(|| format!("{} {what} run {run}/{runs} (0: warm-up)\n{}", server.label, server.log_tail()))?;
-        if run > 0 {
-            all.push(stats);
-        }
-    }
-    Ok(all)
+/// What one measured request times.
+#[derive(Debug, Clone, Copy)]
+pub enum Metric {
+    /// Single-stream decode rate, tokens/s, of a `max_tokens` answer to the story prompt.
+    Decode { max_tokens: u32 },
+    /// Time to the first token, ms, of a one-token answer to a notes prompt of `sentences`.
+    Ttft { sentences: usize },
 }
 
-pub struct Decode {
-    pub tokens_per_second: Samples,
-    /// completion_tokens of each run.
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Decode { .. } => "decode",
+            Metric::Ttft { .. } => "TTFT",
+        }
+    }
+}
+
+/// One value of a [`Metric`] and the token count that goes with it: completion tokens for decode,
+/// prompt tokens for TTFT (None when the server reported no usage).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub value: f64,
+    pub tokens: Option<u64>,
+}
+
+/// One server's values of a metric and their token counts, in the order measured.
+#[derive(Debug, Default)]
+pub struct Series {
+    pub values: Samples,
     pub tokens: Vec<u64>,
 }
 
-pub async fn decode(client: &reqwest::Client, server: &Server, max_tokens: u32, runs: usize) -> anyhow::Result<Decode> {
-    let all = sequential(client, server, &story_prompt(), max_tokens, runs, "decode").await?;
-    let mut rates = Vec::new();
-    for stats in &all {
-        rates
-            .push(stats.decode_rate().with_context(|| format!("{}: too few tokens to time: {stats:?}", server.label))?);
+/// One request measuring `metric` on `server`.
+pub async fn once(client: &reqwest::Client, server: &Server, metric: Metric) -> anyhow::Result<Sample> {
+    let (prompt, max_tokens) = match metric {
+        Metric::Decode { max_tokens } => (story_prompt(), max_tokens),
+        Metric::Ttft { sentences } => (notes_prompt(sentences), 1),
+    };
+    let body = stream::request_body(&server.model, &prompt, max_tokens);
+    let stats = stream::run(client, &server.chat_url(), &body, None).await?;
+    match metric {
+        Metric::Decode { .. } => {
+            let rate = stats.decode_rate().with_context(|| format!("too few tokens to time: {stats:?}"))?;
+            Ok(Sample { value: rate, tokens: Some(stats.tokens()) })
+        }
+        Metric::Ttft { .. } => {
+            let first = stats.first_token.with_context(|| format!("no token in the answer: {stats:?}"))?;
+            Ok(Sample { value: first.as_secs_f64() * 1000.0, tokens: stats.prompt_tokens })
+        }
     }
-    Ok(Decode { tokens_per_second: Samples(rates), tokens: all.iter().map(StreamStats::tokens).collect() })
-}
-
-pub struct Ttft {
-    pub millis: Samples,
-    pub prompt_tokens: Vec<u64>,
-}
-
-pub async fn ttft(client: &reqwest::Client, server: &Server, sentences: usize, runs: usize) -> anyhow::Result<Ttft> {
-    let all = sequential(client, server, &notes_prompt(sentences), 1, runs, "TTFT").await?;
-    let mut millis = Vec::new();
-    for stats in &all {
-        let first =
-            stats.first_token.with_context(|| format!("{}: no token in the answer: {stats:?}", server.label))?;
-        millis.push(first.as_secs_f64() * 1000.0);
-    }
-    Ok(Ttft { millis: Samples(millis), prompt_tokens: all.iter().filter_map(|s| s.prompt_tokens).collect() })
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +162,28 @@ pub struct Aggregate {
 impl Aggregate {
     pub fn tokens_per_second(&self) -> f64 {
         self.tokens as f64 / self.window.as_secs_f64().max(f64::EPSILON)
+    }
+
+    /// Adds `other`'s counts and keeps the first error seen; the window stays.
+    fn add_counts(&mut self, other: &Aggregate) {
+        self.tokens += other.tokens;
+        self.completed += other.completed;
+        self.completed_tokens += other.completed_tokens;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
+
+    /// Consecutive windows of one server as one: counts and windows summed.
+    pub fn total(windows: &[Aggregate]) -> Aggregate {
+        let mut total = Aggregate::default();
+        for window in windows {
+            total.clients = window.clients;
+            total.window += window.window;
+            total.add_counts(window);
+        }
+        total
     }
 }
 
@@ -205,11 +226,7 @@ pub async fn aggregate(
     let mut total = Aggregate { clients, window, ..Aggregate::default() };
     for worker in workers {
         let part = worker.await.context("a load client panicked")?;
-        total.tokens += part.tokens;
-        total.completed += part.completed;
-        total.completed_tokens += part.completed_tokens;
-        total.errors += part.errors;
-        total.first_error = total.first_error.or(part.first_error);
+        total.add_counts(&part);
     }
     tokio::time::sleep(COOL_DOWN).await;
     Ok(total)

@@ -1,12 +1,24 @@
-//! The tables: one per metric, a row per server, then the llmopsd/llama-server ratio against its target.
-use crate::measure::{Aggregate, Decode, Samples, Ttft};
+//! The tables: one per metric, a row per server, then the paired ratio llmopsd/llama-server (the median of
+//! the ratios of neighbouring measurements) against its target.
+use crate::interleave::{paired_ratios, window_ratios};
+use crate::measure::{Aggregate, Samples, Series};
 
-/// What one server measured; the aggregate runs in the order of `--parallel`.
+/// What the servers measured; index i of every list belongs to `labels[i]`, llama-server first.
 #[derive(Default)]
 pub struct Results {
-    pub decode: Option<Decode>,
-    pub ttft: Option<Ttft>,
-    pub aggregate: Vec<Aggregate>,
+    pub labels: Vec<&'static str>,
+    pub decode: Vec<Series>,
+    pub ttft: Vec<Series>,
+    /// Per `--parallel` value: the number of clients and, per server, its windows in order.
+    pub aggregate: Vec<(usize, Vec<Vec<Aggregate>>)>,
+}
+
+/// The run's settings, for the table headings.
+pub struct Setup {
+    pub runs: usize,
+    pub max_tokens: u32,
+    pub seconds: u64,
+    pub rounds: usize,
 }
 
 /// How a ratio llmopsd/llama-server must compare with its bound.
@@ -43,79 +55,91 @@ fn list(values: &[u64]) -> String {
     distinct.iter().map(u64::to_string).collect::<Vec<_>>().join("/")
 }
 
-/// Prints the ratio line; returns whether the target was met (None: nothing to compare).
-fn ratio_line(llama: Option<f64>, ours: Option<f64>, target: Target) -> Option<bool> {
-    let (Some(llama), Some(ours)) = (llama, ours) else {
-        println!("  ratio llmopsd/llama-server: n/a   target {}", target.describe());
+/// Prints the paired-ratio line; returns whether the target was met (None: nothing to compare).
+fn ratio_line(ratios: Option<Samples>, of: &str, target: Target) -> Option<bool> {
+    let Some((ratios, median)) = ratios.and_then(|r| r.median().map(|median| (r, median))) else {
+        println!("  paired ratio llmopsd/llama-server: n/a   target {}", target.describe());
         return None;
     };
-    let ratio = ours / llama.max(f64::EPSILON);
-    let met = target.met(ratio);
+    let met = target.met(median);
     println!(
-        "  ratio llmopsd/llama-server: {ratio:.3}x   target {}: {}",
+        "  paired ratio llmopsd/llama-server: {median:.3}x (median of {} {of}, range {}..{})   target {}: {}",
+        ratios.0.len(),
+        fmt(ratios.min(), 3),
+        fmt(ratios.max(), 3),
         target.describe(),
         if met { "met" } else { "MISSED" }
     );
     Some(met)
 }
 
-fn samples_row(label: &str, samples: Option<&Samples>, decimals: usize, extra: &str) {
-    let median = samples.and_then(Samples::median);
-    let (min, max) = (samples.and_then(Samples::min), samples.and_then(Samples::max));
+/// A table of one single-request metric: median, min and max per server, then the paired ratio.
+fn series_table(results: &Results, all: &[Series], decimals: usize, tokens: &str, target: Target) -> Option<bool> {
+    println!("  {:<13} {:>10} {:>10} {:>10}   {tokens}", "server", "median", "min", "max");
+    for (label, series) in results.labels.iter().zip(all) {
+        let samples = &series.values;
+        println!(
+            "  {label:<13} {:>10} {:>10} {:>10}   {}",
+            fmt(samples.median(), decimals),
+            fmt(samples.min(), decimals),
+            fmt(samples.max(), decimals),
+            list(&series.tokens)
+        );
+    }
+    let ratios = match all {
+        [llama, ours, ..] => Some(paired_ratios(&llama.values.0, &ours.values.0)),
+        _ => None,
+    };
+    ratio_line(ratios, "pairs", target)
+}
+
+/// A table of one `--parallel` value: each server's windows summed, its rate per window, then the paired
+/// ratio of the rounds.
+fn aggregate_table(results: &Results, per_server: &[Vec<Aggregate>]) -> Option<bool> {
     println!(
-        "  {label:<13} {:>10} {:>10} {:>10}   {extra}",
-        fmt(median, decimals),
-        fmt(min, decimals),
-        fmt(max, decimals)
+        "  {:<13} {:>10} {:>10} {:>10} {:>10}   tokens/s per window",
+        "server", "tokens/s", "answers", "tok/answer", "errors"
     );
+    for (label, windows) in results.labels.iter().zip(per_server) {
+        let total = Aggregate::total(windows);
+        let per_answer = (total.completed > 0).then(|| total.completed_tokens as f64 / total.completed as f64);
+        let rates: Vec<String> = windows.iter().map(|w| format!("{:.1}", w.tokens_per_second())).collect();
+        println!(
+            "  {label:<13} {:>10.1} {:>10} {:>10} {:>10}   {}",
+            total.tokens_per_second(),
+            total.completed,
+            fmt(per_answer, 1),
+            total.errors,
+            rates.join(" / ")
+        );
+        if let Some(error) = &total.first_error {
+            println!("    first error: {error}");
+        }
+    }
+    let ratios = match per_server {
+        [llama, ours, ..] => Some(window_ratios(llama, ours)),
+        _ => None,
+    };
+    ratio_line(ratios, "rounds", Target::AtLeast(1.0))
 }
 
 /// Prints every table; returns (targets met, targets compared).
-pub fn print(llama: &Results, ours: Option<&Results>, runs: usize, max_tokens: u32, seconds: u64) -> (usize, usize) {
+pub fn print(results: &Results, setup: &Setup) -> (usize, usize) {
+    let Setup { runs, max_tokens, seconds, rounds } = *setup;
     let mut verdicts = Vec::new();
-    let servers: Vec<(&str, &Results)> =
-        std::iter::once(("llama-server", llama)).chain(ours.map(|r| ("llmopsd", r))).collect();
 
-    println!("\n== single-stream decode, tokens/s (median of {runs}, max_tokens {max_tokens}) ==");
-    println!("  {:<13} {:>10} {:>10} {:>10}   completion tokens", "server", "median", "min", "max");
-    for (label, results) in &servers {
-        let tokens = results.decode.as_ref().map_or(String::new(), |d| list(&d.tokens));
-        samples_row(label, results.decode.as_ref().map(|d| &d.tokens_per_second), 1, &tokens);
-    }
-    let median = |r: Option<&Results>| r.and_then(|r| r.decode.as_ref()).and_then(|d| d.tokens_per_second.median());
-    verdicts.push(ratio_line(median(Some(llama)), median(ours), Target::AtLeast(0.95)));
+    println!("\n== single-stream decode, tokens/s ({runs} interleaved runs each, max_tokens {max_tokens}) ==");
+    verdicts.push(series_table(results, &results.decode, 1, "completion tokens", Target::AtLeast(0.95)));
 
-    println!("\n== time to first token, ms (median of {runs}, max_tokens 1) ==");
-    println!("  {:<13} {:>10} {:>10} {:>10}   prompt tokens", "server", "median", "min", "max");
-    for (label, results) in &servers {
-        let tokens = results.ttft.as_ref().map_or(String::new(), |t| list(&t.prompt_tokens));
-        samples_row(label, results.ttft.as_ref().map(|t| &t.millis), 1, &tokens);
-    }
-    let median = |r: Option<&Results>| r.and_then(|r| r.ttft.as_ref()).and_then(|t| t.millis.median());
-    verdicts.push(ratio_line(median(Some(llama)), median(ours), Target::AtMost(1.05)));
+    println!("\n== time to first token, ms ({runs} interleaved runs each, max_tokens 1) ==");
+    verdicts.push(series_table(results, &results.ttft, 1, "prompt tokens", Target::AtMost(1.05)));
 
-    for (i, reference) in llama.aggregate.iter().enumerate() {
-        let clients = reference.clients;
+    for (clients, per_server) in &results.aggregate {
         println!(
-            "\n== aggregate decode, {clients} clients, tokens/s ({seconds} s closed loop, max_tokens {max_tokens}) =="
+            "\n== aggregate decode, {clients} clients, tokens/s ({rounds} alternating windows of {seconds} s each, \
+             closed loop, max_tokens {max_tokens}) =="
         );
-        println!("  {:<13} {:>10} {:>10} {:>10} {:>10}", "server", "tokens/s", "answers", "tok/answer", "errors");
-        for (label, results) in &servers {
-            let Some(run) = results.aggregate.get(i) else { continue };
-            let per_answer = (run.completed > 0).then(|| run.completed_tokens as f64 / run.completed as f64);
-            println!(
-                "  {label:<13} {:>10.1} {:>10} {:>10} {:>10}",
-                run.tokens_per_second(),
-                run.completed,
-                fmt(per_answer, 1),
-                run.errors
-            );
-            if let Some(error) = &run.first_error {
-                println!("    first error: {error}");
-            }
-        }
-        let ours_rate = ours.and_then(|r| r.aggregate.get(i)).map(Aggregate::tokens_per_second);
-        verdicts.push(ratio_line(Some(reference.tokens_per_second()), ours_rate, Target::AtLeast(1.0)));
+        verdicts.push(aggregate_table(results, per_server));
     }
     let compared: Vec<bool> = verdicts.into_iter().flatten().collect();
     (compared.iter().filter(|met| **met).count(), compared.len())

@@ -142,7 +142,7 @@ impl Server {
         )
     }
 
-    /// Kills the process and waits for it, so the next server gets the CPU to itself.
+    /// Kills the process and waits for it, so it holds no CPU, memory or port when the next one starts.
     pub async fn stop(mut self) {
         match tokio::time::timeout(STOP_TIMEOUT, self.child.kill()).await {
             Ok(Ok(())) => {}

@@ -192,29 +192,30 @@ fn chat_prompt(messages: Vec<MessageWire>) -> Result<Prompt, Refusal> {
     }
     let mut turns = Vec::with_capacity(messages.len());
     for (i, message) in messages.into_iter().enumerate() {
-        let text =
-            match message.content {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(text)) => text,
-                Some(Value::Array(parts)) => {
-                    let mut text = String::new();
-                    for part in parts {
-                        match part.get("type").and_then(Value::as_str) {
-                            Some("text") | None => {
-                                text.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default());
-                            }
-                            Some(other) => return Err(Refusal::invalid(
+        let text = match message.content {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(text)) => text,
+            Some(Value::Array(parts)) => {
+                let mut text = String::new();
+                for part in parts {
+                    match part.get("type").and_then(Value::as_str) {
+                        Some("text") | None => {
+                            text.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default());
+                        }
+                        Some(other) => {
+                            return Err(Refusal::invalid(
                                 "messages",
                                 format!(
                                     "messages[{i}].content has a part of type `{other}`; this model reads text only"
                                 ),
-                            )),
+                            ))
                         }
                     }
-                    text
                 }
-                Some(_) => return Err(Refusal::invalid("messages", format!("messages[{i}].content must be text"))),
-            };
+                text
+            }
+            Some(_) => return Err(Refusal::invalid("messages", format!("messages[{i}].content must be text"))),
+        };
         turns.push((message.role, text));
     }
     Ok(Prompt::Chat(turns))
