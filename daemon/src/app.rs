@@ -46,7 +46,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let grpc_display = grpc.display_addr.clone();
 
     let (trigger, shutdown_signal) = shutdown::channel();
-    engines.spawn_health_probes(shutdown_signal.clone());
+    // Launched engines outlive the HTTP server's drain (requests in flight still need them).
+    let (stop_launched_trigger, stop_launched) = shutdown::channel();
+    let supervisors = engines.spawn_background(shutdown_signal.clone(), stop_launched);
     let trace_api = TraceApi::new(reader_store.clone(), recorder.clone(), shutdown_signal.clone());
     let status_api = StatusApi {
         started,
@@ -102,6 +104,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     trigger.fire();
     engines.stop();
+    stop_launched_trigger.fire();
+    for supervisor in supervisors {
+        // Each waits at most its SIGTERM grace, then kills.
+        if tokio::time::timeout(Duration::from_secs(15), supervisor).await.is_err() {
+            tracing::warn!("a launched engine did not stop in time");
+        }
+    }
     match tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
         Ok(Ok(Err(error))) => tracing::error!(%error, "gRPC server"),
         Err(_) => tracing::warn!("gRPC server did not stop within 5 s"),

@@ -93,6 +93,13 @@ fn engine_to_json(engine: &EngineStatus) -> Value {
         "running": engine.running,
         "waiting": engine.waiting,
         "kv_cache_used_fraction": engine.kv_cache_used_fraction,
+        "process": engine.process.as_ref().map(|p| json!({
+            "state": p.state,
+            "restarts": p.restarts,
+            "pid": p.pid,
+            "last_exit": p.last_exit,
+            "log_tail": p.log_tail,
+        })),
     })
 }
 
@@ -118,7 +125,7 @@ fn store_to_json(store: &StoreStatus) -> Value {
 mod tests {
     use super::*;
     use llmops_proto::v1::trace_event::Kind;
-    use llmops_proto::v1::{EngineHealth, TraceStatus};
+    use llmops_proto::v1::{EngineHealth, EngineProcess, TraceStatus};
 
     fn sample_trace() -> Trace {
         Trace {
@@ -261,6 +268,7 @@ mod tests {
                 running: Some(2),
                 waiting: None,
                 kv_cache_used_fraction: None,
+                process: Some(EngineProcess { state: "restarting".into(), restarts: 3, ..EngineProcess::default() }),
             }],
             routes: vec![RouteStatus { name: "small".into(), targets: vec!["ollama/qwen2.5:0.5b".into()] }],
             store: Some(StoreStatus { trace_count: 3, dropped: 1, ..StoreStatus::default() }),
@@ -273,6 +281,7 @@ mod tests {
         assert_eq!(value["engines"][0]["health"], "unhealthy");
         assert_eq!(value["engines"][0]["running"], 2);
         assert!(value["engines"][0]["waiting"].is_null(), "absent load figures are null, not 0");
+        assert_eq!(value["engines"][0]["process"]["restarts"], 3);
         assert_eq!(value["engines"][0]["models"], json!(["qwen2.5:0.5b"]));
         assert_eq!(value["routes"], json!([{"name": "small", "targets": ["ollama/qwen2.5:0.5b"]}]));
         assert_eq!(value["store"]["trace_count"], 3);

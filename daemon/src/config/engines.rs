@@ -45,10 +45,23 @@ pub struct OpenAiEngineConfig {
     /// Longest a whole request may take, then 504 (or, mid-stream, an error event).
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// A command that runs this engine (program and arguments, no shell). The daemon starts it, waits for it
+    /// to answer `GET {base_url}/models`, restarts it with backoff when it exits, and stops it on shutdown.
+    #[serde(default)]
+    pub launch: Vec<String>,
+    /// Extra environment for the launched command.
+    #[serde(default)]
+    pub launch_env: std::collections::BTreeMap<String, String>,
+    /// Working directory of the launched command (default: the daemon's).
+    #[serde(default)]
+    pub launch_dir: Option<String>,
 }
 
 impl OpenAiEngineConfig {
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        if self.launch.first().is_some_and(|program| program.trim().is_empty()) {
+            return Err(ConfigError::Invalid(format!("engines.{name}.launch[0] (the program) is empty")));
+        }
         let url = reqwest::Url::parse(&self.base_url).map_err(|e| {
             ConfigError::Invalid(format!("engines.{name}.base_url = {:?} is not a URL: {e}", self.base_url))
         })?;

@@ -3,9 +3,11 @@
 //! relays, times and records every engine the same way.
 pub mod embedded;
 pub mod openai;
+pub mod supervisor;
 
 pub use embedded::EmbeddedEngine;
 pub use openai::{Health, HealthState, OpenAiEngine, UpstreamError};
+pub use supervisor::{ProcessState, Supervisor};
 
 use crate::config::{Config, EngineConfig};
 use bytes::Bytes;
@@ -61,21 +63,22 @@ pub struct EngineLoad {
 }
 
 pub enum Engine {
-    OpenAi(OpenAiEngine),
+    /// An OpenAI-compatible server; with a supervisor when the daemon launches it.
+    OpenAi(Arc<OpenAiEngine>, Option<Arc<Supervisor>>),
     Embedded(EmbeddedEngine),
 }
 
 impl Engine {
     pub fn name(&self) -> &str {
         match self {
-            Self::OpenAi(engine) => &engine.name,
+            Self::OpenAi(engine, _) => &engine.name,
             Self::Embedded(engine) => engine.name(),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::OpenAi(_) => "openai",
+            Self::OpenAi(..) => "openai",
             Self::Embedded(_) => "embedded",
         }
     }
@@ -83,7 +86,7 @@ impl Engine {
     /// Where it is: the base URL, or the GGUF file.
     pub fn location(&self) -> String {
         match self {
-            Self::OpenAi(engine) => engine.base_url.clone(),
+            Self::OpenAi(engine, _) => engine.base_url.clone(),
             Self::Embedded(engine) => engine.model_path().display().to_string(),
         }
     }
@@ -91,29 +94,45 @@ impl Engine {
     /// Model names it serves.
     pub fn models(&self) -> Vec<String> {
         match self {
-            Self::OpenAi(engine) => engine.models.clone(),
+            Self::OpenAi(engine, _) => engine.models.clone(),
             Self::Embedded(engine) => vec![engine.served_name().to_string()],
         }
     }
 
     pub fn request_timeout(&self) -> Duration {
         match self {
-            Self::OpenAi(engine) => engine.request_timeout,
+            Self::OpenAi(engine, _) => engine.request_timeout,
             Self::Embedded(engine) => engine.request_timeout(),
         }
     }
 
     pub fn health(&self) -> HealthState {
         match self {
-            Self::OpenAi(engine) => engine.health(),
+            Self::OpenAi(engine, _) => engine.health(),
             Self::Embedded(engine) => engine.health(),
         }
     }
 
     pub fn load(&self) -> Option<EngineLoad> {
         match self {
-            Self::OpenAi(_) => None,
+            Self::OpenAi(..) => None,
             Self::Embedded(engine) => Some(engine.load()),
+        }
+    }
+
+    /// What a launched engine last wrote, oldest line first (empty for others).
+    pub fn log_tail(&self) -> Vec<String> {
+        match self {
+            Self::OpenAi(_, Some(supervisor)) => supervisor.log_tail(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The launched process, for engines the daemon runs itself.
+    pub fn process(&self) -> Option<ProcessState> {
+        match self {
+            Self::OpenAi(_, Some(supervisor)) => Some(supervisor.state()),
+            _ => None,
         }
     }
 
@@ -121,7 +140,7 @@ impl Engine {
     /// answer has begun), or with the reason it will not.
     pub async fn post(&self, endpoint: Endpoint, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
         match self {
-            Self::OpenAi(engine) => engine.post(endpoint.upstream_path(), body).await,
+            Self::OpenAi(engine, _) => engine.post(endpoint.upstream_path(), body).await,
             Self::Embedded(engine) => engine.post(endpoint, body).await,
         }
     }
@@ -140,7 +159,9 @@ impl Engines {
         let mut by_name = BTreeMap::new();
         for (name, engine) in config.effective_engines() {
             let engine = match &engine {
-                EngineConfig::Openai(settings) => Engine::OpenAi(OpenAiEngine::new(&name, settings)?),
+                EngineConfig::Openai(settings) => {
+                    Engine::OpenAi(Arc::new(OpenAiEngine::new(&name, settings)?), Supervisor::new(&name, settings))
+                }
                 EngineConfig::Embedded(settings) => Engine::Embedded(EmbeddedEngine::start(&name, settings)),
             };
             by_name.insert(name, Arc::new(engine));
@@ -156,19 +177,25 @@ impl Engines {
         self.by_name.values()
     }
 
-    /// Keeps each remote engine's health current between requests, until shutdown.
-    pub fn spawn_health_probes(&self, shutdown: crate::shutdown::Shutdown) {
+    /// Keeps each remote engine's health current between requests, until shutdown; launches the engines
+    /// the daemon runs itself (their supervisor probes them), which run until `stop_launched` fires.
+    pub fn spawn_background(
+        &self,
+        shutdown: crate::shutdown::Shutdown,
+        stop_launched: crate::shutdown::Shutdown,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut supervisors = Vec::new();
         for engine in self.by_name.values() {
-            if !matches!(**engine, Engine::OpenAi(_)) {
+            let Engine::OpenAi(remote, supervisor) = &**engine else { continue };
+            if let Some(supervisor) = supervisor {
+                supervisors.push(tokio::spawn(supervisor.clone().run(remote.clone(), stop_launched.clone())));
                 continue;
             }
-            let engine = engine.clone();
+            let remote = remote.clone();
             let mut shutdown = shutdown.clone();
             tokio::spawn(async move {
                 loop {
-                    if let Engine::OpenAi(remote) = &*engine {
-                        remote.probe().await;
-                    }
+                    remote.probe().await;
                     tokio::select! {
                         _ = tokio::time::sleep(PROBE_EVERY) => {}
                         _ = shutdown.wait() => break,
@@ -176,6 +203,7 @@ impl Engines {
                 }
             });
         }
+        supervisors
     }
 
     /// Stops the embedded engines' decode loops (their requests end with an error).

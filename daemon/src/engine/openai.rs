@@ -153,18 +153,22 @@ impl OpenAiEngine {
         Err(UpstreamError::Status { engine: self.name.clone(), status: status.as_u16(), body })
     }
 
-    /// Probes `GET {base_url}/models`: cheap on every OpenAI-compatible server.
-    pub async fn probe(&self) {
+    /// Probes `GET {base_url}/models` and records the result; true when the engine answered.
+    pub async fn probe(&self) -> bool {
         let url = format!("{}/models", self.base_url);
         let mut request = self.client.get(&url).timeout(Duration::from_secs(5));
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
         match request.send().await {
-            Ok(r) if r.status().is_success() => self.mark(Health::Healthy, String::new()),
+            Ok(r) if r.status().is_success() => {
+                self.mark(Health::Healthy, String::new());
+                return true;
+            }
             Ok(r) => self.mark(Health::Unhealthy, format!("GET {url}: HTTP {}", r.status())),
             Err(e) => self.mark(Health::Unhealthy, format!("GET {url}: {}", error_chain(&e))),
         }
+        false
     }
 
     pub fn health(&self) -> HealthState {

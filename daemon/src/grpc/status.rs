@@ -51,6 +51,13 @@ impl pb::status_service_server::StatusService for StatusApi {
                     running: load.map(|l| l.running),
                     waiting: load.map(|l| l.waiting),
                     kv_cache_used_fraction: load.and_then(|l| l.kv_cache_used_fraction),
+                    process: engine.process().map(|process| pb::EngineProcess {
+                        state: process.phase.as_str().into(),
+                        restarts: process.restarts,
+                        pid: process.pid.unwrap_or(0),
+                        last_exit: process.last_exit,
+                        log_tail: engine.log_tail(),
+                    }),
                     health: health_to_proto(health.health) as i32,
                     last_error: health.last_error,
                     last_checked_unix_ms: health.last_checked_unix_ms,

@@ -12,7 +12,7 @@ use crate::when::{format_uptime, full_time};
 
 const LAST_ERROR_MAX_CHARS: usize = 60;
 
-/// "2 running, 1 waiting, KV 12%", or "-" for engines that do not report their load.
+/// "2 running, 1 waiting, KV 12%" (embedded), "launched: healthy, pid 7, 0 restarts" (supervised), or "-".
 fn engine_load(engine: &EngineStatus) -> String {
     let mut parts = Vec::new();
     if let Some(running) = engine.running {
@@ -23,6 +23,9 @@ fn engine_load(engine: &EngineStatus) -> String {
     }
     if let Some(kv) = engine.kv_cache_used_fraction {
         parts.push(format!("KV {:.0}%", kv * 100.0));
+    }
+    if let Some(process) = &engine.process {
+        parts.push(format!("launched: {}, pid {}, {} restarts", process.state, process.pid, process.restarts));
     }
     if parts.is_empty() {
         "-".into()

@@ -1,0 +1,221 @@
+//! Engines the daemon runs itself (`launch = [...]`): started in their own process group, watched until they
+//! answer, restarted with exponential backoff when they exit (so one that dies at once does not loop hot),
+//! their output's tail kept for `status`, and stopped with SIGTERM, then SIGKILL, when the daemon stops.
+use super::OpenAiEngine;
+use crate::config::OpenAiEngineConfig;
+use crate::shutdown::Shutdown;
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A process that stayed up this long earns a fresh backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// Once healthy, probes are rarer.
+const PROBE_HEALTHY_EVERY: Duration = Duration::from_secs(5);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const LOG_TAIL_LINES: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Healthy,
+    Unhealthy,
+    Restarting,
+    Stopped,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Restarting => "restarting",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProcessState {
+    pub phase: Phase,
+    pub restarts: u64,
+    pub pid: Option<u32>,
+    /// How the last run ended (exit status or spawn error); empty before the first end.
+    pub last_exit: String,
+}
+
+pub struct Supervisor {
+    engine: String,
+    command: Vec<String>,
+    env: Vec<(String, String)>,
+    dir: Option<String>,
+    state: Mutex<ProcessState>,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Supervisor {
+    pub fn new(engine: &str, config: &OpenAiEngineConfig) -> Option<Arc<Self>> {
+        if config.launch.is_empty() {
+            return None;
+        }
+        Some(Arc::new(Self {
+            engine: engine.to_string(),
+            command: config.launch.clone(),
+            env: config.launch_env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            dir: config.launch_dir.clone(),
+            state: Mutex::new(ProcessState {
+                phase: Phase::Starting,
+                restarts: 0,
+                pid: None,
+                last_exit: String::new(),
+            }),
+            log: Arc::new(Mutex::new(VecDeque::new())),
+        }))
+    }
+
+    pub fn state(&self) -> ProcessState {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The last lines the process wrote (stdout and stderr interleaved), oldest first.
+    pub fn log_tail(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ProcessState)) {
+        change(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    /// Keeps the engine running until `stop` fires, then stops it.
+    pub async fn run(self: Arc<Self>, engine: Arc<OpenAiEngine>, mut stop: Shutdown) {
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            self.update(|s| s.phase = Phase::Starting);
+            let ended = match self.spawn() {
+                Ok(child) => {
+                    let started = Instant::now();
+                    let ended = self.watch(child, &engine, &mut stop).await;
+                    if started.elapsed() >= STABLE_AFTER {
+                        backoff = BACKOFF_FIRST;
+                    }
+                    ended
+                }
+                Err(error) => Some(format!("cannot start {:?}: {error}", self.command[0])),
+            };
+            let Some(how) = ended else {
+                self.update(|s| {
+                    s.phase = Phase::Stopped;
+                    s.pid = None;
+                });
+                return;
+            };
+            tracing::warn!(engine = self.engine, ended = %how, retry_in_ms = backoff.as_millis() as u64, "launched engine ended; restarting");
+            self.update(|s| {
+                s.phase = Phase::Restarting;
+                s.pid = None;
+                s.last_exit = how;
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait() => {
+                    self.update(|s| s.phase = Phase::Stopped);
+                    return;
+                }
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            self.update(|s| s.restarts += 1);
+        }
+    }
+
+    fn spawn(&self) -> std::io::Result<Child> {
+        let mut command = Command::new(&self.command[0]);
+        command
+            .args(&self.command[1..])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so stopping it reaches the workers it forks (vLLM, SGLang) too.
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn()?;
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(keep_tail(out, self.log.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(keep_tail(err, self.log.clone()));
+        }
+        let pid = child.id();
+        tracing::info!(engine = self.engine, pid, command = ?self.command, "launched engine");
+        self.update(|s| s.pid = pid);
+        Ok(child)
+    }
+
+    /// Probes the running process until it exits (Some: how) or the daemon stops (None, after stopping it).
+    async fn watch(&self, mut child: Child, engine: &OpenAiEngine, stop: &mut Shutdown) -> Option<String> {
+        let mut ever_healthy = false;
+        loop {
+            let every = if ever_healthy { PROBE_HEALTHY_EVERY } else { PROBE_EVERY };
+            tokio::select! {
+                exit = child.wait() => {
+                    return Some(match exit {
+                        Ok(status) => format!("exited: {status}"),
+                        Err(error) => format!("lost: {error}"),
+                    });
+                }
+                _ = stop.wait() => {
+                    terminate(&mut child, &self.engine).await;
+                    return None;
+                }
+                _ = tokio::time::sleep(every) => {
+                    let healthy = engine.probe().await;
+                    ever_healthy |= healthy;
+                    let phase = match (healthy, ever_healthy) {
+                        (true, _) => Phase::Healthy,
+                        (false, true) => Phase::Unhealthy,
+                        (false, false) => Phase::Starting,
+                    };
+                    self.update(|s| s.phase = phase);
+                }
+            }
+        }
+    }
+}
+
+/// SIGTERM to the process group, SIGKILL after the grace.
+async fn terminate(child: &mut Child, engine: &str) {
+    let group = child.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32));
+    if let Some(group) = group {
+        if let Err(error) = rustix::process::kill_process_group(group, rustix::process::Signal::TERM) {
+            tracing::warn!(engine, %error, "cannot signal the launched engine");
+        }
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+        tracing::warn!(engine, grace_secs = STOP_GRACE.as_secs(), "launched engine ignored SIGTERM; killing it");
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let _ = child.wait().await;
+    }
+}
+
+async fn keep_tail(stream: impl AsyncRead + Unpin, log: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.len() == LOG_TAIL_LINES {
+            log.pop_front();
+        }
+        log.push_back(line);
+    }
+}

@@ -1,0 +1,94 @@
+//! Engines the daemon launches itself: restarted after SIGKILL, backed off when they die at once, and stopped
+//! (no orphans) when the daemon stops.
+use llmops_e2e::daemon::{binary, wait_until, Daemon};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// The launched engine's process record from `llmopsctl status --json`.
+async fn process(daemon: &Daemon) -> Value {
+    let output = daemon.llmopsctl_async(&["status", "--json"]).await.expect("llmopsctl status");
+    let status: Value = serde_json::from_slice(&output.stdout).expect("status JSON");
+    status["engines"][0]["process"].clone()
+}
+
+async fn wait_for(daemon: &Daemon, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..(WAIT.as_millis() / 50) {
+        last = process(daemon).await;
+        if check(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: last seen {last}\n{}", daemon.log_tail(30));
+}
+
+async fn chat_status(daemon: &Daemon) -> u16 {
+    let body = json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]});
+    let response = reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(&body).send().await;
+    response.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+fn alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test]
+async fn a_killed_engine_is_restarted_and_stopped_with_the_daemon() {
+    let port = free_port();
+    let fake = binary("fake-upstream").expect("fake-upstream binary");
+    let config = format!(
+        "[engines.launched]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmodels = [\"fake-model\"]\n\
+         launch = [\"{}\", \"--listen\", \"127.0.0.1:{port}\"]\n",
+        fake.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut daemon = Daemon::start(&config, dir.path()).await.expect("llmopsd starts");
+    let first = wait_for(&daemon, "the launched engine becomes healthy", |p| p["state"] == "healthy").await;
+    assert_eq!(chat_status(&daemon).await, 200);
+    assert!(first["log_tail"].to_string().contains("fake-upstream listening"), "its output is kept: {first}");
+    let pid = first["pid"].as_u64().expect("pid");
+
+    // The shell's builtin kill: no procps needed.
+    let killed =
+        std::process::Command::new("/bin/sh").args(["-c", &format!("kill -KILL {pid}")]).status().expect("kill");
+    assert!(killed.success());
+    let second = wait_for(&daemon, "the engine is restarted and healthy again", |p| {
+        p["state"] == "healthy" && p["restarts"] == 1 && p["pid"].as_u64() != Some(pid)
+    })
+    .await;
+    assert!(second["last_exit"].as_str().unwrap_or_default().contains("signal: 9"), "{second}");
+    assert_eq!(chat_status(&daemon).await, 200, "the restarted engine serves");
+
+    let pid = second["pid"].as_u64().expect("pid");
+    daemon.terminate();
+    daemon.wait_exit(WAIT).await.expect("daemon exits");
+    let gone = wait_until(Duration::from_secs(5), || async move { !alive(pid) }).await;
+    assert!(gone, "the launched engine (pid {pid}) outlived the daemon");
+}
+
+#[tokio::test]
+async fn an_engine_that_exits_at_once_is_retried_with_backoff() {
+    let config =
+        "[engines.broken]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"fake-model\"]\n\
+                  launch = [\"/bin/sh\", \"-c\", \"echo cannot load weights >&2; exit 3\"]\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(config, dir.path()).await.expect("llmopsd starts");
+    wait_for(&daemon, "a first restart", |p| p["restarts"].as_u64() >= Some(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Backoff 0.5 s, 1 s, 2 s, ...: about 3 restarts in the first 3.5 s, where a hot loop would make hundreds.
+    let state = process(&daemon).await;
+    let restarts = state["restarts"].as_u64().expect("restarts");
+    assert!((1..=4).contains(&restarts), "restarts = {restarts}: {state}");
+    assert!(state["last_exit"].as_str().unwrap_or_default().contains("exit status: 3"), "{state}");
+    assert!(state["log_tail"].to_string().contains("cannot load weights"), "{state}");
+    assert_ne!(chat_status(&daemon).await, 200);
+}
