@@ -105,11 +105,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     trigger.fire();
     engines.stop();
     stop_launched_trigger.fire();
-    for supervisor in supervisors {
-        // Each waits at most its SIGTERM grace, then kills.
-        if tokio::time::timeout(Duration::from_secs(15), supervisor).await.is_err() {
-            tracing::warn!("a launched engine did not stop in time");
-        }
+    // All at once: each waits at most its SIGTERM grace, then kills its process group.
+    if tokio::time::timeout(Duration::from_secs(15), futures::future::join_all(supervisors)).await.is_err() {
+        tracing::warn!("launched engines did not stop in time");
     }
     match tokio::time::timeout(Duration::from_secs(5), grpc_task).await {
         Ok(Ok(Err(error))) => tracing::error!(%error, "gRPC server"),
