@@ -27,6 +27,8 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    pub const ALL: [Endpoint; 3] = [Self::ChatCompletions, Self::Completions, Self::Embeddings];
+
     /// Path below an OpenAI-compatible server's `/v1`.
     pub fn upstream_path(self) -> &'static str {
         match self {
@@ -140,7 +142,7 @@ impl Engine {
     /// answer has begun), or with the reason it will not.
     pub async fn post(&self, endpoint: Endpoint, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
         match self {
-            Self::OpenAi(engine, _) => engine.post(endpoint.upstream_path(), body).await,
+            Self::OpenAi(engine, _) => engine.post(endpoint, body).await,
             Self::Embedded(engine) => engine.post(endpoint, body).await,
         }
     }

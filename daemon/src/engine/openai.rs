@@ -1,5 +1,5 @@
 //! An OpenAI-compatible upstream (vLLM, llama.cpp server, SGLang, TGI, Ollama `/v1`, hosted APIs).
-use super::Answer;
+use super::{Answer, Endpoint};
 use crate::config::OpenAiEngineConfig;
 use futures::StreamExt;
 use std::sync::Mutex;
@@ -44,9 +44,6 @@ pub struct HealthState {
     pub last_checked_unix_ms: i64,
 }
 
-/// The paths below `/v1` the gateway posts to.
-const UPSTREAM_PATHS: [&str; 3] = ["chat/completions", "completions", "embeddings"];
-
 pub struct OpenAiEngine {
     pub name: String,
     pub base_url: String,
@@ -56,7 +53,7 @@ pub struct OpenAiEngine {
     api_key: Option<String>,
     client: reqwest::Client,
     /// Endpoint URLs parsed once (URL parsing showed up in request-path profiles).
-    urls: Vec<(&'static str, reqwest::Url)>,
+    urls: Vec<(Endpoint, reqwest::Url)>,
     health: Mutex<HealthState>,
 }
 
@@ -75,12 +72,12 @@ impl OpenAiEngine {
             .build()
             .map_err(|e| format!("engines.{name}: cannot build HTTP client: {e}"))?;
         let base_url = config.base_url.trim_end_matches('/').to_string();
-        let urls = UPSTREAM_PATHS
+        let urls = Endpoint::ALL
             .iter()
-            .map(|path| {
-                let url = format!("{base_url}/{path}");
+            .map(|endpoint| {
+                let url = format!("{base_url}/{}", endpoint.upstream_path());
                 reqwest::Url::parse(&url)
-                    .map(|parsed| (*path, parsed))
+                    .map(|parsed| (*endpoint, parsed))
                     .map_err(|e| format!("engines.{name}: {url}: {e}"))
             })
             .collect::<Result<_, _>>()?;
@@ -101,15 +98,15 @@ impl OpenAiEngine {
         })
     }
 
-    /// POSTs `body` to `{base_url}/{path}` and waits for the answer's headers (first-token timeout).
-    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
-        let url = match self.urls.iter().find(|(known, _)| *known == path) {
-            Some((_, url)) => url.clone(),
-            None => reqwest::Url::parse(&format!("{}/{path}", self.base_url)).map_err(|e| UpstreamError::Connect {
+    /// POSTs `body` to the endpoint's URL and waits for the answer's headers (first-token timeout).
+    pub async fn post(&self, endpoint: Endpoint, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
+        // Every endpoint's URL was parsed in `new`, so the lookup cannot miss.
+        let Some((_, url)) = self.urls.iter().find(|(known, _)| *known == endpoint) else {
+            return Err(UpstreamError::Connect {
                 engine: self.name.clone(),
-                url: format!("{}/{path}", self.base_url),
-                message: e.to_string(),
-            })?,
+                url: format!("{}/{}", self.base_url, endpoint.upstream_path()),
+                message: "no URL for this endpoint".into(),
+            });
         };
         let mut request = self.client.post(url.clone()).json(body);
         if let Some(key) = &self.api_key {
