@@ -3,9 +3,10 @@
 use crate::config::Config;
 use crate::engine::Engines;
 use crate::gateway::{http_router, Gateway};
-use crate::grpc::{status::StatusApi, traces::TraceApi, BoundGrpc};
+use crate::grpc::{status::StatusApi, telemetry::TelemetryApi, traces::TraceApi, BoundGrpc};
 use crate::router::Router;
 use crate::shutdown;
+use crate::telemetry::{sampler, LocalPrices, Telemetry};
 use crate::trace::{Recorder, RecorderSettings, Store};
 use anyhow::Context;
 use std::io::Write;
@@ -34,8 +35,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let engines = Engines::from_config(&config).map_err(anyhow::Error::msg)?;
     let router = Router::new(&config, &engines);
+    let telemetry = Arc::new(Telemetry::new(
+        Duration::from_millis(config.telemetry.interval_ms),
+        Duration::from_secs(config.telemetry.history_secs),
+        LocalPrices { usd_per_kwh: config.telemetry.usd_per_kwh, usd_per_gpu_hour: config.telemetry.usd_per_gpu_hour },
+    ));
     let (close_trigger, closing) = shutdown::channel();
-    let gateway = Arc::new(Gateway::new(router.clone(), recorder.clone(), config.server.max_body_bytes, closing));
+    let gateway = Arc::new(Gateway::new(
+        router.clone(),
+        recorder.clone(),
+        telemetry.clone(),
+        engines.clone(),
+        config.server.max_body_bytes,
+        closing,
+    ));
 
     let http_addr = config.http_listen_addr()?;
     let http_listener = tokio::net::TcpListener::bind(http_addr)
@@ -49,6 +62,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Launched engines outlive the HTTP server's drain (requests in flight still need them).
     let (stop_launched_trigger, stop_launched) = shutdown::channel();
     let supervisors = engines.spawn_background(shutdown_signal.clone(), stop_launched);
+    // Sampling goes on through the HTTP drain, so requests still running get their energy.
+    let (stop_sampling_trigger, stop_sampling) = shutdown::channel();
+    let sampler_task = sampler::spawn(telemetry.clone(), engines.clone(), sampler_settings(&config), stop_sampling);
+    let telemetry_api = TelemetryApi::new(telemetry.clone(), shutdown_signal.clone());
     let trace_api = TraceApi::new(reader_store.clone(), recorder.clone(), shutdown_signal.clone());
     let status_api = StatusApi {
         started,
@@ -62,7 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store: reader_store,
         in_flight: gateway.in_flight.clone(),
     };
-    let grpc_task = tokio::spawn(grpc.serve(trace_api, status_api, shutdown_signal.clone()));
+    let grpc_task = tokio::spawn(grpc.serve(trace_api, status_api, telemetry_api, shutdown_signal.clone()));
 
     tracing::info!(
         http = %http_display,
@@ -103,6 +120,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     trigger.fire();
+    // The last traces waiting for their energy are written with what they have.
+    stop_sampling_trigger.fire();
+    if tokio::time::timeout(Duration::from_secs(5), sampler_task).await.is_err() {
+        tracing::warn!("telemetry sampler did not stop within 5 s");
+    }
+    telemetry.energy.flush();
     engines.stop();
     stop_launched_trigger.fire();
     // All at once: each waits at most its SIGTERM grace, then kills its process group.
@@ -122,6 +145,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "traces flushed; stopped"
     );
     Ok(())
+}
+
+fn sampler_settings(config: &Config) -> sampler::SamplerSettings {
+    use crate::config::EngineConfig;
+    let engine_gpus = config
+        .effective_engines()
+        .into_iter()
+        .map(|(name, engine)| {
+            let gpus = match engine {
+                EngineConfig::Openai(settings) => settings.gpus,
+                EngineConfig::Embedded(settings) => settings.gpus,
+            };
+            (name, gpus)
+        })
+        .filter(|(_, gpus)| !gpus.is_empty())
+        .collect();
+    let library = config.telemetry.nvml_library.trim();
+    sampler::SamplerSettings { nvml_library: (!library.is_empty()).then(|| library.into()), engine_gpus }
 }
 
 async fn termination_signal() -> &'static str {

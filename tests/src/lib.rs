@@ -2,3 +2,4 @@
 //! ([`fake_upstream`]) and a harness that runs the real `llmopsd` binary ([`daemon`]).
 pub mod daemon;
 pub mod fake_upstream;
+pub mod nvml;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use llmops_proto::v1::status_service_client::StatusServiceClient;
+use llmops_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use llmops_proto::v1::trace_service_client::TraceServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -59,6 +60,11 @@ impl Daemon {
 
     pub fn status(&self) -> StatusServiceClient<AuthChannel> {
         StatusServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn telemetry(&self) -> TelemetryServiceClient<AuthChannel> {
+        TelemetryServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 }

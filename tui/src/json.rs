@@ -5,6 +5,11 @@ use serde_json::{json, Value};
 
 use crate::names::{engine_health_name, event_kind_name, trace_status_name};
 
+// `gpus` and `metrics` (json/telemetry.rs), kept apart so this file stays readable.
+mod telemetry;
+
+pub use telemetry::{request_metrics_to_json, telemetry_to_json, telemetry_update_to_json};
+
 pub fn trace_to_json(trace: &Trace) -> Value {
     json!({
         "id": trace.id,

@@ -34,7 +34,8 @@ impl Column {
         Self { title, align: Align::Right, stream_width: 0 }
     }
 
-    const fn streamed(self, stream_width: usize) -> Self {
+    /// The same column with a width for rows printed one at a time.
+    pub const fn streamed(self, stream_width: usize) -> Self {
         Self { stream_width, ..self }
     }
 }

@@ -55,9 +55,33 @@ pub struct OpenAiEngineConfig {
     /// Working directory of the launched command (default: the daemon's).
     #[serde(default)]
     pub launch_dir: Option<String>,
+    /// The engine's Prometheus metrics (vLLM, SGLang, llama.cpp with `--metrics`), scraped every telemetry
+    /// interval for running and waiting requests and KV-cache use. Absent: `/metrics` beside `base_url` when
+    /// the engine is on this host (loopback), else not scraped; `"off"`: never.
+    #[serde(default)]
+    pub metrics_url: Option<String>,
+    /// GPU indices (NVML) this engine runs on, for energy per request. Launched engines are also found by
+    /// their PID in each GPU's process list.
+    #[serde(default)]
+    pub gpus: Vec<u32>,
 }
 
 impl OpenAiEngineConfig {
+    /// Where this engine's Prometheus metrics are scraped, if anywhere.
+    pub fn effective_metrics_url(&self) -> Option<String> {
+        match self.metrics_url.as_deref().map(str::trim) {
+            Some("off") | Some("") => None,
+            Some(url) => Some(url.to_string()),
+            None => {
+                let url = reqwest::Url::parse(&self.base_url).ok()?;
+                let host = url.host_str()?;
+                let local = host == "localhost"
+                    || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                local.then(|| crate::telemetry::scrape::metrics_url(&self.base_url))
+            }
+        }
+    }
+
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
         if self.launch.first().is_some_and(|program| program.trim().is_empty()) {
             return Err(ConfigError::Invalid(format!("engines.{name}.launch[0] (the program) is empty")));
@@ -104,6 +128,9 @@ pub struct EmbeddedEngineConfig {
     pub gpu_layers: u32,
     /// Longest a whole request may take, queueing included, then 504 (or, mid-stream, an error event).
     pub request_timeout_ms: u64,
+    /// GPU indices (NVML) the offloaded layers run on, for energy per request. Also found by the daemon's
+    /// PID in each GPU's process list.
+    pub gpus: Vec<u32>,
 }
 
 impl Default for EmbeddedEngineConfig {
@@ -118,6 +145,7 @@ impl Default for EmbeddedEngineConfig {
             batch_size: 512,
             gpu_layers: 0,
             request_timeout_ms: default_request_timeout_ms(),
+            gpus: Vec::new(),
         }
     }
 }

@@ -25,6 +25,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub privacy: PrivacyConfig,
     pub store: StoreConfig,
+    pub telemetry: TelemetryConfig,
     /// Engines by name. Kind `openai`: any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, hosted);
     /// kind `embedded`: a GGUF model run in the daemon. With none, the default model is served embedded.
     pub engines: BTreeMap<String, EngineConfig>,
@@ -104,6 +105,33 @@ impl Default for StoreConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// How often GPUs, the host and engines are sampled, in milliseconds.
+    pub interval_ms: u64,
+    /// How much sample history is kept in memory for charts and time-series queries, in seconds.
+    pub history_secs: u64,
+    /// The NVML library to load. Empty: the system's `libnvidia-ml.so.1`.
+    pub nvml_library: String,
+    /// Electricity price, for the cost of requests served on local GPUs.
+    pub usd_per_kwh: f64,
+    /// What an hour of one GPU costs (amortised hardware, rent); shared among requests like energy.
+    pub usd_per_gpu_hour: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1000,
+            history_secs: 3600,
+            nvml_library: String::new(),
+            usd_per_kwh: 0.15,
+            usd_per_gpu_hour: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Targets in order; later ones are fallbacks.
@@ -144,6 +172,18 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.http_listen_addr()?;
         self.grpc_listen()?;
+        let telemetry = &self.telemetry;
+        if !(100..=3_600_000).contains(&telemetry.interval_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "telemetry.interval_ms = {} is outside 100..=3600000",
+                telemetry.interval_ms
+            )));
+        }
+        for (key, price) in [("usd_per_kwh", telemetry.usd_per_kwh), ("usd_per_gpu_hour", telemetry.usd_per_gpu_hour)] {
+            if !price.is_finite() || price < 0.0 {
+                return Err(ConfigError::Invalid(format!("telemetry.{key} = {price} must be a price of 0 or more")));
+            }
+        }
         for (name, engine) in &self.engines {
             engine.validate(name)?;
         }
@@ -233,6 +273,7 @@ mod tests {
         assert_eq!(config.server, ServerConfig::default());
         assert_eq!(config.store, StoreConfig::default());
         assert_eq!(config.privacy, PrivacyConfig::default());
+        assert_eq!(config.telemetry, TelemetryConfig::default());
         let Some(EngineConfig::Openai(engine)) = config.engines.get("vllm") else {
             panic!("the example has an openai engine named vllm")
         };

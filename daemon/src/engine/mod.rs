@@ -59,8 +59,8 @@ pub struct Answer {
 /// telemetry).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EngineLoad {
-    pub running: u64,
-    pub waiting: u64,
+    pub running: Option<u64>,
+    pub waiting: Option<u64>,
     pub kv_cache_used_fraction: Option<f64>,
 }
 
@@ -115,11 +115,27 @@ impl Engine {
         }
     }
 
+    /// Running and waiting requests and KV-cache use, where known: the embedded engine's own counts, or what
+    /// an upstream's metrics said at the last telemetry scrape.
     pub fn load(&self) -> Option<EngineLoad> {
         match self {
-            Self::OpenAi(..) => None,
+            Self::OpenAi(engine, _) => engine.scraped_load(),
             Self::Embedded(engine) => Some(engine.load()),
         }
+    }
+
+    /// Refreshes what `load` reports from the engine's metrics, where it has them to scrape: `None` when
+    /// there is nothing to scrape, else the load or why it could not be read.
+    pub async fn refresh_load(&self) -> Option<Result<EngineLoad, String>> {
+        match self {
+            Self::OpenAi(engine, _) => engine.scrape_load().await,
+            Self::Embedded(engine) => Some(Ok(engine.load())),
+        }
+    }
+
+    /// The PID of the engine's process, for engines the daemon launched and that are running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process().and_then(|process| process.pid)
     }
 
     /// What a launched engine last wrote, oldest line first (empty for others).

@@ -1,5 +1,5 @@
 //! An OpenAI-compatible upstream (vLLM, llama.cpp server, SGLang, TGI, Ollama `/v1`, hosted APIs).
-use super::{Answer, Endpoint};
+use super::{Answer, Endpoint, EngineLoad};
 use crate::config::OpenAiEngineConfig;
 use futures::StreamExt;
 use std::sync::Mutex;
@@ -55,7 +55,13 @@ pub struct OpenAiEngine {
     /// Endpoint URLs parsed once (URL parsing showed up in request-path profiles).
     urls: Vec<(Endpoint, reqwest::Url)>,
     health: Mutex<HealthState>,
+    /// Its Prometheus metrics, if scraped; and what the last scrape found.
+    metrics_url: Option<String>,
+    scraped: Mutex<Option<Result<EngineLoad, String>>>,
 }
+
+/// A scrape slower than this is abandoned; the next interval tries again.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl OpenAiEngine {
     pub fn new(name: &str, config: &OpenAiEngineConfig) -> Result<Self, String> {
@@ -95,7 +101,29 @@ impl OpenAiEngine {
                 last_error: String::new(),
                 last_checked_unix_ms: 0,
             }),
+            metrics_url: config.effective_metrics_url(),
+            scraped: Mutex::new(None),
         })
+    }
+
+    /// Reads the engine's metrics now; `None` when it has none to scrape.
+    pub async fn scrape_load(&self) -> Option<Result<EngineLoad, String>> {
+        let url = self.metrics_url.as_deref()?;
+        let result = crate::telemetry::scrape::scrape(&self.client, url, SCRAPE_TIMEOUT)
+            .await
+            .map(|load| EngineLoad {
+                running: load.running,
+                waiting: load.waiting,
+                kv_cache_used_fraction: load.kv_cache_used_fraction,
+            })
+            .map_err(|error| error.to_string());
+        *self.scraped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result.clone());
+        Some(result)
+    }
+
+    /// What the last scrape found, if it found anything.
+    pub fn scraped_load(&self) -> Option<EngineLoad> {
+        self.scraped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref()?.as_ref().ok().copied()
     }
 
     /// POSTs `body` to the endpoint's URL and waits for the answer's headers (first-token timeout).

@@ -7,7 +7,9 @@ mod trace_guard;
 
 pub use error::GatewayError;
 
+use crate::engine::Engines;
 use crate::router::Router as ModelRouter;
+use crate::telemetry::Telemetry;
 use crate::trace::Recorder;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -27,6 +29,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct Gateway {
     pub router: ModelRouter,
     pub recorder: Recorder,
+    /// Request metrics and energy metering.
+    pub telemetry: Arc<Telemetry>,
+    /// For `/metrics` (engine health).
+    pub engines: Engines,
     pub max_body_bytes: usize,
     /// Requests being answered now.
     pub in_flight: Arc<AtomicU64>,
@@ -38,10 +44,12 @@ impl Gateway {
     pub fn new(
         router: ModelRouter,
         recorder: Recorder,
+        telemetry: Arc<Telemetry>,
+        engines: Engines,
         max_body_bytes: usize,
         closing: crate::shutdown::Shutdown,
     ) -> Self {
-        Self { router, recorder, max_body_bytes, in_flight: Arc::new(AtomicU64::new(0)), closing }
+        Self { router, recorder, telemetry, engines, max_body_bytes, in_flight: Arc::new(AtomicU64::new(0)), closing }
     }
 }
 
@@ -53,6 +61,7 @@ pub fn http_router(gateway: Arc<Gateway>) -> axum::Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::map_response(ensure_request_id))
         .layer(DefaultBodyLimit::max(limit))
@@ -80,6 +89,12 @@ async fn models(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> 
         .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "llmops"}))
         .collect();
     Json(json!({"object": "list", "data": data}))
+}
+
+/// Prometheus text exposition: request metrics (OpenTelemetry GenAI names), GPUs, host, engines, trace store.
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let text = crate::export::gauges::render_all(&gateway.telemetry, &gateway.recorder, &gateway.engines);
+    ([(axum::http::header::CONTENT_TYPE, crate::export::prometheus::CONTENT_TYPE)], text).into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

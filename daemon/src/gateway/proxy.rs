@@ -24,10 +24,16 @@ pub async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut guard = TraceGuard::new(gateway.recorder.clone(), gateway.in_flight.clone(), endpoint.name());
+    let mut guard = TraceGuard::new(
+        gateway.recorder.clone(),
+        gateway.telemetry.clone(),
+        gateway.in_flight.clone(),
+        endpoint.name(),
+    );
     let request_id = guard.id().to_string();
     let mut response = match prepare(&gateway, endpoint, &headers, body, &mut guard) {
         Ok((request, targets)) => {
+            guard.enter_route(&request.model);
             guard.announce();
             forward(endpoint, request, targets, guard, gateway.closing.clone()).await
         }
@@ -124,6 +130,7 @@ async fn forward(
             start_offset_ms: attempt_start,
             ..Attempt::default()
         });
+        guard.meter_energy(engine.name());
         let trace = guard.trace_mut();
         trace.engine = engine.name().to_string();
         trace.model_served = target.model.clone();
@@ -243,6 +250,9 @@ async fn complete(
             trace.tokens_estimated = true;
         }
     }
+    // Not seen token by token: the whole answer counts toward the last interval's energy share.
+    let output_tokens = trace.output_tokens;
+    guard.add_tokens(output_tokens);
     guard.finish(TraceStatus::Ok, 200);
     ([(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
 }

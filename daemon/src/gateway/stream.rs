@@ -120,12 +120,14 @@ impl Relay {
         };
         let Some(guard) = &self.guard else { return };
         let offset_ms = guard.elapsed_ms();
+        let tokens_before = self.seen.content_chunks;
         for event in self.events.push(&chunk) {
             if self.seen.observe(&event, offset_ms, self.client_wants_usage) {
                 self.ready.extend_from_slice(event.as_bytes());
                 self.ready.extend_from_slice(b"\n\n");
             }
         }
+        guard.add_tokens(self.seen.content_chunks - tokens_before);
         if self.seen.done {
             self.end(End::Done);
         }

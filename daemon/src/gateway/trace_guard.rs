@@ -1,6 +1,7 @@
 //! The trace under construction for one request. It is recorded exactly once: by `finish`, or, when the
 //! request's future is dropped because the client went away, by `Drop` as `cancelled`.
 use super::error::GatewayError;
+use crate::telemetry::{EnergyTicket, Telemetry};
 use crate::trace::{Attempt, Recorder, Trace, TraceStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,11 +14,16 @@ pub struct TraceGuard {
     trace: Option<Trace>,
     started: Instant,
     recorder: Recorder,
+    telemetry: Arc<Telemetry>,
+    /// Set while the request runs on an engine whose GPUs are measured.
+    energy: Option<EnergyTicket>,
+    /// The route counted as in flight, once the request was routed.
+    route_in_flight: Option<String>,
     in_flight: Arc<AtomicU64>,
 }
 
 impl TraceGuard {
-    pub fn new(recorder: Recorder, in_flight: Arc<AtomicU64>, endpoint: &str) -> Self {
+    pub fn new(recorder: Recorder, telemetry: Arc<Telemetry>, in_flight: Arc<AtomicU64>, endpoint: &str) -> Self {
         in_flight.fetch_add(1, Ordering::Relaxed);
         let trace = Trace {
             id: uuid::Uuid::now_v7().to_string(),
@@ -26,7 +32,15 @@ impl TraceGuard {
             tenant: "default".into(),
             ..Trace::default()
         };
-        Self { trace: Some(trace), started: Instant::now(), recorder, in_flight }
+        Self {
+            trace: Some(trace),
+            started: Instant::now(),
+            recorder,
+            telemetry,
+            energy: None,
+            route_in_flight: None,
+            in_flight,
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -46,6 +60,29 @@ impl TraceGuard {
     pub fn announce(&self) {
         if let Some(trace) = &self.trace {
             self.recorder.started(trace);
+        }
+    }
+
+    /// Counts the request as in flight on `route` until it ends.
+    pub fn enter_route(&mut self, route: &str) {
+        if self.route_in_flight.is_none() {
+            self.telemetry.requests.started(route);
+            self.route_in_flight = Some(route.to_string());
+        }
+    }
+
+    /// Meters the request's energy on `engine`'s GPUs. The first metered engine keeps it: a fallback after
+    /// a failed attempt goes on adding to the same share.
+    pub fn meter_energy(&mut self, engine: &str) {
+        if self.energy.is_none() {
+            self.energy = self.telemetry.energy.begin(engine);
+        }
+    }
+
+    /// Tokens generated just now, for the request's share of its GPU's energy.
+    pub fn add_tokens(&self, tokens: u64) {
+        if let (Some(ticket), true) = (&self.energy, tokens > 0) {
+            ticket.add_tokens(tokens);
         }
     }
 
@@ -72,7 +109,15 @@ impl TraceGuard {
             trace.http_status = http_status;
             trace.latency_ms = self.elapsed_ms();
             trace.ended_at_unix_ms = crate::clock::unix_ms();
-            self.recorder.finished(trace);
+            self.telemetry.requests.observe_trace(&trace);
+            match self.energy.take() {
+                // Written after the next sample, with its share of the energy used until it ended.
+                Some(ticket) => {
+                    let recorder = self.recorder.clone();
+                    self.telemetry.energy.finish(ticket, trace, Box::new(move |trace| recorder.finished(trace)));
+                }
+                None => self.recorder.finished(trace),
+            }
         }
     }
 }
@@ -88,5 +133,8 @@ impl Drop for TraceGuard {
             self.record(TraceStatus::Cancelled, CLIENT_CLOSED_REQUEST);
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(route) = self.route_in_flight.take() {
+            self.telemetry.requests.finished(&route);
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! token.
 mod convert;
 pub mod status;
+pub mod telemetry;
 pub mod traces;
 
 use crate::config::GrpcListen;
@@ -68,11 +69,13 @@ impl BoundGrpc {
         self,
         trace_api: traces::TraceApi,
         status_api: status::StatusApi,
+        telemetry_api: telemetry::TelemetryApi,
         mut shutdown: Shutdown,
     ) -> Result<(), GrpcError> {
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::trace_service_server::TraceServiceServer<traces::TraceApi>>().await;
         health.set_serving::<pb::status_service_server::StatusServiceServer<status::StatusApi>>().await;
+        health.set_serving::<pb::telemetry_service_server::TelemetryServiceServer<telemetry::TelemetryApi>>().await;
         let reflection = |builder: tonic_reflection::server::Builder<'static>| {
             builder
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -100,7 +103,8 @@ impl BoundGrpc {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(pb::trace_service_server::TraceServiceServer::new(trace_api))
-            .add_service(pb::status_service_server::StatusServiceServer::new(status_api));
+            .add_service(pb::status_service_server::StatusServiceServer::new(status_api))
+            .add_service(pb::telemetry_service_server::TelemetryServiceServer::new(telemetry_api));
         let stop = async move { shutdown.wait().await };
         let result = match self.listener {
             Listener::Unix(listener, path) => {

@@ -48,8 +48,8 @@ impl pb::status_service_server::StatusService for StatusApi {
                     kind: engine.kind().into(),
                     base_url: engine.location(),
                     models: engine.models(),
-                    running: load.map(|l| l.running),
-                    waiting: load.map(|l| l.waiting),
+                    running: load.and_then(|l| l.running),
+                    waiting: load.and_then(|l| l.waiting),
                     kv_cache_used_fraction: load.and_then(|l| l.kv_cache_used_fraction),
                     process: engine.process().map(|process| pb::EngineProcess {
                         state: process.phase.as_str().into(),

@@ -49,6 +49,8 @@ pub struct Behavior {
     pub reply_words: Option<usize>,
     /// Model ids listed by `GET /v1/models`.
     pub models: Vec<String>,
+    /// KV-cache use in percent, reported by `GET /metrics` as vLLM does (`vllm:kv_cache_usage_perc`, a fraction).
+    pub kv_cache_used_percent: u32,
 }
 
 impl Default for Behavior {
@@ -61,6 +63,7 @@ impl Default for Behavior {
             omit_usage: false,
             reply_words: None,
             models: vec!["fake-model".to_owned()],
+            kv_cache_used_percent: 0,
         }
     }
 }
@@ -200,7 +203,27 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/control", get(get_control).put(put_control))
         .route("/stats", get(get_stats))
         .route("/stats/reset", post(reset_stats))
+        .route("/metrics", get(metrics))
         .with_state(shared)
+}
+
+/// Prometheus metrics in vLLM's names: streams open now as running, none waiting, KV use from `kv_cache_used_percent`.
+async fn metrics(State(shared): State<Arc<Shared>>) -> String {
+    let stats = shared.stats();
+    let running =
+        stats.streams_started.saturating_sub(stats.streams_completed + stats.streams_cancelled + stats.streams_cut);
+    let kv = f64::from(shared.behavior().kv_cache_used_percent) / 100.0;
+    format!(
+        "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
+         # TYPE vllm:num_requests_running gauge\n\
+         vllm:num_requests_running{{model_name=\"fake-model\"}} {running}\n\
+         # HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n\
+         # TYPE vllm:num_requests_waiting gauge\n\
+         vllm:num_requests_waiting{{model_name=\"fake-model\"}} 0\n\
+         # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n\
+         # TYPE vllm:kv_cache_usage_perc gauge\n\
+         vllm:kv_cache_usage_perc{{model_name=\"fake-model\"}} {kv}\n"
+    )
 }
 
 /// An OpenAI-shaped error answer.

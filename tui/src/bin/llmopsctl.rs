@@ -1,11 +1,15 @@
-//! `llmopsctl`: query a running llmopsd over gRPC (status, recorded traces, one trace, live traces).
+//! `llmopsctl`: query a running llmopsd over gRPC (status, recorded traces, one trace, live traces, GPU and
+//! host telemetry, request metrics).
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use chrono::Local;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
-use llmops_proto::v1::{GetStatusRequest, GetTraceRequest, WatchTracesRequest};
+use llmops_proto::v1::{
+    GetRequestMetricsRequest, GetStatusRequest, GetTelemetryRequest, GetTraceRequest, WatchTelemetryRequest,
+    WatchTracesRequest,
+};
 use llmops_tui::address::Target;
 use llmops_tui::auth::BearerAuth;
 use llmops_tui::connect::{Daemon, Unreachable};
@@ -25,6 +29,8 @@ enum Failure {
     Rpc(Box<tonic::Status>),
     NoSuchTrace(String),
     WatchEnded(Box<tonic::Status>),
+    /// llmopsd dropped this viewer after it fell this many updates behind.
+    TooSlow(u64),
     Output(io::Error),
 }
 
@@ -60,6 +66,9 @@ impl Failure {
             Failure::WatchEnded(status) => {
                 let code = status.code();
                 (format!("watch stream ended by llmopsd ({code:?}): {}", status.message()), 1)
+            }
+            Failure::TooSlow(missed) => {
+                (format!("watch stream ended by llmopsd: this viewer read too slowly and missed {missed} updates"), 1)
             }
             // Output closed early (`llmopsctl traces | head`) is the reader's choice, not a failure.
             Failure::Output(err) if err.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
@@ -150,6 +159,52 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
                     let kind = event_kind_name(event.kind).to_uppercase();
                     writeln!(out, "{}", table::stream_line(&kind, trace, &Local::now()))?;
                 }
+            }
+        }
+        Command::Gpus { watch: false } => {
+            let response = daemon.telemetry().get_telemetry(GetTelemetryRequest {}).await;
+            let sample = response.map_err(rpc_failure)?.into_inner();
+            if cli.json {
+                print_json(&mut out, &json::telemetry_to_json(&sample))?;
+            } else {
+                write!(out, "{}", report::render_gpus(&sample, &Local))?;
+            }
+        }
+        Command::Gpus { watch: true } => {
+            let response = daemon.telemetry().watch_telemetry(WatchTelemetryRequest {}).await;
+            let mut updates = response.map_err(rpc_failure)?.into_inner();
+            if !cli.json {
+                writeln!(out, "{}", report::gpu_watch_header())?;
+            }
+            loop {
+                let update = match updates.message().await {
+                    Ok(Some(update)) => update,
+                    Ok(None) => break,
+                    Err(status) => return Err(Failure::WatchEnded(Box::new(status))),
+                };
+                if cli.json {
+                    serde_json::to_writer(&mut out, &json::telemetry_update_to_json(&update))
+                        .map_err(io::Error::from)?;
+                    writeln!(out)?;
+                } else {
+                    for line in report::gpu_watch_lines(&update, &Local::now()) {
+                        writeln!(out, "{line}")?;
+                    }
+                }
+                // The daemon ends the stream after telling a slow viewer what it missed.
+                if update.missed > 0 {
+                    out.flush()?;
+                    return Err(Failure::TooSlow(update.missed));
+                }
+            }
+        }
+        Command::Metrics => {
+            let response = daemon.telemetry().get_request_metrics(GetRequestMetricsRequest {}).await;
+            let metrics = response.map_err(rpc_failure)?.into_inner();
+            if cli.json {
+                print_json(&mut out, &json::request_metrics_to_json(&metrics))?;
+            } else {
+                write!(out, "{}", report::render_request_metrics(&metrics, &Local))?;
             }
         }
     }

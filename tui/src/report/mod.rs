@@ -1,9 +1,14 @@
-//! Readable multi-section views: `llmopsctl status` and `llmopsctl trace ID`.
+//! Readable multi-section views: `llmopsctl status`, `llmopsctl trace ID`, `llmopsctl gpus` and
+//! `llmopsctl metrics`.
 use std::fmt::Display;
 
+mod gpus;
+mod metrics;
 mod status;
 mod trace;
 
+pub use gpus::{gpu_watch_header, gpu_watch_lines, render_gpus};
+pub use metrics::render_request_metrics;
 pub use status::{format_bytes, render_status};
 pub use trace::render_trace;
 

@@ -101,17 +101,22 @@ fn store_fields(report: &mut Report, store: &StoreStatus) {
 
 /// Binary units with one decimal, e.g. "1.5 MiB".
 pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
+    match binary_unit(bytes) {
+        (1, unit) => format!("{bytes} {unit}"),
+        (divisor, unit) => format!("{:.1} {unit}", bytes as f64 / divisor as f64),
     }
-    let mut value = bytes as f64 / 1024.0;
+}
+
+/// The binary unit `bytes` reads best in, with its size in bytes: `(1, "B")` below 1 KiB.
+pub(super) fn binary_unit(bytes: u64) -> (u64, &'static str) {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut divisor = 1_u64;
     let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
+    while bytes / divisor >= 1024 && unit + 1 < UNITS.len() {
+        divisor *= 1024;
         unit += 1;
     }
-    format!("{value:.1} {}", UNITS[unit])
+    (divisor, UNITS[unit])
 }
 
 #[cfg(test)]

@@ -151,8 +151,8 @@ impl EmbeddedEngine {
     pub fn load(&self) -> EngineLoad {
         let ready = matches!(&*read_state(&self.state), State::Ready(_));
         EngineLoad {
-            running: self.load.running.load(Ordering::Relaxed),
-            waiting: self.load.waiting.load(Ordering::Relaxed),
+            running: Some(self.load.running.load(Ordering::Relaxed)),
+            waiting: Some(self.load.waiting.load(Ordering::Relaxed)),
             kv_cache_used_fraction: ready.then(|| f64::from_bits(self.load.kv_used.load(Ordering::Relaxed))),
         }
     }

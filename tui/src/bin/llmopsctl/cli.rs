@@ -10,7 +10,8 @@ use llmops_tui::when;
 #[command(
     name = "llmopsctl",
     version,
-    about = "Query a running llmopsd: its status, recorded traces, one trace, or traces live",
+    about = "Query a running llmopsd: its status, recorded traces, one trace, traces live, GPU and host \
+             telemetry, or request metrics",
     after_help = "Exit status: 0 on success, 1 when llmopsd answered with an error, \
                   2 for usage errors or when llmopsd cannot be reached."
 )]
@@ -24,7 +25,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "LLMOPS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// Print JSON instead of text (one document; `watch` prints one JSON object per line)
+    /// Print JSON instead of text (one document; `watch` and `gpus --watch` print one JSON object per line)
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -45,6 +46,30 @@ pub enum Command {
     },
     /// Traces live as they start and finish, one line each, until interrupted
     Watch,
+    /// GPUs, the host and engines' load, as llmopsd last sampled them
+    ///
+    /// Per GPU: memory used/total, utilisation (GPU busy % / memory-controller busy %), power draw / limit,
+    /// temperature, SM / memory clocks, active throttle reasons ("none" when none is active), and an ERROR
+    /// column when a GPU could not be read. Below: the processes holding GPU memory (with the engine llmopsd
+    /// launched under that PID), the host (CPU, memory, load and the CPU and memory of llmopsd and its
+    /// engines; CPU % is a share of one core), and each engine's running and waiting requests and KV-cache
+    /// use. A value the hardware or engine does not report shows as "-", never 0. Without GPU data (no NVIDIA
+    /// driver, NVML not found, ...) the first line says why and the host and engines are still shown.
+    Gpus {
+        /// Follow live instead: one line per GPU each time its readings change (time, index, utilisation,
+        /// memory, power, temperature), until interrupted. Exits 1 if this viewer falls behind and llmopsd
+        /// drops it.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Request rate, errors, latency, TTFT and inter-token time per route and model over 1m, 5m and 1h
+    ///
+    /// One table per window (the last minute, 5 minutes and hour), one row per route and model: requests
+    /// per second, the share that failed (ERR%), latency percentiles (LAT p50/p95/p99, the whole request),
+    /// time to first token (TTFT p50/p95), inter-token latency (ITL p50, the time between streamed tokens),
+    /// output tokens per second, and requests in flight now. Times are in milliseconds; a percentile
+    /// without samples shows as "-".
+    Metrics,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +203,17 @@ mod tests {
         let cli = parse(&["traces", "--since", "5m", "--until", "1h"]).expect("parses");
         let Command::Traces(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
         assert!(args.window_error().is_some());
+    }
+
+    #[test]
+    fn gpus_watch_is_a_flag_and_metrics_takes_none() {
+        let cli = parse(&["gpus", "--watch", "--json"]).expect("parses");
+        assert!(matches!(cli.command, Command::Gpus { watch: true }), "{:?}", cli.command);
+        assert!(cli.json);
+        let cli = parse(&["gpus"]).expect("parses");
+        assert!(matches!(cli.command, Command::Gpus { watch: false }), "{:?}", cli.command);
+        assert!(matches!(parse(&["metrics"]).expect("parses").command, Command::Metrics));
+        assert!(parse(&["metrics", "--watch"]).is_err());
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! Exporting what the daemon measures to other systems.
+pub mod gauges;
+pub mod prometheus;

@@ -1,0 +1,362 @@
+//! Engines' own Prometheus `/metrics`, normalised to one load figure: running and waiting requests and the
+//! fraction of KV cache in use. Each is `None` when the engine does not export it, never a made-up 0.
+//!
+//! - vLLM (V0 0.6, V1 up to 0.11): `vllm:num_requests_running`, `vllm:num_requests_waiting`, KV from
+//!   `vllm:kv_cache_usage_perc` (0.9+), else `vllm:gpu_cache_usage_perc` (older; hidden from 0.10). Both are
+//!   fractions despite `_perc`.
+//! - llama.cpp `llama-server --metrics`: `llamacpp:requests_processing`, `llamacpp:requests_deferred`, KV from
+//!   `llamacpp:kv_cache_usage_ratio`, which builds since May 2025 (ggml-org/llama.cpp#13660) no longer export.
+//! - SGLang (0.3.2+, `--enable-metrics`): `sglang:num_running_reqs`, `sglang:num_queue_reqs`, KV from
+//!   `sglang:token_usage` (used share of the KV token pool).
+//!
+//! Series are combined per metric: counts are summed over label sets (vLLM: one per `engine` under data
+//! parallelism; SGLang: one per `dp_rank`) and KV fractions averaged. Labels that only name a replica of the
+//! same scheduler state (`tp_rank`, `pp_rank`, prometheus_client's multiprocess `pid`) are collapsed first by
+//! taking the largest value, so SGLang's `--enable-metrics-for-all-schedulers` does not count a batch twice.
+//!
+//! Text without any of these metrics parses as [`EngineFlavor::Unknown`] with every figure `None`, not an error:
+//! SGLang exports nothing under `sglang:` until its scheduler first logs stats, so an idle, freshly started
+//! engine looks exactly like that.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prometheus_parse::{Sample, Scrape, Value};
+
+/// The engine a metrics page came from, told by its metric prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EngineFlavor {
+    Vllm,
+    LlamaCpp,
+    Sglang,
+    Unknown,
+}
+
+impl EngineFlavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vllm => "vllm",
+            Self::LlamaCpp => "llama.cpp",
+            Self::Sglang => "sglang",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// One engine's load as its metrics page states it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScrapedLoad {
+    pub running: Option<u64>,
+    pub waiting: Option<u64>,
+    pub kv_cache_used_fraction: Option<f64>,
+    pub flavor: EngineFlavor,
+}
+
+impl ScrapedLoad {
+    /// A page with no known engine's metrics.
+    pub const UNKNOWN: Self =
+        Self { running: None, waiting: None, kv_cache_used_fraction: None, flavor: EngineFlavor::Unknown };
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    #[error("GET {url}: {detail}")]
+    Request { url: String, detail: String },
+    #[error("GET {url}: HTTP {status}")]
+    Status { url: String, status: reqwest::StatusCode },
+    #[error("GET {url}: body larger than {MAX_BODY_BYTES} bytes; is this a metrics page?")]
+    TooLarge { url: String },
+    /// prometheus-parse fails only on errors reading its lines, which `parse_load` never feeds it.
+    #[error("unreadable metrics text: {0}")]
+    Parse(String),
+}
+
+/// Far above any engine's page (vLLM's, with every histogram, is ~100 KiB); guards against a wrong URL.
+const MAX_BODY_BYTES: usize = 8 << 20;
+
+/// prometheus-parse 0.2.5 matches metric names with `\w+`, which excludes `:`, so it silently drops every
+/// `vllm:…` / `sglang:…` / `llamacpp:…` line. Names are spelled with this in place of `:` while parsing.
+const COLON: &str = "__colon__";
+
+/// Labels that tell apart replicas reporting the same state, collapsed by `max` before combining series.
+const REPLICA_LABELS: [&str; 3] = ["tp_rank", "pp_rank", "pid"];
+
+struct Names {
+    flavor: EngineFlavor,
+    prefix: &'static str,
+    running: &'static str,
+    waiting: &'static str,
+    /// In order of preference: the first one present wins.
+    kv: &'static [&'static str],
+}
+
+/// Checked in this order, should a page ever carry more than one engine's metrics.
+const ENGINES: [Names; 3] = [
+    Names {
+        flavor: EngineFlavor::Vllm,
+        prefix: "vllm:",
+        running: "vllm:num_requests_running",
+        waiting: "vllm:num_requests_waiting",
+        kv: &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
+    },
+    Names {
+        flavor: EngineFlavor::Sglang,
+        prefix: "sglang:",
+        running: "sglang:num_running_reqs",
+        waiting: "sglang:num_queue_reqs",
+        // Used share of the KV token pool (for hybrid SWA models, the larger of the full and SWA pools).
+        kv: &["sglang:token_usage"],
+    },
+    Names {
+        flavor: EngineFlavor::LlamaCpp,
+        prefix: "llamacpp:",
+        running: "llamacpp:requests_processing",
+        // Tasks that found no free slot.
+        waiting: "llamacpp:requests_deferred",
+        kv: &["llamacpp:kv_cache_usage_ratio"],
+    },
+];
+
+/// Parses a Prometheus text exposition page into the engine's load.
+pub fn parse_load(text: &str) -> Result<ScrapedLoad, ScrapeError> {
+    let scrape =
+        Scrape::parse(text.lines().map(|line| Ok(escape_line(line)))).map_err(|e| ScrapeError::Parse(e.to_string()))?;
+    let samples = &scrape.samples;
+    let Some(names) = ENGINES.iter().find(|names| {
+        let prefix = escape_name(names.prefix);
+        samples.iter().any(|sample| sample.metric.starts_with(&prefix))
+    }) else {
+        return Ok(ScrapedLoad::UNKNOWN);
+    };
+    let count = |name: &str| {
+        let values = per_series(samples, name);
+        // Counts are whole; a negative one is nonsense, read as 0 rather than dragging a sum down.
+        (!values.is_empty()).then(|| values.iter().map(|v| v.max(0.0)).sum::<f64>().round() as u64)
+    };
+    let kv = names.kv.iter().map(|name| per_series(samples, name)).find(|values| !values.is_empty());
+    Ok(ScrapedLoad {
+        running: count(names.running),
+        waiting: count(names.waiting),
+        kv_cache_used_fraction: kv.map(|values| values.iter().sum::<f64>() / values.len() as f64),
+        flavor: names.flavor,
+    })
+}
+
+/// The finite values of `name`, one per label set once replica labels are collapsed (largest wins).
+fn per_series(samples: &[Sample], name: &str) -> Vec<f64> {
+    let name = escape_name(name);
+    let mut series: BTreeMap<Vec<(&str, &str)>, f64> = BTreeMap::new();
+    for sample in samples.iter().filter(|s| s.metric == name) {
+        let (Value::Gauge(value) | Value::Counter(value) | Value::Untyped(value)) = sample.value else { continue };
+        // NaN (e.g. 0/0 before the first step) and ±Inf say nothing about load.
+        if !value.is_finite() {
+            continue;
+        }
+        let mut key: Vec<(&str, &str)> = sample
+            .labels
+            .iter()
+            .filter(|(label, _)| !REPLICA_LABELS.contains(&label.as_str()))
+            .map(|(label, value)| (label.as_str(), value.as_str()))
+            .collect();
+        key.sort_unstable();
+        series.entry(key).and_modify(|max| *max = max.max(value)).or_insert(value);
+    }
+    series.into_values().collect()
+}
+
+fn escape_name(name: &str) -> String {
+    name.replace(':', COLON)
+}
+
+/// Rewrites the metric name of a sample, `# HELP` or `# TYPE` line so prometheus-parse accepts it; also drops
+/// an empty label set (`name{} 1`, valid but rejected by its regex).
+fn escape_line(line: &str) -> String {
+    let line = line.trim();
+    if let Some(comment) = line.strip_prefix('#') {
+        let comment = comment.trim_start();
+        for kind in ["HELP", "TYPE"] {
+            if let Some(rest) = comment.strip_prefix(kind).filter(|rest| rest.starts_with(char::is_whitespace)) {
+                let rest = rest.trim_start();
+                let (name, tail) = rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len()));
+                return format!("# {kind} {}{tail}", escape_name(name));
+            }
+        }
+        return line.to_string();
+    }
+    let end = line.find(|c: char| c == '{' || c.is_whitespace()).unwrap_or(line.len());
+    let (name, rest) = line.split_at(end);
+    format!("{}{}", escape_name(name), rest.strip_prefix("{}").unwrap_or(rest))
+}
+
+/// GETs an engine's metrics page and parses it; errors name the URL and the HTTP status or connection failure.
+pub async fn scrape(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<ScrapedLoad, ScrapeError> {
+    // The message names the URL once, in front; reqwest's own would repeat it.
+    let request_error =
+        |e: reqwest::Error| ScrapeError::Request { url: url.to_string(), detail: error_chain(&e.without_url()) };
+    let mut response = client.get(url).timeout(timeout).send().await.map_err(request_error)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(ScrapeError::Status { url: url.to_string(), status });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ScrapeError::TooLarge { url: url.to_string() });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    parse_load(&String::from_utf8_lossy(&body))
+}
+
+/// reqwest's own message is only "error sending request for url (…)"; the cause (connection refused, timed
+/// out, …) is in its sources.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `/metrics` beside an OpenAI-compatible base URL: `http://127.0.0.1:8000/v1` → `http://127.0.0.1:8000/metrics`.
+/// A trailing `/v1` is dropped; scheme, host, port and any other path prefix are kept (query and fragment not).
+pub fn metrics_url(base_url: &str) -> String {
+    let base = base_url.trim().split(['?', '#']).next().unwrap_or_default();
+    // Only the path may lose `/v1`: in `http://v1` it is the host.
+    let path_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[path_start..].find('/').map_or(base.len(), |i| path_start + i);
+    let (authority, path) = base.split_at(path_start);
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix("/v1").unwrap_or(path);
+    format!("{authority}{path}/metrics")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VLLM: &str = include_str!("../../../tests/fixtures/metrics/vllm.txt");
+    const VLLM_06: &str = include_str!("../../../tests/fixtures/metrics/vllm-0.6.txt");
+    const LLAMACPP: &str = include_str!("../../../tests/fixtures/metrics/llamacpp.txt");
+    const SGLANG: &str = include_str!("../../../tests/fixtures/metrics/sglang.txt");
+
+    /// The load with the KV fraction rounded, to compare sums and means of decimals exactly.
+    fn load(text: &str) -> (EngineFlavor, Option<u64>, Option<u64>, Option<f64>) {
+        let l = parse_load(text).expect("parses");
+        (l.flavor, l.running, l.waiting, l.kv_cache_used_fraction.map(|kv| (kv * 1e6).round() / 1e6))
+    }
+
+    #[test]
+    fn fixtures() {
+        use EngineFlavor::*;
+        // vLLM V1: two DP engines summed, KV averaged. 0.6: the old KV name, NaN spec-decode gauges beside it.
+        assert_eq!(load(VLLM), (Vllm, Some(5), Some(1), Some(0.2)));
+        assert_eq!(load(VLLM_06), (Vllm, Some(4), Some(2), Some(0.4375)));
+        // Current llama-server has no KV gauge: absent, not 0.
+        assert_eq!(load(LLAMACPP), (LlamaCpp, Some(2), Some(3), None));
+        assert_eq!(load(SGLANG), (Sglang, Some(7), Some(2), Some(0.29)));
+    }
+
+    #[test]
+    fn kv_names_new_and_old() {
+        let both = "vllm:gpu_cache_usage_perc{engine=\"0\"} 0.9\nvllm:kv_cache_usage_perc{engine=\"0\"} 0.5\n";
+        assert_eq!(load(both).3, Some(0.5));
+        let old_llamacpp = "# TYPE llamacpp:kv_cache_usage_ratio gauge\nllamacpp:kv_cache_usage_ratio 0.125\n\
+                            llamacpp:requests_processing 1\n";
+        assert_eq!(load(old_llamacpp), (EngineFlavor::LlamaCpp, Some(1), None, Some(0.125)));
+    }
+
+    #[test]
+    fn replicas_of_one_scheduler_count_once() {
+        // Every TP rank logging the same batch, and a multiprocess `pid` label: 4 running, not 8.
+        let text = "sglang:num_running_reqs{tp_rank=\"0\",dp_rank=\"0\"} 4\n\
+                    sglang:num_running_reqs{tp_rank=\"1\",dp_rank=\"0\"} 4\n\
+                    sglang:token_usage{pid=\"11\",tp_rank=\"0\"} 0.5\nsglang:token_usage{pid=\"12\",tp_rank=\"0\"} 0\n";
+        assert_eq!(load(text), (EngineFlavor::Sglang, Some(4), None, Some(0.5)));
+    }
+
+    #[test]
+    fn odd_but_valid_exposition() {
+        // Timestamps, empty label sets, exponents, a plain comment, blank lines, NaN where the only value is.
+        let text = "# a plain comment\n\n\
+                    vllm:num_requests_running{} 2 1712345678000\n\
+                    vllm:num_requests_running{engine=\"1\"} 1e0\n\
+                    vllm:num_requests_waiting{engine=\"0\"} NaN\n\
+                    vllm:kv_cache_usage_perc{engine=\"0\"} 2.5e-01 1712345678000\n";
+        assert_eq!(load(text), (EngineFlavor::Vllm, Some(3), None, Some(0.25)));
+        // Why lines are escaped: prometheus-parse on its own drops every name with a colon.
+        let raw = Scrape::parse(["vllm:num_requests_running 2".to_string()].into_iter().map(Ok)).expect("parses");
+        assert!(raw.samples.is_empty(), "prometheus-parse now reads colons; escape_line can go");
+    }
+
+    #[test]
+    fn no_engine_metrics_is_unknown_not_zero() {
+        for text in ["", "# HELP up x\n# TYPE up gauge\nup 1\n", "<html>not metrics</html>"] {
+            assert_eq!(parse_load(text).expect("parses"), ScrapedLoad::UNKNOWN);
+        }
+        assert_eq!(EngineFlavor::Unknown.name(), "unknown");
+    }
+
+    #[test]
+    fn metrics_url_beside_the_base_url() {
+        for (base, expected) in [
+            ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/metrics"),
+            ("http://127.0.0.1:8000/v1/", "http://127.0.0.1:8000/metrics"),
+            ("http://localhost:8080", "http://localhost:8080/metrics"),
+            ("http://localhost:8080/", "http://localhost:8080/metrics"),
+            ("https://gpu-1.lan/proxy/vllm/v1", "https://gpu-1.lan/proxy/vllm/metrics"),
+            ("http://[::1]:30000/v1?x=1", "http://[::1]:30000/metrics"),
+            ("http://v1", "http://v1/metrics"),
+            ("http://h:1/v1/v1", "http://h:1/v1/metrics"),
+            ("http://h:1/api/v10", "http://h:1/api/v10/metrics"),
+        ] {
+            assert_eq!(metrics_url(base), expected, "{base}");
+        }
+    }
+
+    /// Serves the vLLM fixture at `/metrics` (anything else is axum's 404) and a page that never answers.
+    async fn serve() -> String {
+        let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { VLLM })).route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                ""
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("local address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn scrape_over_http() {
+        let base = serve().await;
+        let client = reqwest::Client::new();
+        let timeout = Duration::from_secs(5);
+
+        let l = scrape(&client, &metrics_url(&format!("{base}/v1")), timeout).await.expect("scrapes");
+        assert_eq!((l.flavor, l.running, l.waiting), (EngineFlavor::Vllm, Some(5), Some(1)));
+
+        let url = format!("{base}/nope");
+        let error = scrape(&client, &url, timeout).await.expect_err("404").to_string();
+        assert_eq!(error, format!("GET {url}: HTTP 404 Not Found"));
+
+        let url = format!("{base}/slow");
+        let error = scrape(&client, &url, Duration::from_millis(200)).await.expect_err("timeout").to_string();
+        assert!(error.starts_with(&format!("GET {url}: ")) && error.contains("timed out"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn scrape_names_a_refused_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/metrics", listener.local_addr().expect("local address"));
+        drop(listener);
+        let error = scrape(&reqwest::Client::new(), &url, Duration::from_secs(5)).await.expect_err("refused");
+        let error = error.to_string();
+        assert!(error.starts_with(&format!("GET {url}: ")) && error.contains("refused"), "{error}");
+    }
+}
