@@ -1,9 +1,10 @@
 //! Wiring: opens the store, starts the recorder, binds the listeners, serves until a signal, then shuts down
 //! in order: stop accepting, let in-flight requests finish (bounded), stop the gRPC streams, flush traces.
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::engine::Engines;
 use crate::gateway::{http_router, Gateway};
-use crate::grpc::{status::StatusApi, telemetry::TelemetryApi, traces::TraceApi, BoundGrpc};
+use crate::grpc::{keys::KeyApi, status::StatusApi, telemetry::TelemetryApi, traces::TraceApi, BoundGrpc};
 use crate::router::Router;
 use crate::shutdown;
 use crate::telemetry::{sampler, LocalPrices, Telemetry};
@@ -40,12 +41,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(config.telemetry.history_secs),
         LocalPrices { usd_per_kwh: config.telemetry.usd_per_kwh, usd_per_gpu_hour: config.telemetry.usd_per_gpu_hour },
     ));
+    let listener_is_loopback = config.http_listen_addr()?.ip().is_loopback();
+    let auth = Arc::new(
+        Authenticator::open(&config.auth, &config.state_path(), listener_is_loopback)
+            .context("cannot load API keys")?,
+    );
     let (close_trigger, closing) = shutdown::channel();
     let gateway = Arc::new(Gateway::new(
         router.clone(),
         recorder.clone(),
         telemetry.clone(),
         engines.clone(),
+        auth.clone(),
         config.server.max_body_bytes,
         closing,
     ));
@@ -79,7 +86,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store: reader_store,
         in_flight: gateway.in_flight.clone(),
     };
-    let grpc_task = tokio::spawn(grpc.serve(trace_api, status_api, telemetry_api, shutdown_signal.clone()));
+    let key_api = KeyApi { auth: auth.clone() };
+    let grpc_task = tokio::spawn(grpc.serve(trace_api, status_api, telemetry_api, key_api, shutdown_signal.clone()));
 
     tracing::info!(
         http = %http_display,

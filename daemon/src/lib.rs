@@ -1,6 +1,8 @@
 //! llmopsd: serves a GPU host's models behind one OpenAI-compatible endpoint, records every request as a
 //! trace, and serves the traces over gRPC.
 pub mod app;
+pub mod auth;
+pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod engine;
@@ -8,6 +10,8 @@ pub mod export;
 pub mod gateway;
 pub mod grpc;
 pub mod models;
+pub mod pricing;
+pub mod resilience;
 pub mod router;
 pub mod shutdown;
 pub mod telemetry;

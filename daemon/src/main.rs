@@ -44,6 +44,9 @@ enum Command {
     /// Manage the local model cache ($LLMOPS_MODEL_DIR, else ~/.cache/llmops/models).
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Print the SHA-256 of an API key read from stdin, for `[[auth.keys]] sha256 = "..."` in the config
+    /// (the key itself never goes into the file). Keys can also be made at run time: `llmopsctl keys create`.
+    HashKey,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -60,8 +63,10 @@ enum ModelCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Model(command)) = &cli.command {
-        return model_command(command);
+    match &cli.command {
+        Some(Command::Model(command)) => return model_command(command),
+        Some(Command::HashKey) => return hash_key(),
+        None => {}
     }
     if cli.print_default_config {
         return match toml::to_string_pretty(&Config::default()) {
@@ -93,6 +98,19 @@ fn main() -> ExitCode {
             fail(&error)
         }
     }
+}
+
+fn hash_key() -> ExitCode {
+    let mut key = String::new();
+    if let Err(error) = std::io::stdin().read_line(&mut key) {
+        return fail(&anyhow::anyhow!("cannot read the key from stdin: {error}"));
+    }
+    let key = key.trim();
+    if key.is_empty() {
+        return fail(&anyhow::anyhow!("no key on stdin (usage: echo -n \"$KEY\" | llmopsd hash-key)"));
+    }
+    println!("{}", llmopsd::auth::sha256_hex(key));
+    ExitCode::SUCCESS
 }
 
 fn model_command(command: &ModelCommand) -> ExitCode {

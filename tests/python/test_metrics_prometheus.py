@@ -88,11 +88,12 @@ def test_metrics_parse_with_genai_names_gpu_and_engine_gauges(daemon) -> None:
     poll_until(answered, 60.0, lambda: f"the default model did not answer\n{daemon.process.log_tail()}")
     sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
 
-    families = poll_until(
-        lambda: (f := scrape(daemon)) if "llmops_gpu_power_watts" in f and f["llmops_gpu_power_watts"].samples else None,
-        10.0,
-        lambda: "no GPU gauges in /metrics",
-    )
+    def with_gpu_gauges() -> dict | None:
+        families = scrape(daemon)
+        power = families.get("llmops_gpu_power_watts")
+        return families if power is not None and power.samples else None
+
+    families = poll_until(with_gpu_gauges, 10.0, lambda: "no GPU gauges in /metrics")
     duration = families["gen_ai_client_operation_duration_seconds"]
     assert duration.type == "histogram"
     counts = samples(duration, "gen_ai_client_operation_duration_seconds_count")

@@ -37,6 +37,40 @@ async fn chat_status(daemon: &Daemon) -> u16 {
     response.map(|r| r.status().as_u16()).unwrap_or(0)
 }
 
+/// `llmopsctl ARGS`'s stdout, failing the test unless it exits 0.
+async fn llmopsctl_ok(daemon: &Daemon, args: &[&str]) -> String {
+    let output = daemon.llmopsctl_async(args).await.expect("llmopsctl runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "llmopsctl {args:?}: {:?} {stderr}", output.status);
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// `llmopsctl engines` and `llmopsctl logs` agree with `status` on the launched engine.
+async fn check_engines_and_logs(daemon: &Daemon, pid: u64) {
+    let table = llmopsctl_ok(daemon, &["engines"]).await;
+    let row = table.lines().find(|line| line.starts_with("launched ")).expect("a row for the engine");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // NAME KIND HEALTH STATE PID RESTARTS ...
+    assert_eq!(cells.get(3), Some(&"healthy"), "{table}");
+    assert_eq!(cells.get(4), Some(&pid.to_string().as_str()), "{table}");
+    assert_eq!(cells.get(5), Some(&"0"), "{table}");
+    let engines: Value = serde_json::from_str(&llmopsctl_ok(daemon, &["engines", "--json"]).await).expect("JSON");
+    assert_eq!(engines[0]["process"]["pid"].as_u64(), Some(pid), "{engines}");
+
+    let logs = llmopsctl_ok(daemon, &["logs", "launched"]).await;
+    assert!(logs.lines().any(|line| line.contains("fake-upstream listening")), "{logs}");
+    let newest = llmopsctl_ok(daemon, &["logs", "launched", "--lines", "1", "--json"]).await;
+    let newest: Value = serde_json::from_str(&newest).expect("JSON");
+    assert_eq!(newest["lines"].as_array().map(Vec::len), Some(1), "{newest}");
+    assert_eq!(newest["process"]["state"], "healthy", "{newest}");
+
+    let unknown = daemon.llmopsctl_async(&["logs", "nope"]).await.expect("llmopsctl runs");
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"nope\"") && stderr.contains("known engines: launched"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
+
 fn alive(pid: u64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -56,6 +90,7 @@ async fn a_killed_engine_is_restarted_and_stopped_with_the_daemon() {
     assert_eq!(chat_status(&daemon).await, 200);
     assert!(first["log_tail"].to_string().contains("fake-upstream listening"), "its output is kept: {first}");
     let pid = first["pid"].as_u64().expect("pid");
+    check_engines_and_logs(&daemon, pid).await;
 
     // The shell's builtin kill: no procps needed.
     let killed =

@@ -1,6 +1,8 @@
 //! `--json` output. Scripts and the end-to-end tests read these shapes, so keys are exactly the proto
 //! field names, enums are short lowercase names, absent optional fields are `null` and integers stay numbers.
-use llmops_proto::v1::{Attempt, EngineStatus, RouteStatus, Status, StoreStatus, Trace, TraceEvent};
+use llmops_proto::v1::{
+    Attempt, EngineLogs, EngineProcess, EngineStatus, RouteStatus, Status, StoreStatus, Trace, TraceEvent,
+};
 use serde_json::{json, Value};
 
 use crate::names::{engine_health_name, event_kind_name, trace_status_name};
@@ -79,10 +81,24 @@ pub fn status_to_json(status: &Status) -> Value {
         "http_listen": status.http_listen,
         "grpc_listen": status.grpc_listen,
         "privacy_mode": status.privacy_mode,
-        "engines": status.engines.iter().map(engine_to_json).collect::<Vec<_>>(),
+        "engines": engines_to_json(&status.engines),
         "routes": status.routes.iter().map(route_to_json).collect::<Vec<_>>(),
         "store": status.store.as_ref().map(store_to_json),
         "requests_in_flight": status.requests_in_flight,
+    })
+}
+
+/// `engines --json`: the same objects as `status --json`'s `engines`.
+pub fn engines_to_json(engines: &[EngineStatus]) -> Value {
+    Value::Array(engines.iter().map(engine_to_json).collect())
+}
+
+/// `logs --json`: `process` without `log_tail`, which would repeat `lines`.
+pub fn engine_logs_to_json(logs: &EngineLogs) -> Value {
+    json!({
+        "engine": logs.engine,
+        "lines": logs.lines,
+        "process": logs.process.as_ref().map(process_state_to_json),
     })
 }
 
@@ -98,13 +114,20 @@ fn engine_to_json(engine: &EngineStatus) -> Value {
         "running": engine.running,
         "waiting": engine.waiting,
         "kv_cache_used_fraction": engine.kv_cache_used_fraction,
-        "process": engine.process.as_ref().map(|p| json!({
-            "state": p.state,
-            "restarts": p.restarts,
-            "pid": p.pid,
-            "last_exit": p.last_exit,
-            "log_tail": p.log_tail,
-        })),
+        "process": engine.process.as_ref().map(|process| {
+            let mut value = process_state_to_json(process);
+            value["log_tail"] = json!(process.log_tail);
+            value
+        }),
+    })
+}
+
+fn process_state_to_json(process: &EngineProcess) -> Value {
+    json!({
+        "state": process.state,
+        "restarts": process.restarts,
+        "pid": process.pid,
+        "last_exit": process.last_exit,
     })
 }
 
@@ -293,5 +316,35 @@ mod tests {
         assert_eq!(value["store"]["dropped"], 1);
         assert_eq!(value["requests_in_flight"], 2);
         assert_eq!(status_to_json(&Status::default())["store"], Value::Null);
+        assert_eq!(engines_to_json(&status.engines), value["engines"]);
+        assert_eq!(
+            value["engines"][0]["process"],
+            json!({"state": "restarting", "restarts": 3, "pid": 0, "last_exit": "", "log_tail": []})
+        );
+    }
+
+    #[test]
+    fn engine_logs_have_lines_and_the_process_without_its_tail() {
+        let logs = EngineLogs {
+            engine: "vllm".into(),
+            lines: vec!["loading".into(), "listening".into()],
+            process: Some(EngineProcess {
+                state: "healthy".into(),
+                restarts: 0,
+                pid: 7,
+                last_exit: String::new(),
+                log_tail: Vec::new(),
+            }),
+        };
+        assert_eq!(
+            engine_logs_to_json(&logs),
+            json!({
+                "engine": "vllm",
+                "lines": ["loading", "listening"],
+                "process": {"state": "healthy", "restarts": 0, "pid": 7, "last_exit": ""},
+            })
+        );
+        let bare = EngineLogs { engine: "x".into(), ..EngineLogs::default() };
+        assert_eq!(engine_logs_to_json(&bare)["process"], Value::Null);
     }
 }

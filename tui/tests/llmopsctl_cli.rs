@@ -8,8 +8,8 @@ use llmops_proto::v1::status_service_server::{StatusService, StatusServiceServer
 use llmops_proto::v1::trace_event::Kind;
 use llmops_proto::v1::trace_service_server::{TraceService, TraceServiceServer};
 use llmops_proto::v1::{
-    EngineHealth, EngineStatus, GetStatusRequest, GetTraceRequest, ListTracesRequest, ListTracesResponse, RouteStatus,
-    Status, StoreStatus, Trace, TraceEvent, TraceStatus, WatchTracesRequest,
+    EngineHealth, EngineLogs, EngineStatus, GetEngineLogsRequest, GetStatusRequest, GetTraceRequest, ListTracesRequest,
+    ListTracesResponse, RouteStatus, Status, StoreStatus, Trace, TraceEvent, TraceStatus, WatchTracesRequest,
 };
 use serde_json::Value;
 use tonic::{Request, Response};
@@ -114,6 +114,14 @@ impl StatusService for FakeDaemon {
             store: Some(StoreStatus { trace_count: 5, ..StoreStatus::default() }),
             ..Status::default()
         }))
+    }
+
+    // The fake launches nothing, like a daemon without `launch = [...]` engines.
+    async fn get_engine_logs(
+        &self,
+        request: Request<GetEngineLogsRequest>,
+    ) -> Result<Response<EngineLogs>, tonic::Status> {
+        Err(tonic::Status::failed_precondition(format!("engine {:?} has no logs", request.get_ref().engine)))
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub store: StoreConfig,
     pub telemetry: TelemetryConfig,
+    pub auth: crate::auth::AuthConfig,
     /// Engines by name. Kind `openai`: any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, hosted);
     /// kind `embedded`: a GGUF model run in the daemon. With none, the default model is served embedded.
     pub engines: BTreeMap<String, EngineConfig>,
@@ -244,6 +245,11 @@ impl Config {
         })
     }
 
+    /// The daemon's own state (API keys, budget counters), beside the traces.
+    pub fn state_path(&self) -> PathBuf {
+        self.data_dir().join("state.db")
+    }
+
     pub fn store_path(&self) -> PathBuf {
         if self.store.path.is_empty() {
             self.data_dir().join("traces.db")
@@ -274,6 +280,7 @@ mod tests {
         assert_eq!(config.store, StoreConfig::default());
         assert_eq!(config.privacy, PrivacyConfig::default());
         assert_eq!(config.telemetry, TelemetryConfig::default());
+        assert_eq!(config.auth, crate::auth::AuthConfig::default());
         let Some(EngineConfig::Openai(engine)) = config.engines.get("vllm") else {
             panic!("the example has an openai engine named vllm")
         };

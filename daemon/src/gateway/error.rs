@@ -23,6 +23,9 @@ pub enum GatewayError {
     /// No engine of the route can take the request now (model not loaded, engine stopped).
     #[error("{0}")]
     EngineUnavailable(String),
+    /// No valid API key; `code` is OpenAI's (`invalid_api_key`, ...).
+    #[error("{message}")]
+    Unauthorized { message: String, code: &'static str },
     /// The upstream refused the request itself (4xx): passed through with its status and body.
     #[error("upstream answered {status}")]
     UpstreamRejected { status: StatusCode, body: serde_json::Value },
@@ -46,13 +49,17 @@ impl GatewayError {
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamRejected { status, .. } => *status,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         }
     }
 
     /// The OpenAI `error.type`.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::ModelNotFound(_) | Self::BodyTooLarge { .. } => "invalid_request_error",
+            Self::InvalidRequest { .. }
+            | Self::ModelNotFound(_)
+            | Self::BodyTooLarge { .. }
+            | Self::Unauthorized { .. } => "invalid_request_error",
             Self::NotFound(_) => "not_found_error",
             Self::Upstream(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",
@@ -68,6 +75,7 @@ impl GatewayError {
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),
             Self::EngineUnavailable(_) => Some("engine_unavailable"),
             Self::InvalidRequest { .. } => Some("invalid_request"),
+            Self::Unauthorized { code, .. } => Some(code),
             _ => None,
         }
     }

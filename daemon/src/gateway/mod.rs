@@ -7,6 +7,7 @@ mod trace_guard;
 
 pub use error::GatewayError;
 
+use crate::auth::{AuthError, Authenticator};
 use crate::engine::Engines;
 use crate::router::Router as ModelRouter;
 use crate::telemetry::Telemetry;
@@ -33,6 +34,8 @@ pub struct Gateway {
     pub telemetry: Arc<Telemetry>,
     /// For `/metrics` (engine health).
     pub engines: Engines,
+    /// API keys: who a request is from.
+    pub auth: Arc<Authenticator>,
     pub max_body_bytes: usize,
     /// Requests being answered now.
     pub in_flight: Arc<AtomicU64>,
@@ -46,10 +49,12 @@ impl Gateway {
         recorder: Recorder,
         telemetry: Arc<Telemetry>,
         engines: Engines,
+        auth: Arc<Authenticator>,
         max_body_bytes: usize,
         closing: crate::shutdown::Shutdown,
     ) -> Self {
-        Self { router, recorder, telemetry, engines, max_body_bytes, in_flight: Arc::new(AtomicU64::new(0)), closing }
+        let in_flight = Arc::new(AtomicU64::new(0));
+        Self { router, recorder, telemetry, engines, auth, max_body_bytes, in_flight, closing }
     }
 }
 
@@ -82,13 +87,29 @@ async fn embeddings(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, bod
     proxy::handle(gateway, Endpoint::Embeddings, headers, body).await
 }
 
-async fn models(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if let Err(error) = authenticate(&gateway, &headers) {
+        return error.into_response();
+    }
     let data: Vec<_> = gateway
         .router
         .names()
         .map(|name| json!({"id": name, "object": "model", "created": 0, "owned_by": "llmops"}))
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// The tenant of a request, from its bearer key (see `auth`).
+pub fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<crate::auth::Principal, GatewayError> {
+    let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    gateway.auth.authenticate(authorization).map_err(|error| {
+        let code = match error {
+            AuthError::Missing => "missing_api_key",
+            AuthError::Invalid => "invalid_api_key",
+            AuthError::Revoked { .. } => "revoked_api_key",
+        };
+        GatewayError::Unauthorized { message: error.to_string(), code }
+    })
 }
 
 /// Prometheus text exposition: request metrics (OpenTelemetry GenAI names), GPUs, host, engines, trace store.

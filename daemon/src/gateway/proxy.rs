@@ -31,7 +31,12 @@ pub async fn handle(
         endpoint.name(),
     );
     let request_id = guard.id().to_string();
-    let mut response = match prepare(&gateway, endpoint, &headers, body, &mut guard) {
+    let principal = super::authenticate(&gateway, &headers);
+    let prepared = principal.and_then(|principal| {
+        guard.trace_mut().tenant = principal.tenant;
+        prepare(&gateway, endpoint, &headers, body, &mut guard)
+    });
+    let mut response = match prepared {
         Ok((request, targets)) => {
             guard.enter_route(&request.model);
             guard.announce();

@@ -29,7 +29,7 @@ impl TraceGuard {
             id: uuid::Uuid::now_v7().to_string(),
             started_at_unix_ms: crate::clock::unix_ms(),
             endpoint: endpoint.to_string(),
-            tenant: "default".into(),
+            tenant: String::new(),
             ..Trace::default()
         };
         Self {

@@ -2,6 +2,7 @@
 //! the daemon's user can open (mode 0600); on TCP only when configured, and then every call needs the bearer
 //! token.
 mod convert;
+pub mod keys;
 pub mod status;
 pub mod telemetry;
 pub mod traces;
@@ -70,12 +71,14 @@ impl BoundGrpc {
         trace_api: traces::TraceApi,
         status_api: status::StatusApi,
         telemetry_api: telemetry::TelemetryApi,
+        key_api: keys::KeyApi,
         mut shutdown: Shutdown,
     ) -> Result<(), GrpcError> {
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::trace_service_server::TraceServiceServer<traces::TraceApi>>().await;
         health.set_serving::<pb::status_service_server::StatusServiceServer<status::StatusApi>>().await;
         health.set_serving::<pb::telemetry_service_server::TelemetryServiceServer<telemetry::TelemetryApi>>().await;
+        health.set_serving::<pb::key_service_server::KeyServiceServer<keys::KeyApi>>().await;
         let reflection = |builder: tonic_reflection::server::Builder<'static>| {
             builder
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -104,7 +107,8 @@ impl BoundGrpc {
             .add_service(reflection_v1alpha)
             .add_service(pb::trace_service_server::TraceServiceServer::new(trace_api))
             .add_service(pb::status_service_server::StatusServiceServer::new(status_api))
-            .add_service(pb::telemetry_service_server::TelemetryServiceServer::new(telemetry_api));
+            .add_service(pb::telemetry_service_server::TelemetryServiceServer::new(telemetry_api))
+            .add_service(pb::key_service_server::KeyServiceServer::new(key_api));
         let stop = async move { shutdown.wait().await };
         let result = match self.listener {
             Listener::Unix(listener, path) => {

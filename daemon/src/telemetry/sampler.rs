@@ -31,7 +31,7 @@ pub fn spawn(
         let mut readers = Some((GpuSampler::new(settings.nvml_library), HostSampler::new()));
         let mut ticker = tokio::time::interval(telemetry.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut gpu_unavailable: Option<String> = None;
+        let mut gpu_unavailable: Option<String> = Some(String::new());
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -52,13 +52,11 @@ pub fn spawn(
                 break;
             };
             readers = Some((gpu, host));
-            if gpus.unavailable != gpu_unavailable {
-                match &gpus.unavailable {
-                    Some(reason) => tracing::info!(%reason, "no GPU data"),
-                    None => tracing::info!(gpus = gpus.devices.len(), driver = ?gpus.driver_version, "sampling GPUs"),
-                }
-                gpu_unavailable = gpus.unavailable.clone();
+            // Why NVML is unavailable is logged by the GPU sampler itself; here only that it became available.
+            if gpus.unavailable.is_none() && gpu_unavailable.is_some() {
+                tracing::info!(gpus = gpus.devices.len(), driver = ?gpus.driver_version, "sampling GPUs");
             }
+            gpu_unavailable = gpus.unavailable.clone();
             let engine_gpus = join_processes(&mut gpus, &host_sample, &engines, &settings.engine_gpus);
             telemetry.energy.set_engine_gpus(engine_gpus);
             telemetry.energy.on_sample(&gpus.devices, at_unix_ms);

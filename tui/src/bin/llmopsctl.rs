@@ -1,5 +1,5 @@
-//! `llmopsctl`: query a running llmopsd over gRPC (status, recorded traces, one trace, live traces, GPU and
-//! host telemetry, request metrics).
+//! `llmopsctl`: query a running llmopsd over gRPC (status, engines and their logs, recorded traces, one trace,
+//! live traces, GPU and host telemetry, request metrics).
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -7,8 +7,8 @@ use chrono::Local;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use llmops_proto::v1::{
-    GetRequestMetricsRequest, GetStatusRequest, GetTelemetryRequest, GetTraceRequest, WatchTelemetryRequest,
-    WatchTracesRequest,
+    GetEngineLogsRequest, GetRequestMetricsRequest, GetStatusRequest, GetTelemetryRequest, GetTraceRequest,
+    WatchTelemetryRequest, WatchTracesRequest,
 };
 use llmops_tui::address::Target;
 use llmops_tui::auth::BearerAuth;
@@ -28,6 +28,8 @@ enum Failure {
     Unreachable(Unreachable),
     Rpc(Box<tonic::Status>),
     NoSuchTrace(String),
+    /// No logs for that engine: llmopsd's message says whether it is unknown or not launched by llmopsd.
+    NoEngineLogs(String),
     WatchEnded(Box<tonic::Status>),
     /// llmopsd dropped this viewer after it fell this many updates behind.
     TooSlow(u64),
@@ -63,6 +65,7 @@ impl Failure {
                 (format!("gRPC error {:?}: {}{hint}", status.code(), status.message()), 1)
             }
             Failure::NoSuchTrace(id) => (format!("no trace with id {id}"), 1),
+            Failure::NoEngineLogs(message) => (message, 1),
             Failure::WatchEnded(status) => {
                 let code = status.code();
                 (format!("watch stream ended by llmopsd ({code:?}): {}", status.message()), 1)
@@ -111,6 +114,32 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
                 print_json(&mut out, &json::status_to_json(&status))?;
             } else {
                 write!(out, "{}", report::render_status(&status, &Local))?;
+            }
+        }
+        Command::Engines => {
+            let response = daemon.status().get_status(GetStatusRequest {}).await;
+            let status = response.map_err(rpc_failure)?.into_inner();
+            if cli.json {
+                print_json(&mut out, &json::engines_to_json(&status.engines))?;
+            } else {
+                write!(out, "{}", report::render_engines(&status.engines))?;
+            }
+        }
+        Command::Logs { engine, lines } => {
+            let request = GetEngineLogsRequest { engine: engine.clone(), lines: lines.unwrap_or(0) };
+            let logs = match daemon.status().get_engine_logs(request).await {
+                Ok(response) => response.into_inner(),
+                Err(status) if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) => {
+                    return Err(Failure::NoEngineLogs(status.message().to_owned()));
+                }
+                Err(status) => return Err(rpc_failure(status)),
+            };
+            if cli.json {
+                print_json(&mut out, &json::engine_logs_to_json(&logs))?;
+            } else {
+                for line in &logs.lines {
+                    writeln!(out, "{line}")?;
+                }
             }
         }
         Command::Traces(args) => {

@@ -1,12 +1,14 @@
-//! Readable multi-section views: `llmopsctl status`, `llmopsctl trace ID`, `llmopsctl gpus` and
-//! `llmopsctl metrics`.
+//! Readable multi-section views: `llmopsctl status`, `llmopsctl engines`, `llmopsctl trace ID`,
+//! `llmopsctl gpus` and `llmopsctl metrics`.
 use std::fmt::Display;
 
+mod engines;
 mod gpus;
 mod metrics;
 mod status;
 mod trace;
 
+pub use engines::render_engines;
 pub use gpus::{gpu_watch_header, gpu_watch_lines, render_gpus};
 pub use metrics::render_request_metrics;
 pub use status::{format_bytes, render_status};

@@ -10,8 +10,8 @@ use llmops_tui::when;
 #[command(
     name = "llmopsctl",
     version,
-    about = "Query a running llmopsd: its status, recorded traces, one trace, traces live, GPU and host \
-             telemetry, or request metrics",
+    about = "Query a running llmopsd: its status, engines and their logs, recorded traces, one trace, traces \
+             live, GPU and host telemetry, or request metrics",
     after_help = "Exit status: 0 on success, 1 when llmopsd answered with an error, \
                   2 for usage errors or when llmopsd cannot be reached."
 )]
@@ -37,6 +37,25 @@ pub struct Cli {
 pub enum Command {
     /// Version, uptime, listen addresses, privacy mode, engines, routes and the trace store
     Status,
+    /// Each engine's health and load, and for engines llmopsd launches their process: state, PID, restarts
+    ///
+    /// One row per engine: kind, health (its last check), STATE of the launched process (starting, healthy,
+    /// unhealthy, restarting or stopped; "-" for engines llmopsd does not launch), its PID ("-" while none
+    /// runs), how often it was restarted, running and waiting requests, KV-cache use, and how its last run
+    /// ended / why its last health check or request failed. A value that is not known shows as "-", never 0.
+    /// `--json` prints the engines array of `status --json`.
+    Engines,
+    /// What an engine llmopsd launches last wrote to stdout and stderr, oldest line first
+    ///
+    /// The lines are printed as written, one per line (llmopsd keeps the last 200). Exits 1 for an engine
+    /// llmopsd does not know or does not launch (it never sees that engine's output).
+    Logs {
+        /// The engine's name (the NAME column of `llmopsctl engines`)
+        engine: String,
+        /// Only the newest N lines [default: all kept]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        lines: Option<u32>,
+    },
     /// Recorded traces, newest first
     Traces(TracesArgs),
     /// Everything recorded for one trace: fields, tags, attempts, timing, prompt and response
@@ -214,6 +233,17 @@ mod tests {
         assert!(matches!(cli.command, Command::Gpus { watch: false }), "{:?}", cli.command);
         assert!(matches!(parse(&["metrics"]).expect("parses").command, Command::Metrics));
         assert!(parse(&["metrics", "--watch"]).is_err());
+    }
+
+    #[test]
+    fn logs_takes_an_engine_and_a_line_count() {
+        let cli = parse(&["logs", "vllm", "--lines", "20"]).expect("parses");
+        assert!(matches!(&cli.command, Command::Logs { engine, lines: Some(20) } if engine == "vllm"), "{cli:?}");
+        let cli = parse(&["logs", "vllm"]).expect("parses");
+        assert!(matches!(cli.command, Command::Logs { lines: None, .. }), "{:?}", cli.command);
+        assert!(parse(&["logs"]).is_err(), "the engine is required");
+        assert!(parse(&["logs", "vllm", "--lines", "0"]).is_err());
+        assert!(matches!(parse(&["engines", "--json"]).expect("parses").command, Command::Engines));
     }
 
     #[test]
