@@ -1,9 +1,10 @@
 //! Wiring: opens the store, starts the recorder, binds the listeners, serves until a signal, then shuts down
 //! in order: stop accepting, let in-flight requests finish (bounded), stop the gRPC streams, flush traces.
 use crate::auth::Authenticator;
+use crate::budget::{Flusher, Ledger, RateLimiter};
 use crate::config::Config;
 use crate::engine::Engines;
-use crate::gateway::{http_router, Gateway};
+use crate::gateway::{http_router, Gateway, GatewayParts};
 use crate::grpc::{keys::KeyApi, status::StatusApi, telemetry::TelemetryApi, traces::TraceApi, BoundGrpc};
 use crate::router::Router;
 use crate::shutdown;
@@ -35,7 +36,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (recorder, writer) = Recorder::start(writer_store, settings).context("cannot start the trace writer")?;
 
     let engines = Engines::from_config(&config).map_err(anyhow::Error::msg)?;
-    let router = Router::new(&config, &engines);
+    let prices = config.prices()?;
+    let router = Router::with_prices(&config, &engines, &prices);
     let telemetry = Arc::new(Telemetry::new(
         Duration::from_millis(config.telemetry.interval_ms),
         Duration::from_secs(config.telemetry.history_secs),
@@ -47,15 +49,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .context("cannot load API keys")?,
     );
     let (close_trigger, closing) = shutdown::channel();
-    let gateway = Arc::new(Gateway::new(
-        router.clone(),
-        recorder.clone(),
-        telemetry.clone(),
-        engines.clone(),
-        auth.clone(),
-        config.server.max_body_bytes,
+    let specs = crate::budget::specs_from_config(&config.budgets).context("invalid [[budgets]]")?;
+    let budgets = Ledger::open(&config.state_path(), specs).context("cannot open the budget ledger")?;
+    // Spend is kept in memory on the request path and written here; a crash loses at most this much.
+    let budget_flusher = Flusher::start(budgets.clone(), Duration::from_secs(1));
+    let limits = &config.rate_limits;
+    let parts = GatewayParts {
+        engines: engines.clone(),
+        auth: auth.clone(),
+        budgets: budgets.clone(),
+        rate_limiter: RateLimiter::new(
+            Some(limits.requests_per_min).filter(|n| *n > 0),
+            Some(limits.tokens_per_min).filter(|n| *n > 0),
+        ),
+        retry: config.resilience.retry.clone(),
+        max_body_bytes: config.server.max_body_bytes,
         closing,
-    ));
+    };
+    let gateway = Arc::new(Gateway::new(router.clone(), recorder.clone(), telemetry.clone(), parts));
 
     let http_addr = config.http_listen_addr()?;
     let http_listener = tokio::net::TcpListener::bind(http_addr)
@@ -134,6 +145,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("telemetry sampler did not stop within 5 s");
     }
     telemetry.energy.flush();
+    drop(budget_flusher);
+    if let Err(error) = budgets.flush() {
+        tracing::error!(%error, "budget counters not saved");
+    }
     engines.stop();
     stop_launched_trigger.fire();
     // All at once: each waits at most its SIGTERM grace, then kills its process group.

@@ -1,7 +1,9 @@
 //! Routes: the public model name a client asks for, mapped to an ordered chain of engine/model targets.
 //! The first target serves; the rest are the fallback chain.
-use crate::config::Config;
+use crate::config::{Config, EngineConfig};
 use crate::engine::{Engine, Engines};
+use crate::pricing::{Price, PriceTable};
+use crate::resilience::CircuitBreaker;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -10,6 +12,11 @@ pub struct Target {
     pub engine: Arc<Engine>,
     /// The model name at the engine.
     pub model: String,
+    /// Shared by every route that names the same engine and model.
+    pub breaker: CircuitBreaker,
+    /// USD per 1M tokens, for engines that charge per token (hosted APIs); `None` for local engines, whose
+    /// cost comes from energy and GPU time.
+    pub price: Option<Price>,
 }
 
 #[derive(Clone, Default)]
@@ -21,11 +28,30 @@ impl Router {
     /// Configured routes; with none, every model of every engine is offered under its own name (engines that
     /// serve the same model form a chain in name order).
     pub fn new(config: &Config, engines: &Engines) -> Self {
+        Self::with_prices(config, engines, &PriceTable::builtin())
+    }
+
+    pub fn with_prices(config: &Config, engines: &Engines, prices: &PriceTable) -> Self {
+        let engine_configs = config.effective_engines();
+        let mut breakers: BTreeMap<(String, String), CircuitBreaker> = BTreeMap::new();
+        let mut target = |engine: &Arc<Engine>, model: String| {
+            let breaker = breakers
+                .entry((engine.name().to_string(), model.clone()))
+                .or_insert_with(|| CircuitBreaker::new(config.resilience.breaker.clone()))
+                .clone();
+            let price = match engine_configs.get(engine.name()) {
+                Some(EngineConfig::Openai(settings)) => {
+                    settings.price.map(|p| p.price()).or_else(|| prices.lookup(&model).copied())
+                }
+                _ => None,
+            };
+            Target { engine: engine.clone(), model, breaker, price }
+        };
         let mut routes: BTreeMap<String, Vec<Target>> = BTreeMap::new();
         if config.routes.is_empty() {
             for engine in engines.iter() {
                 for model in engine.models() {
-                    routes.entry(model.clone()).or_default().push(Target { engine: engine.clone(), model });
+                    routes.entry(model.clone()).or_default().push(target(engine, model));
                 }
             }
         } else {
@@ -34,8 +60,8 @@ impl Router {
                     .targets
                     .iter()
                     .filter_map(|t| {
-                        let engine = engines.get(&t.engine)?.clone();
-                        Some(Target { engine, model: t.model.clone().unwrap_or_else(|| name.clone()) })
+                        let engine = engines.get(&t.engine)?;
+                        Some(target(engine, t.model.clone().unwrap_or_else(|| name.clone())))
                     })
                     .collect();
                 routes.insert(name.clone(), targets);

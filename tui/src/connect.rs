@@ -3,6 +3,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use llmops_proto::v1::budget_service_client::BudgetServiceClient;
+use llmops_proto::v1::key_service_client::KeyServiceClient;
 use llmops_proto::v1::status_service_client::StatusServiceClient;
 use llmops_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use llmops_proto::v1::trace_service_client::TraceServiceClient;
@@ -65,6 +67,16 @@ impl Daemon {
 
     pub fn telemetry(&self) -> TelemetryServiceClient<AuthChannel> {
         TelemetryServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn keys(&self) -> KeyServiceClient<AuthChannel> {
+        KeyServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn budgets(&self) -> BudgetServiceClient<AuthChannel> {
+        BudgetServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 }

@@ -64,6 +64,29 @@ pub struct OpenAiEngineConfig {
     /// their PID in each GPU's process list.
     #[serde(default)]
     pub gpus: Vec<u32>,
+    /// USD per 1M tokens for every model of this engine, instead of the price table's row for the model.
+    #[serde(default)]
+    pub price: Option<PriceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub input: f64,
+    pub output: f64,
+    /// Default: `input`.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+}
+
+impl PriceConfig {
+    pub fn price(&self) -> crate::pricing::Price {
+        crate::pricing::Price {
+            input_per_m: self.input,
+            output_per_m: self.output,
+            cached_input_per_m: self.cached_input.unwrap_or(self.input),
+        }
+    }
 }
 
 impl OpenAiEngineConfig {
@@ -94,6 +117,15 @@ impl OpenAiEngineConfig {
                 "engines.{name}.base_url = {:?} must be http:// or https://",
                 self.base_url
             )));
+        }
+        if let Some(price) = &self.price {
+            let values =
+                [("input", price.input), ("output", price.output), ("cached_input", price.cached_input.unwrap_or(0.0))];
+            if let Some((key, value)) = values.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "engines.{name}.price.{key} = {value} must be a price of 0 or more (USD per 1M tokens)"
+                )));
+            }
         }
         if self.models.is_empty() {
             return Err(ConfigError::Invalid(format!(

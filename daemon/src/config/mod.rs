@@ -27,6 +27,11 @@ pub struct Config {
     pub store: StoreConfig,
     pub telemetry: TelemetryConfig,
     pub auth: crate::auth::AuthConfig,
+    pub resilience: ResilienceConfig,
+    pub pricing: PricingConfig,
+    pub rate_limits: RateLimitConfig,
+    /// Spend limits (`[[budgets]]`), checked before each request and settled after it.
+    pub budgets: Vec<crate::budget::BudgetConfig>,
     /// Engines by name. Kind `openai`: any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, hosted);
     /// kind `embedded`: a GGUF model run in the daemon. With none, the default model is served embedded.
     pub engines: BTreeMap<String, EngineConfig>,
@@ -132,6 +137,30 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// Token buckets per API key (per tenant for requests without a key); 0 turns a limit off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub requests_per_min: u32,
+    /// Counted as the prompt estimate plus `max_tokens` (1024 when unset) at admission.
+    pub tokens_per_min: u32,
+}
+
+/// Circuit breakers (one per route target) and retries before falling back to the next target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    pub breaker: crate::resilience::BreakerConfig,
+    pub retry: crate::resilience::RetryPolicy,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// A prices file (the format of `config/prices.toml`) whose rows replace or add to the built-in ones.
+    pub file: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
@@ -185,6 +214,13 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("telemetry.{key} = {price} must be a price of 0 or more")));
             }
         }
+        self.resilience.breaker.validate().map_err(|e| ConfigError::Invalid(format!("resilience.breaker: {e}")))?;
+        if self.resilience.retry.max_attempts_per_target == 0 {
+            return Err(ConfigError::Invalid(
+                "resilience.retry.max_attempts_per_target = 0: at least 1 (the first attempt)".into(),
+            ));
+        }
+        crate::budget::specs_from_config(&self.budgets).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for (name, engine) in &self.engines {
             engine.validate(name)?;
         }
@@ -250,6 +286,21 @@ impl Config {
         self.data_dir().join("state.db")
     }
 
+    /// The price table: built in, with `pricing.file`'s rows over it.
+    pub fn prices(&self) -> Result<crate::pricing::PriceTable, ConfigError> {
+        let mut prices = crate::pricing::PriceTable::builtin();
+        let file = self.pricing.file.trim();
+        if !file.is_empty() {
+            let path = PathBuf::from(file);
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let extra = crate::pricing::PriceTable::from_toml(&text)
+                .map_err(|e| ConfigError::Parse { path, message: e.to_string() })?;
+            prices.merge(extra);
+        }
+        Ok(prices)
+    }
+
     pub fn store_path(&self) -> PathBuf {
         if self.store.path.is_empty() {
             self.data_dir().join("traces.db")
@@ -281,6 +332,9 @@ mod tests {
         assert_eq!(config.privacy, PrivacyConfig::default());
         assert_eq!(config.telemetry, TelemetryConfig::default());
         assert_eq!(config.auth, crate::auth::AuthConfig::default());
+        assert_eq!(config.resilience, ResilienceConfig::default());
+        assert_eq!(config.pricing, PricingConfig::default());
+        assert_eq!(config.rate_limits, RateLimitConfig::default());
         let Some(EngineConfig::Openai(engine)) = config.engines.get("vllm") else {
             panic!("the example has an openai engine named vllm")
         };

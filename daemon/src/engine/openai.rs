@@ -13,7 +13,7 @@ pub enum UpstreamError {
     Timeout { engine: String, timeout_ms: u64 },
     /// The engine answered with a non-success status; `body` is its JSON (or text wrapped as JSON).
     #[error("engine {engine} answered HTTP {status}")]
-    Status { engine: String, status: u16, body: serde_json::Value },
+    Status { engine: String, status: u16, body: serde_json::Value, retry_after: Option<Duration> },
     /// The engine cannot take requests now; `reason` says why and what fixes it.
     #[error("engine {engine} is unavailable: {reason}")]
     Unavailable { engine: String, reason: String },
@@ -161,6 +161,11 @@ impl OpenAiEngine {
             Ok(Ok(response)) => response,
         };
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| crate::resilience::retry::parse_retry_after(value, std::time::SystemTime::now()));
         if status.is_success() {
             self.mark(Health::Healthy, String::new());
             let status = status.as_u16();
@@ -175,7 +180,7 @@ impl OpenAiEngine {
         if status.is_server_error() {
             self.mark(Health::Unhealthy, format!("HTTP {status}"));
         }
-        Err(UpstreamError::Status { engine: self.name.clone(), status: status.as_u16(), body })
+        Err(UpstreamError::Status { engine: self.name.clone(), status: status.as_u16(), body, retry_after })
     }
 
     /// Probes `GET {base_url}/models` and records the result; true when the engine answered.

@@ -23,6 +23,13 @@ pub enum GatewayError {
     /// No engine of the route can take the request now (model not loaded, engine stopped).
     #[error("{0}")]
     EngineUnavailable(String),
+    /// A budget with action `reject` (or the last target's `downgrade`) is spent; `message` names it and when
+    /// it resets.
+    #[error("{message}")]
+    BudgetExceeded { message: String, retry_after_secs: u64 },
+    /// The key's requests or tokens per minute are used up.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
     /// No valid API key; `code` is OpenAI's (`invalid_api_key`, ...).
     #[error("{message}")]
     Unauthorized { message: String, code: &'static str },
@@ -50,6 +57,7 @@ impl GatewayError {
             Self::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamRejected { status, .. } => *status,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::BudgetExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -64,6 +72,8 @@ impl GatewayError {
             Self::Upstream(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",
             Self::EngineUnavailable(_) => "service_unavailable_error",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::RateLimited { .. } => "rate_limit_error",
         }
     }
 
@@ -76,6 +86,8 @@ impl GatewayError {
             Self::EngineUnavailable(_) => Some("engine_unavailable"),
             Self::InvalidRequest { .. } => Some("invalid_request"),
             Self::Unauthorized { code, .. } => Some(code),
+            Self::BudgetExceeded { .. } => Some("budget_exceeded"),
+            Self::RateLimited { .. } => Some("rate_limit_exceeded"),
             _ => None,
         }
     }
@@ -113,9 +125,25 @@ impl GatewayError {
     }
 }
 
+impl GatewayError {
+    /// Seconds a client should wait before trying again, for `Retry-After`.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::BudgetExceeded { retry_after_secs, .. } | Self::RateLimited { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(self.body())).into_response()
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after_secs() {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

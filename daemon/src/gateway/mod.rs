@@ -1,4 +1,5 @@
 //! The OpenAI-compatible HTTP API.
+mod admission;
 pub mod error;
 mod proxy;
 pub mod request;
@@ -36,6 +37,9 @@ pub struct Gateway {
     pub engines: Engines,
     /// API keys: who a request is from.
     pub auth: Arc<Authenticator>,
+    /// Rate limits and budgets.
+    pub admission: admission::Admission,
+    pub retry: crate::resilience::RetryPolicy,
     pub max_body_bytes: usize,
     /// Requests being answered now.
     pub in_flight: Arc<AtomicU64>,
@@ -43,18 +47,32 @@ pub struct Gateway {
     pub closing: crate::shutdown::Shutdown,
 }
 
+/// What the gateway needs besides its router, recorder and telemetry.
+pub struct GatewayParts {
+    pub engines: Engines,
+    pub auth: Arc<Authenticator>,
+    pub budgets: crate::budget::Ledger,
+    pub rate_limiter: crate::budget::RateLimiter,
+    pub retry: crate::resilience::RetryPolicy,
+    pub max_body_bytes: usize,
+    /// Fired when shutdown's grace period is over.
+    pub closing: crate::shutdown::Shutdown,
+}
+
 impl Gateway {
-    pub fn new(
-        router: ModelRouter,
-        recorder: Recorder,
-        telemetry: Arc<Telemetry>,
-        engines: Engines,
-        auth: Arc<Authenticator>,
-        max_body_bytes: usize,
-        closing: crate::shutdown::Shutdown,
-    ) -> Self {
-        let in_flight = Arc::new(AtomicU64::new(0));
-        Self { router, recorder, telemetry, engines, auth, max_body_bytes, in_flight, closing }
+    pub fn new(router: ModelRouter, recorder: Recorder, telemetry: Arc<Telemetry>, parts: GatewayParts) -> Self {
+        Self {
+            router,
+            recorder,
+            telemetry,
+            engines: parts.engines,
+            auth: parts.auth,
+            admission: admission::Admission { budgets: parts.budgets, rate_limiter: parts.rate_limiter },
+            retry: parts.retry,
+            max_body_bytes: parts.max_body_bytes,
+            in_flight: Arc::new(AtomicU64::new(0)),
+            closing: parts.closing,
+        }
     }
 }
 

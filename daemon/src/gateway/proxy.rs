@@ -1,11 +1,14 @@
 //! The path of one generation or embedding request: read it, route it, call the engine, answer, and leave a
 //! trace whatever happens.
+use super::admission::{self, Estimate, Refusal};
 use super::error::GatewayError;
 use super::request::{ClientRequest, Endpoint};
 use super::stream;
 use super::trace_guard::TraceGuard;
 use super::Gateway;
+use crate::auth::Principal;
 use crate::engine::{Answer, UpstreamError};
+use crate::resilience::OpenCause;
 use crate::router::Target;
 use crate::shutdown::Shutdown;
 use crate::trace::{Attempt, TraceStatus};
@@ -31,16 +34,19 @@ pub async fn handle(
         endpoint.name(),
     );
     let request_id = guard.id().to_string();
-    let principal = super::authenticate(&gateway, &headers);
-    let prepared = principal.and_then(|principal| {
-        guard.trace_mut().tenant = principal.tenant;
-        prepare(&gateway, endpoint, &headers, body, &mut guard)
+    let prepared = super::authenticate(&gateway, &headers).and_then(|principal| {
+        guard.trace_mut().tenant = principal.tenant.clone();
+        let (request, targets) = prepare(&gateway, endpoint, &headers, body, &mut guard)?;
+        let estimate = Estimate::of(&request);
+        gateway.admission.rate_limit(&principal, &estimate)?;
+        Ok((principal, estimate, request, targets))
     });
     let mut response = match prepared {
-        Ok((request, targets)) => {
+        Ok((principal, estimate, request, targets)) => {
             guard.enter_route(&request.model);
             guard.announce();
-            forward(endpoint, request, targets, guard, gateway.closing.clone()).await
+            let plan = Plan { endpoint, principal, estimate, targets };
+            forward(&gateway, plan, request, guard).await
         }
         Err(error) => {
             guard.announce();
@@ -114,70 +120,177 @@ fn unknown_model(gateway: &Gateway, model: &str) -> GatewayError {
     GatewayError::ModelNotFound(format!("The model `{model}` does not exist on this server. Models served: {served}"))
 }
 
-/// Tries the route's targets in order until one answers. The next target is tried when the engine could not
-/// be reached, timed out before answering, or answered 5xx or 429; an engine's own refusal (other 4xx) is
-/// the answer. Nothing has reached the client before an engine answers, so falling back is always safe here.
-async fn forward(
+/// What is known about a request once it is admitted.
+struct Plan {
     endpoint: Endpoint,
-    mut request: ClientRequest,
+    principal: Principal,
+    estimate: Estimate,
     targets: Vec<Target>,
-    mut guard: TraceGuard,
-    closing: Shutdown,
-) -> Response {
+}
+
+/// Tries the route's targets in order until one answers. A target is skipped while its circuit breaker is
+/// open or its budget says `downgrade`; it is retried (jittered backoff, `resilience.retry`) and then left for
+/// the next one when it cannot be reached, times out before answering, or answers 5xx or 429. An engine's own
+/// refusal (other 4xx) is the answer. Nothing has reached the client before an engine answers, so falling back
+/// is always safe here.
+async fn forward(gateway: &Gateway, plan: Plan, mut request: ClientRequest, mut guard: TraceGuard) -> Response {
     let mut last_error = None;
-    for target in &targets {
+    let mut rng = crate::resilience::jitter_rng();
+    let first_try = Instant::now();
+    for target in &plan.targets {
         let engine = &target.engine;
-        let deadline = Instant::now() + engine.request_timeout();
-        let attempt_start = guard.elapsed_ms();
-        guard.push_attempt(Attempt {
-            engine: engine.name().to_string(),
-            model: target.model.clone(),
-            start_offset_ms: attempt_start,
-            ..Attempt::default()
-        });
-        guard.meter_energy(engine.name());
-        let trace = guard.trace_mut();
-        trace.engine = engine.name().to_string();
-        trace.model_served = target.model.clone();
-        let body = request.upstream_body(&target.model);
-        let upstream = match engine.post(endpoint, body).await {
-            Ok(upstream) => upstream,
-            Err(error) => {
-                let fall_back = error.should_fall_back();
-                let status = match &error {
-                    UpstreamError::Status { status, .. } => *status,
-                    _ => 0,
-                };
-                let gateway_error = upstream_error(error);
-                let latency = guard.elapsed_ms() - attempt_start;
-                if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
-                    attempt.latency_ms = latency;
-                    attempt.upstream_status = status;
-                    attempt.error = gateway_error.message();
-                }
-                if fall_back {
-                    last_error = Some(gateway_error);
-                    continue;
-                }
-                return fail(guard, gateway_error);
+        let skip = |guard: &mut TraceGuard, error: String| {
+            let start_offset_ms = guard.elapsed_ms();
+            guard.push_attempt(Attempt {
+                engine: engine.name().to_string(),
+                model: target.model.clone(),
+                start_offset_ms,
+                error,
+                ..Attempt::default()
+            });
+        };
+        match gateway.admission.reserve(&plan.principal, &request.model, target, &plan.estimate) {
+            Ok(reservation) => guard.serve_from(reservation, target.price),
+            Err(Refusal::Downgrade(denied)) => {
+                skip(&mut guard, format!("skipped (budget downgrade): {}", denied.message));
+                last_error = Some(admission::budget_exceeded(&denied, crate::clock::unix_ms()));
+                continue;
             }
-        };
-        if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
-            attempt.upstream_status = upstream.status;
+            Err(Refusal::Reject(error)) => return fail(guard, error),
         }
-        let served_by = format!("{}/{}", engine.name(), target.model);
-        let mut response = if request.stream {
-            stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline, closing)
-        } else {
-            complete(endpoint, guard, upstream, attempt_start, deadline, closing).await
-        };
-        if let Ok(value) = HeaderValue::from_str(&served_by) {
-            response.headers_mut().insert("x-llmops-served-by", value);
+        for retry in 0..gateway.retry.max_attempts_per_target {
+            if retry > 0 {
+                let delay = gateway.retry.delay(retry - 1, &mut rng);
+                if !gateway.retry.may_retry(retry, first_try.elapsed(), delay) {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+            }
+            let permit = match target.breaker.try_acquire(Instant::now()) {
+                Ok(permit) => permit,
+                Err(open) => {
+                    let why = match open.cause {
+                        OpenCause::Breaker => "circuit breaker open",
+                        OpenCause::RetryAfter => "engine asked to wait (Retry-After)",
+                    };
+                    let message = format!("skipped: {why}; retry in {:.1} s", open.retry_in.as_secs_f64());
+                    skip(&mut guard, message.clone());
+                    last_error = Some(GatewayError::EngineUnavailable(format!("engine {}: {message}", engine.name())));
+                    break;
+                }
+            };
+            match attempt(plan.endpoint, target, &mut request, &mut guard).await {
+                Ok((upstream, attempt_start)) => {
+                    permit.success(Instant::now());
+                    return answer(gateway, plan.endpoint, &request, target, guard, upstream, attempt_start).await;
+                }
+                Err(error) => {
+                    let fall_back = error.should_fall_back();
+                    let retry_after = match &error {
+                        UpstreamError::Status { status: 429, retry_after, .. } => Some(*retry_after),
+                        _ => None,
+                    };
+                    match retry_after {
+                        // Overloaded, not broken: not a breaker failure; honour its Retry-After.
+                        Some(Some(wait)) => target.breaker.block_until(Instant::now(), Instant::now() + wait),
+                        Some(None) => drop(permit),
+                        None if fall_back => permit.failure(Instant::now()),
+                        None => permit.success(Instant::now()),
+                    }
+                    let gateway_error = upstream_error(error);
+                    if !fall_back {
+                        return fail(guard, gateway_error);
+                    }
+                    last_error = Some(gateway_error);
+                    if matches!(retry_after, Some(Some(_))) {
+                        break;
+                    }
+                }
+            }
         }
-        return response;
+        guard.release_reservation();
     }
     let error = last_error.unwrap_or_else(|| GatewayError::Upstream("the route has no targets".into()));
     fail(guard, error)
+}
+
+/// One call to one engine, recorded as an attempt on the trace; returns the answer and when the attempt began.
+async fn attempt(
+    endpoint: Endpoint,
+    target: &Target,
+    request: &mut ClientRequest,
+    guard: &mut TraceGuard,
+) -> Result<(Answer, f64), UpstreamError> {
+    let engine = &target.engine;
+    let attempt_start = guard.elapsed_ms();
+    guard.push_attempt(Attempt {
+        engine: engine.name().to_string(),
+        model: target.model.clone(),
+        start_offset_ms: attempt_start,
+        ..Attempt::default()
+    });
+    guard.meter_energy(engine.name());
+    let trace = guard.trace_mut();
+    trace.engine = engine.name().to_string();
+    trace.model_served = target.model.clone();
+    let body = request.upstream_body(&target.model);
+    match engine.post(endpoint, body).await {
+        Ok(upstream) => {
+            if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
+                attempt.upstream_status = upstream.status;
+            }
+            Ok((upstream, attempt_start))
+        }
+        Err(error) => {
+            let latency = guard.elapsed_ms() - attempt_start;
+            if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
+                attempt.latency_ms = latency;
+                attempt.upstream_status = match &error {
+                    UpstreamError::Status { status, .. } => *status,
+                    _ => 0,
+                };
+                attempt.error = upstream_error_message(&error);
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Relays an engine's answer to the client, naming the target that served it.
+async fn answer(
+    gateway: &Gateway,
+    endpoint: Endpoint,
+    request: &ClientRequest,
+    target: &Target,
+    guard: TraceGuard,
+    upstream: Answer,
+    attempt_start: f64,
+) -> Response {
+    let deadline = Instant::now() + target.engine.request_timeout();
+    let closing = gateway.closing.clone();
+    let mut response = if request.stream {
+        stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline, closing)
+    } else {
+        complete(endpoint, guard, upstream, attempt_start, deadline, closing).await
+    };
+    if let Ok(value) = HeaderValue::from_str(&format!("{}/{}", target.engine.name(), target.model)) {
+        response.headers_mut().insert("x-llmops-served-by", value);
+    }
+    response
+}
+
+fn upstream_error_message(error: &UpstreamError) -> String {
+    match error {
+        UpstreamError::Status { body, .. } => {
+            let detail = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
+            if detail.is_empty() {
+                format!("{error}")
+            } else {
+                format!("{error}: {detail}")
+            }
+        }
+        _ => error.to_string(),
+    }
 }
 
 fn fail(guard: TraceGuard, error: GatewayError) -> Response {
@@ -191,7 +304,7 @@ pub fn upstream_error(error: UpstreamError) -> GatewayError {
         UpstreamError::Connect { .. } => GatewayError::Upstream(error.to_string()),
         UpstreamError::Timeout { .. } => GatewayError::UpstreamTimeout(error.to_string()),
         UpstreamError::Unavailable { .. } => GatewayError::EngineUnavailable(error.to_string()),
-        UpstreamError::Status { status, body, ref engine } => match StatusCode::from_u16(status) {
+        UpstreamError::Status { status, body, ref engine, .. } => match StatusCode::from_u16(status) {
             Ok(code) if code.is_client_error() => GatewayError::UpstreamRejected { status: code, body },
             _ => GatewayError::Upstream(format!("engine {engine} failed with HTTP {status}")),
         },

@@ -1,6 +1,8 @@
 //! The trace under construction for one request. It is recorded exactly once: by `finish`, or, when the
 //! request's future is dropped because the client went away, by `Drop` as `cancelled`.
 use super::error::GatewayError;
+use crate::budget::{Amount, Reservation};
+use crate::pricing::Price;
 use crate::telemetry::{EnergyTicket, Telemetry};
 use crate::trace::{Attempt, Recorder, Trace, TraceStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,10 @@ pub struct TraceGuard {
     energy: Option<EnergyTicket>,
     /// The route counted as in flight, once the request was routed.
     route_in_flight: Option<String>,
+    /// Budget held for the target serving the request; settled with what it used.
+    reservation: Option<Reservation>,
+    /// The serving target's price per token, for engines that charge by the token.
+    price: Option<Price>,
     in_flight: Arc<AtomicU64>,
 }
 
@@ -39,6 +45,8 @@ impl TraceGuard {
             telemetry,
             energy: None,
             route_in_flight: None,
+            reservation: None,
+            price: None,
             in_flight,
         }
     }
@@ -60,6 +68,20 @@ impl TraceGuard {
     pub fn announce(&self) {
         if let Some(trace) = &self.trace {
             self.recorder.started(trace);
+        }
+    }
+
+    /// The target now serving the request: its budget reservation (replacing, and so releasing, an earlier
+    /// target's) and its price.
+    pub fn serve_from(&mut self, reservation: Reservation, price: Option<Price>) {
+        self.reservation = Some(reservation);
+        self.price = price;
+    }
+
+    /// Gives back the budget held for a target that did not serve.
+    pub fn release_reservation(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            reservation.release();
         }
     }
 
@@ -109,14 +131,33 @@ impl TraceGuard {
             trace.http_status = http_status;
             trace.latency_ms = self.elapsed_ms();
             trace.ended_at_unix_ms = crate::clock::unix_ms();
+            if let (None, Some(price)) = (trace.cost_usd, self.price) {
+                trace.cost_usd = Some(price.cost_usd(trace.input_tokens, trace.output_tokens, 0));
+            }
             self.telemetry.requests.observe_trace(&trace);
+            let recorder = self.recorder.clone();
+            let reservation = self.reservation.take();
+            // Settled once the cost is known: for GPU engines, after the energy of the last interval is in.
+            let finalize = move |trace: Trace| {
+                if let Some(reservation) = reservation {
+                    let actual =
+                        Amount { usd: trace.cost_usd.unwrap_or(0.0), tokens: trace.input_tokens + trace.output_tokens };
+                    for alert in reservation.settle(actual, crate::clock::unix_ms()) {
+                        tracing::warn!(
+                            budget = %alert.budget,
+                            threshold = alert.threshold,
+                            used = alert.used,
+                            limit = alert.limit,
+                            "budget threshold crossed"
+                        );
+                    }
+                }
+                recorder.finished(trace);
+            };
             match self.energy.take() {
                 // Written after the next sample, with its share of the energy used until it ended.
-                Some(ticket) => {
-                    let recorder = self.recorder.clone();
-                    self.telemetry.energy.finish(ticket, trace, Box::new(move |trace| recorder.finished(trace)));
-                }
-                None => self.recorder.finished(trace),
+                Some(ticket) => self.telemetry.energy.finish(ticket, trace, Box::new(finalize)),
+                None => finalize(trace),
             }
         }
     }

@@ -25,6 +25,27 @@ struct Args {
     /// Reply "w1 … wN" instead of echoing the prompt.
     #[arg(long)]
     reply_words: Option<usize>,
+    /// Answer generation and embeddings requests with this HTTP status and an OpenAI error.
+    #[arg(long)]
+    fail_status: Option<u16>,
+    /// With --fail-status: also send `Retry-After: N`.
+    #[arg(long)]
+    retry_after_secs: Option<u64>,
+    /// With --fail-status: fail only the first N requests, then answer normally.
+    #[arg(long)]
+    fail_first_requests: Option<u64>,
+    /// Streams: break the connection after N word chunks, without `[DONE]`.
+    #[arg(long)]
+    cut_after_chunks: Option<usize>,
+    /// Streams: go silent after N word chunks but keep the connection open.
+    #[arg(long)]
+    stall_after_chunks: Option<usize>,
+    /// Streams: send `data:` events that are not JSON, then `[DONE]`.
+    #[arg(long)]
+    garbage_stream: bool,
+    /// Non-streaming answers: a 200 whose JSON body is truncated.
+    #[arg(long)]
+    invalid_json: bool,
 }
 
 #[tokio::main]
@@ -35,6 +56,13 @@ async fn main() -> anyhow::Result<()> {
         first_token_delay_ms: args.first_token_delay_ms,
         omit_usage: args.omit_usage,
         reply_words: args.reply_words,
+        fail_status: args.fail_status,
+        retry_after_secs: args.retry_after_secs,
+        fail_first_requests: args.fail_first_requests,
+        cut_after_chunks: args.cut_after_chunks,
+        stall_after_chunks: args.stall_after_chunks,
+        garbage_stream: args.garbage_stream,
+        invalid_json: args.invalid_json,
         ..Behavior::default()
     };
     let mut terminate = signal(SignalKind::terminate())?;

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -39,10 +39,29 @@ pub struct Behavior {
     pub token_delay_ms: u64,
     /// Pause before the first stream chunk (the role chunk for chat); added to a non-streaming wait.
     pub first_token_delay_ms: u64,
-    /// Answer every chat, completions and embeddings request with this HTTP status and an OpenAI error.
+    /// Answer every chat, completions and embeddings request with this HTTP status and an OpenAI error
+    /// (only the first `fail_first_requests` of them when that is set).
     pub fail_status: Option<u16>,
+    /// With `fail_status`: also send `Retry-After: N` (seconds) on the failed answers, as a rate limiter does.
+    pub retry_after_secs: Option<u64>,
+    /// With `fail_status`: fail only the requests that are among the first N chat, completions and
+    /// embeddings requests counted in [`Stats::requests`] (since start or the last stats reset), then answer
+    /// normally: "fails twice then succeeds". Without `fail_status` it has no effect. Replacing the behaviour
+    /// does not restart the count; reset the stats for that.
+    pub fail_first_requests: Option<u64>,
     /// Streams only: after this many word chunks, break the connection without `[DONE]`.
     pub cut_after_chunks: Option<usize>,
+    /// Streams only: after this many word chunks (all of them when the reply is shorter), send nothing more
+    /// but keep the connection open until the client goes away. Counted in [`Stats::streams_stalled`]. When
+    /// `cut_after_chunks` is set too, the smaller count wins; at equal counts the stream stalls.
+    pub stall_after_chunks: Option<usize>,
+    /// Streams only: send a few `data:` events that are not JSON (the first is `data: this is not json`),
+    /// then `data: [DONE]`, instead of the reply. The delays still pace them; `cut_after_chunks` and
+    /// `stall_after_chunks` do not apply.
+    pub garbage_stream: bool,
+    /// Non-streaming answers (chat, completions, embeddings) are a 200 with `Content-Type: application/json`
+    /// and a truncated JSON body, such as `{"id": "chatcmpl-fake-1", "object": "chat.completion", "choices": [`.
+    pub invalid_json: bool,
     /// Never send usage, like servers that ignore `stream_options.include_usage`.
     pub omit_usage: bool,
     /// Reply with `"w1 w2 … wN"` instead of echoing the prompt.
@@ -59,7 +78,12 @@ impl Default for Behavior {
             token_delay_ms: 0,
             first_token_delay_ms: 0,
             fail_status: None,
+            retry_after_secs: None,
+            fail_first_requests: None,
             cut_after_chunks: None,
+            stall_after_chunks: None,
+            garbage_stream: false,
+            invalid_json: false,
             omit_usage: false,
             reply_words: None,
             models: vec!["fake-model".to_owned()],
@@ -73,6 +97,8 @@ impl Default for Behavior {
 pub struct Stats {
     /// Chat, completions and embeddings requests received, failed ones included.
     pub requests: u64,
+    /// Those answered with `fail_status`.
+    pub requests_failed: u64,
     pub streams_started: u64,
     /// Streams whose `[DONE]` was handed to the server.
     pub streams_completed: u64,
@@ -80,6 +106,9 @@ pub struct Stats {
     pub streams_cancelled: u64,
     /// Streams broken on purpose by `cut_after_chunks`.
     pub streams_cut: u64,
+    /// Streams that went silent on purpose (`stall_after_chunks`), counted when the stall begins; once the
+    /// client goes away they are counted in `streams_cancelled` as well.
+    pub streams_stalled: u64,
     /// The last chat, completions or embeddings request body (a JSON string when it was not JSON).
     pub last_request: Value,
     /// Headers of that request, names lower-case; repeated headers joined with ", ".
@@ -210,6 +239,7 @@ fn router(shared: Arc<Shared>) -> Router {
 /// Prometheus metrics in vLLM's names: streams open now as running, none waiting, KV use from `kv_cache_used_percent`.
 async fn metrics(State(shared): State<Arc<Shared>>) -> String {
     let stats = shared.stats();
+    // Stalled streams still count as running until the client goes away (then they are cancelled).
     let running =
         stats.streams_started.saturating_sub(stats.streams_completed + stats.streams_cancelled + stats.streams_cut);
     let kv = f64::from(shared.behavior().kv_cache_used_percent) / 100.0;
@@ -231,19 +261,35 @@ struct ApiError {
     status: StatusCode,
     message: String,
     kind: &'static str,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn invalid_request(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error" }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            retry_after: None,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"message": self.message, "type": self.kind, "code": null}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
+}
+
+/// A 200 that claims JSON but whose body stops after `prefix` (which must not be valid JSON on its own).
+fn invalid_json_response(prefix: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], prefix).into_response()
 }
 
 fn unix_seconds() -> u64 {
@@ -272,15 +318,26 @@ fn admit(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<(Value, B
         Ok(value) => value.clone(),
         Err(_) => Value::String(String::from_utf8_lossy(body).into_owned()),
     };
+    let behavior = shared.behavior();
+    let mut fail = None;
+    // Counting and deciding under one lock, so concurrent requests each see their own place in the count.
     shared.update_stats(|stats| {
         stats.requests += 1;
         stats.last_request = recorded;
         stats.last_headers = headers_as_map(headers);
+        fail = behavior.fail_status.filter(|_| behavior.fail_first_requests.is_none_or(|n| stats.requests <= n));
+        if fail.is_some() {
+            stats.requests_failed += 1;
+        }
     });
-    let behavior = shared.behavior();
-    if let Some(status) = behavior.fail_status {
+    if let Some(status) = fail {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Err(ApiError { status, message: "fake failure".to_owned(), kind: "server_error" });
+        return Err(ApiError {
+            status,
+            message: "fake failure".to_owned(),
+            kind: "server_error",
+            retry_after: behavior.retry_after_secs,
+        });
     }
     match parsed {
         Ok(request) => Ok((request, behavior)),
@@ -317,6 +374,13 @@ async fn generate(shared: Arc<Shared>, endpoint: Endpoint, headers: &HeaderMap, 
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    if behavior.invalid_json {
+        return invalid_json_response(format!(
+            r#"{{"id": "{}", "object": "{}", "choices": ["#,
+            plan.id,
+            plan.object(false)
+        ));
+    }
     Json(plan.full_response(!behavior.omit_usage)).into_response()
 }
 
@@ -326,6 +390,7 @@ async fn embeddings(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
         Err(refusal) => return refusal.into_response(),
     };
     match reply::embeddings_response(&request, &behavior) {
+        Ok(_) if behavior.invalid_json => invalid_json_response(r#"{"object": "list", "data": ["#.to_owned()),
         Ok(answer) => Json(answer).into_response(),
         Err(message) => ApiError::invalid_request(message).into_response(),
     }

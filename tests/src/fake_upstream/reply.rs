@@ -85,7 +85,7 @@ impl ReplyPlan {
         })
     }
 
-    fn object(&self, streaming: bool) -> &'static str {
+    pub fn object(&self, streaming: bool) -> &'static str {
         match (self.endpoint, streaming) {
             (Endpoint::Chat, false) => "chat.completion",
             (Endpoint::Chat, true) => "chat.completion.chunk",

@@ -254,3 +254,200 @@ async fn delays_pace_the_stream() {
     // 100 ms first, then 4 gaps of 20 ms between the 5 words.
     assert!(started.elapsed() >= Duration::from_millis(180));
 }
+
+/// Reads the body until the chat deltas read so far are `expected`; panics on an error, an end or a timeout.
+async fn read_deltas_until(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    expected: &str,
+) -> Vec<u8> {
+    let mut received = Vec::new();
+    while chat_deltas(&sse_events(&String::from_utf8_lossy(&received))) != expected {
+        let frame = tokio::time::timeout(WAIT, body.next()).await.expect("a frame in time");
+        received.extend_from_slice(&frame.expect("the stream goes on").expect("readable"));
+    }
+    received
+}
+
+#[tokio::test]
+async fn retry_after_comes_with_fail_status() {
+    let upstream = start(Behavior { fail_status: Some(429), retry_after_secs: Some(7), ..Behavior::default() }).await;
+    let response = post(&upstream, "/chat/completions", &chat_request("hi", false)).await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "7");
+    let body: Value = response.json().await.expect("JSON error");
+    assert_eq!(body["error"]["type"], "server_error");
+
+    // No header without a failure, nor on a failure without the knob.
+    upstream.set_behavior(Behavior { retry_after_secs: Some(7), ..Behavior::default() });
+    let response = post(&upstream, "/chat/completions", &chat_request("hi", false)).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("retry-after").is_none());
+    upstream.set_behavior(Behavior { fail_status: Some(429), ..Behavior::default() });
+    let response = post(&upstream, "/chat/completions", &chat_request("hi", false)).await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().get("retry-after").is_none());
+    assert_eq!(upstream.stats().requests_failed, 2);
+}
+
+#[tokio::test]
+async fn fail_first_requests_fails_then_answers() {
+    let upstream =
+        start(Behavior { fail_status: Some(503), fail_first_requests: Some(2), ..Behavior::default() }).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(post(&upstream, "/chat/completions", &chat_request("hi", false)).await.status().as_u16());
+    }
+    assert_eq!(statuses, vec![503, 503, 200]);
+    let events =
+        sse_events(&post(&upstream, "/chat/completions", &chat_request("hi", true)).await.text().await.expect("body"));
+    assert_eq!(chat_deltas(&events), "echo: hi");
+    let stats = upstream.stats();
+    assert_eq!((stats.requests, stats.requests_failed), (4, 2));
+
+    // The count restarts with the stats, and covers every endpoint the failure covers.
+    upstream.reset_stats();
+    let response = post(&upstream, "/embeddings", &json!({"model": "e", "input": "x"})).await;
+    assert_eq!(response.status(), 503);
+    let response = post(&upstream, "/completions", &json!({"model": "m", "prompt": "x"})).await;
+    assert_eq!(response.status(), 503);
+    let response = post(&upstream, "/completions", &json!({"model": "m", "prompt": "x"})).await;
+    assert_eq!(response.status(), 200);
+
+    // Without fail_status the knob does nothing.
+    upstream.set_behavior(Behavior { fail_first_requests: Some(5), ..Behavior::default() });
+    upstream.reset_stats();
+    assert_eq!(post(&upstream, "/chat/completions", &chat_request("hi", false)).await.status(), 200);
+    assert_eq!(upstream.stats().requests_failed, 0);
+}
+
+#[tokio::test]
+async fn stall_after_chunks_goes_silent_until_the_client_leaves() {
+    let upstream = start(Behavior { stall_after_chunks: Some(2), reply_words: Some(6), ..Behavior::default() }).await;
+    let response = post(&upstream, "/chat/completions", &chat_request("x", true)).await;
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let received = read_deltas_until(&mut body, "w1 w2").await;
+    let silent = tokio::time::timeout(Duration::from_millis(300), body.next()).await;
+    assert!(silent.is_err(), "a stalled stream sends nothing more and stays open: {:?}", silent);
+    assert!(!sse_events(&String::from_utf8_lossy(&received)).contains(&json!("[DONE]")));
+    let stats = stats_until(&upstream, |s| s.streams_stalled == 1).await;
+    assert_eq!(
+        (stats.streams_started, stats.streams_completed, stats.streams_cancelled, stats.streams_cut),
+        (1, 0, 0, 0)
+    );
+
+    drop(body);
+    let stats = stats_until(&upstream, |s| s.streams_cancelled == 1).await;
+    assert_eq!((stats.streams_stalled, stats.streams_completed), (1, 0));
+}
+
+#[tokio::test]
+async fn stall_past_the_reply_and_cut_before_the_stall() {
+    // A stall count past the reply stalls after the last word, before the finish chunk.
+    let upstream = start(Behavior { stall_after_chunks: Some(9), reply_words: Some(2), ..Behavior::default() }).await;
+    let mut body = post(&upstream, "/chat/completions", &chat_request("x", true)).await.bytes_stream();
+    let received = read_deltas_until(&mut body, "w1 w2").await;
+    assert!(tokio::time::timeout(Duration::from_millis(200), body.next()).await.is_err());
+    let events = sse_events(&String::from_utf8_lossy(&received));
+    assert!(events.iter().all(|e| e["choices"][0]["finish_reason"].is_null()));
+    drop(body);
+
+    // With both knobs the smaller count wins: here the cut.
+    upstream.set_behavior(Behavior {
+        cut_after_chunks: Some(1),
+        stall_after_chunks: Some(3),
+        reply_words: Some(6),
+        ..Behavior::default()
+    });
+    let mut body = post(&upstream, "/chat/completions", &chat_request("x", true)).await.bytes_stream();
+    let mut received = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, body.next()).await.expect("the cut comes in time") {
+            Some(Ok(bytes)) => received.extend_from_slice(&bytes),
+            Some(Err(_)) => break,
+            None => panic!("the stream must break, not end"),
+        }
+    }
+    assert_eq!(chat_deltas(&sse_events(&String::from_utf8_lossy(&received))), "w1");
+    let stats = stats_until(&upstream, |s| s.streams_cut == 1 && s.streams_cancelled == 1).await;
+    assert_eq!(stats.streams_stalled, 1);
+}
+
+#[tokio::test]
+async fn garbage_stream_sends_non_json_events_then_done() {
+    let upstream = start(Behavior { garbage_stream: true, ..Behavior::default() }).await;
+    let response = post(&upstream, "/chat/completions", &chat_request("x", true)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = response.text().await.expect("whole stream");
+    assert!(text.starts_with("data: this is not json\n\n"), "{text}");
+    let data: Vec<&str> = text.split("\n\n").filter_map(|event| event.strip_prefix("data: ")).collect();
+    assert!(data.len() >= 3, "{text}");
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    for garbage in &data[..data.len() - 1] {
+        assert!(serde_json::from_str::<Value>(garbage).is_err(), "{garbage:?} must not be JSON");
+    }
+    stats_until(&upstream, |s| s.streams_completed == 1).await;
+
+    // Non-streaming answers stay as they are.
+    let answer: Value =
+        post(&upstream, "/chat/completions", &chat_request("hi", false)).await.json().await.expect("JSON answer");
+    assert_eq!(answer["choices"][0]["message"]["content"], "echo: hi");
+}
+
+#[tokio::test]
+async fn invalid_json_answers_a_truncated_body() {
+    let upstream = start(Behavior { invalid_json: true, ..Behavior::default() }).await;
+    for (path, request) in [
+        ("/chat/completions", chat_request("hi", false)),
+        ("/completions", json!({"model": "m", "prompt": "hi"})),
+        ("/embeddings", json!({"model": "e", "input": "hi"})),
+    ] {
+        let response = post(&upstream, path, &request).await;
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], "application/json", "{path}");
+        let text = response.text().await.expect("body");
+        assert!(text.starts_with('{'), "{path}: {text}");
+        assert!(serde_json::from_str::<Value>(&text).is_err(), "{path}: {text} must not be JSON");
+    }
+
+    // Streams stay as they are.
+    let events =
+        sse_events(&post(&upstream, "/chat/completions", &chat_request("hi", true)).await.text().await.expect("body"));
+    assert_eq!(chat_deltas(&events), "echo: hi");
+}
+
+#[tokio::test]
+async fn fault_knobs_over_control() {
+    let upstream = start(Behavior::default()).await;
+    let knobs = json!({
+        "fail_status": 429,
+        "retry_after_secs": 3,
+        "fail_first_requests": 1,
+        "stall_after_chunks": 2,
+        "garbage_stream": true,
+        "invalid_json": true,
+    });
+    let put = reqwest::Client::new()
+        .put(format!("http://{}/control", upstream.addr))
+        .json(&knobs)
+        .send()
+        .await
+        .expect("control");
+    assert!(put.status().is_success());
+    let expected = Behavior {
+        fail_status: Some(429),
+        retry_after_secs: Some(3),
+        fail_first_requests: Some(1),
+        stall_after_chunks: Some(2),
+        garbage_stream: true,
+        invalid_json: true,
+        ..Behavior::default()
+    };
+    assert_eq!(upstream.behavior(), expected);
+    let response = post(&upstream, "/chat/completions", &chat_request("hi", false)).await;
+    assert_eq!((response.status().as_u16(), response.headers()["retry-after"].to_str().ok()), (429, Some("3")));
+    let response = post(&upstream, "/chat/completions", &chat_request("hi", false)).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.json::<Value>().await.is_err(), "invalid_json applies once the failures are over");
+}

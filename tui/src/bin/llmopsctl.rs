@@ -1,5 +1,5 @@
 //! `llmopsctl`: query a running llmopsd over gRPC (status, engines and their logs, recorded traces, one trace,
-//! live traces, GPU and host telemetry, request metrics).
+//! live traces, GPU and host telemetry, request metrics, budgets) and manage its API keys.
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -17,7 +17,9 @@ use llmops_tui::names::event_kind_name;
 use llmops_tui::{json, query, report, table, when};
 use tonic::Code;
 
-// A file of its own, outside src/bin/ itself where cargo would take it for another binary.
+// Files of their own, outside src/bin/ itself where cargo would take them for other binaries.
+#[path = "llmopsctl/admin.rs"]
+mod admin;
 #[path = "llmopsctl/cli.rs"]
 mod cli;
 
@@ -30,6 +32,9 @@ enum Failure {
     NoSuchTrace(String),
     /// No logs for that engine: llmopsd's message says whether it is unknown or not launched by llmopsd.
     NoEngineLogs(String),
+    NoSuchKey(String),
+    /// llmopsd refused the request's arguments (INVALID_ARGUMENT): what was tried and llmopsd's reason.
+    Refused(String),
     WatchEnded(Box<tonic::Status>),
     /// llmopsd dropped this viewer after it fell this many updates behind.
     TooSlow(u64),
@@ -60,12 +65,14 @@ impl Failure {
             Failure::Rpc(status) => {
                 let hint = match status.code() {
                     Code::Unauthenticated | Code::PermissionDenied => " (check --token or LLMOPS_TOKEN)",
+                    Code::Unimplemented => " (this llmopsd does not serve it: is it older than llmopsctl?)",
                     _ => "",
                 };
                 (format!("gRPC error {:?}: {}{hint}", status.code(), status.message()), 1)
             }
             Failure::NoSuchTrace(id) => (format!("no trace with id {id}"), 1),
-            Failure::NoEngineLogs(message) => (message, 1),
+            Failure::NoEngineLogs(message) | Failure::Refused(message) => (message, 1),
+            Failure::NoSuchKey(id) => (format!("no API key with id {id} (see `llmopsctl keys list`)"), 1),
             Failure::WatchEnded(status) => {
                 let code = status.code();
                 (format!("watch stream ended by llmopsd ({code:?}): {}", status.message()), 1)
@@ -236,6 +243,8 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
                 write!(out, "{}", report::render_request_metrics(&metrics, &Local))?;
             }
         }
+        Command::Keys { command } => admin::keys(&daemon, command, cli.json, &mut out, rpc_failure).await?,
+        Command::Budgets { watch } => admin::budgets(&daemon, *watch, cli.json, &mut out, rpc_failure).await?,
     }
     out.flush()?;
     Ok(())

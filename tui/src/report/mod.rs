@@ -1,15 +1,19 @@
 //! Readable multi-section views: `llmopsctl status`, `llmopsctl engines`, `llmopsctl trace ID`,
-//! `llmopsctl gpus` and `llmopsctl metrics`.
+//! `llmopsctl gpus`, `llmopsctl metrics`, `llmopsctl keys` and `llmopsctl budgets`.
 use std::fmt::Display;
 
+mod budgets;
 mod engines;
 mod gpus;
+mod keys;
 mod metrics;
 mod status;
 mod trace;
 
+pub use budgets::{budget_watch_header, budget_watch_lines, render_budgets, NO_BUDGETS};
 pub use engines::render_engines;
 pub use gpus::{gpu_watch_header, gpu_watch_lines, render_gpus};
+pub use keys::{render_created_key, render_keys, render_revoked_key};
 pub use metrics::render_request_metrics;
 pub use status::{format_bytes, render_status};
 pub use trace::render_trace;

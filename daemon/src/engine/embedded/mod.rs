@@ -218,7 +218,12 @@ impl EmbeddedEngine {
     }
 
     fn refused(&self, refusal: Refusal) -> UpstreamError {
-        UpstreamError::Status { engine: self.name.clone(), status: refusal.status, body: refusal.body() }
+        UpstreamError::Status {
+            engine: self.name.clone(),
+            status: refusal.status,
+            body: refusal.body(),
+            retry_after: None,
+        }
     }
 
     fn unavailable(&self, reason: String) -> UpstreamError {

@@ -11,7 +11,7 @@ use llmops_tui::when;
     name = "llmopsctl",
     version,
     about = "Query a running llmopsd: its status, engines and their logs, recorded traces, one trace, traces \
-             live, GPU and host telemetry, or request metrics",
+             live, GPU and host telemetry, request metrics or budgets; manage its API keys",
     after_help = "Exit status: 0 on success, 1 when llmopsd answered with an error, \
                   2 for usage errors or when llmopsd cannot be reached."
 )]
@@ -25,7 +25,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "LLMOPS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// Print JSON instead of text (one document; `watch` and `gpus --watch` print one JSON object per line)
+    /// Print JSON instead of text (one document; `watch`, `gpus --watch` and `budgets --watch` print one JSON
+    /// object per line)
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -89,6 +90,61 @@ pub enum Command {
     /// output tokens per second, and requests in flight now. Times are in milliseconds; a percentile
     /// without samples shows as "-".
     Metrics,
+    /// Make, list and revoke the API keys clients send to llmopsd's HTTP API; each key selects a tenant
+    ///
+    /// A key is sent as `Authorization: Bearer KEY` (OpenAI SDKs: `OPENAI_API_KEY`) and makes the request
+    /// count as its tenant's (traces, budgets). llmopsd stores only each key's SHA-256, so a key is shown once,
+    /// when created. Keys can also be set in the config file (`[[auth.keys]]`, as hashes): those are listed
+    /// with SOURCE "config" and are removed there, not revoked here.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Spend and rate limits: usage against each limit, what remains, the burn rate and when it runs out
+    ///
+    /// One row per `[[budgets]]` entry of llmopsd's config: its scope (global, tenant:NAME, route:NAME or
+    /// model:NAME), calendar window in UTC (minute, hour, day or month), what happens at the limit (reject,
+    /// downgrade to the route's fallback, or alert only), USED / LIMIT in the limit's unit (dollars, tokens,
+    /// requests, or requests running at once for concurrent limits), the share used, what remains, the usage
+    /// per hour over the window so far (BURN/h), when the limit is reached at that rate if before the window
+    /// resets (EXHAUSTS; "now" once reached, "-" if not before the reset), and when the window resets. Times
+    /// are local. `--json` adds reserved amounts, requests in flight and usage in every unit.
+    Budgets {
+        /// Follow live instead: one line per budget each time its usage changes (time, name, used / limit,
+        /// share used, burn rate), starting with every budget, until interrupted. Exits 1 if this viewer falls
+        /// behind and llmopsd drops it.
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key for a tenant and print it, this one time only
+    ///
+    /// Save the printed key right away: llmopsd keeps only its SHA-256 hash and cannot show it again (a lost
+    /// key is revoked and replaced). Once any key exists, llmopsd in `auth.mode = "auto"` requires a valid key
+    /// on every HTTP request. Scripts: `llmopsctl keys create --tenant acme --json | jq -r .secret`.
+    Create {
+        /// The tenant the key's requests count as (in traces and tenant:NAME budgets)
+        #[arg(long, value_name = "TENANT", value_parser = parse_non_empty)]
+        tenant: String,
+        /// A label to tell keys apart, e.g. who or what uses it
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Every key (never the keys themselves): id, tenant, name, when created, source, whether revoked
+    ///
+    /// SOURCE is "store" for keys made with `keys create` and "config" for `[[auth.keys]]` in the config file.
+    /// The last line says whether requests without a valid key are refused now.
+    List,
+    /// Revoke a key made with `keys create`: requests sending it get 401 from then on
+    ///
+    /// Exits 1 when no key has that id, or for a config-file key (remove it from the config instead).
+    Revoke {
+        /// The key's id (the ID column of `llmopsctl keys list`)
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +233,14 @@ impl From<StatusFilter> for TraceStatus {
     }
 }
 
+fn parse_non_empty(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        Err("must not be empty".to_owned())
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
 fn parse_non_negative_ms(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(ms) if ms.is_finite() && ms >= 0.0 => Ok(ms),
@@ -244,6 +308,26 @@ mod tests {
         assert!(parse(&["logs"]).is_err(), "the engine is required");
         assert!(parse(&["logs", "vllm", "--lines", "0"]).is_err());
         assert!(matches!(parse(&["engines", "--json"]).expect("parses").command, Command::Engines));
+    }
+
+    #[test]
+    fn keys_take_a_subcommand_and_budgets_a_watch_flag() {
+        let cli = parse(&["keys", "create", "--tenant", "acme", "--name", "ci"]).expect("parses");
+        assert!(
+            matches!(&cli.command, Command::Keys { command: KeysCommand::Create { tenant, name: Some(name) } }
+                if tenant == "acme" && name == "ci"),
+            "{cli:?}"
+        );
+        assert!(parse(&["keys", "create"]).is_err(), "the tenant is required");
+        assert!(parse(&["keys", "create", "--tenant", " "]).is_err(), "the tenant must not be blank");
+        assert!(parse(&["keys"]).is_err(), "a keys subcommand is required");
+        let cli = parse(&["keys", "list", "--json"]).expect("parses");
+        assert!(matches!(cli.command, Command::Keys { command: KeysCommand::List }) && cli.json, "{cli:?}");
+        let cli = parse(&["keys", "revoke", "key-1"]).expect("parses");
+        assert!(matches!(&cli.command, Command::Keys { command: KeysCommand::Revoke { id } } if id == "key-1"));
+        assert!(parse(&["keys", "revoke"]).is_err(), "the id is required");
+        assert!(matches!(parse(&["budgets"]).expect("parses").command, Command::Budgets { watch: false }));
+        assert!(matches!(parse(&["budgets", "--watch"]).expect("parses").command, Command::Budgets { watch: true }));
     }
 
     #[test]
