@@ -5,7 +5,8 @@ use crate::budget::{Flusher, Ledger, RateLimiter};
 use crate::config::Config;
 use crate::engine::Engines;
 use crate::gateway::{http_router, Gateway, GatewayParts};
-use crate::grpc::{keys::KeyApi, status::StatusApi, telemetry::TelemetryApi, traces::TraceApi, BoundGrpc};
+use crate::grpc::budgets::BudgetApi;
+use crate::grpc::{keys::KeyApi, status::StatusApi, telemetry::TelemetryApi, traces::TraceApi, Apis, BoundGrpc};
 use crate::router::Router;
 use crate::shutdown;
 use crate::telemetry::{sampler, LocalPrices, Telemetry};
@@ -97,8 +98,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store: reader_store,
         in_flight: gateway.in_flight.clone(),
     };
-    let key_api = KeyApi { auth: auth.clone() };
-    let grpc_task = tokio::spawn(grpc.serve(trace_api, status_api, telemetry_api, key_api, shutdown_signal.clone()));
+    let apis = Apis {
+        traces: trace_api,
+        status: status_api,
+        telemetry: telemetry_api,
+        keys: KeyApi { auth: auth.clone() },
+        budgets: BudgetApi { budgets: budgets.clone(), shutdown: shutdown_signal.clone() },
+    };
+    let grpc_task = tokio::spawn(grpc.serve(apis, shutdown_signal.clone()));
 
     tracing::info!(
         http = %http_display,

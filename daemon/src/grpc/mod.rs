@@ -1,6 +1,7 @@
 //! The gRPC API (`llmops.v1`) with server reflection and `grpc.health.v1`. By default on a Unix socket only
 //! the daemon's user can open (mode 0600); on TCP only when configured, and then every call needs the bearer
 //! token.
+pub mod budgets;
 mod convert;
 pub mod keys;
 pub mod status;
@@ -30,6 +31,15 @@ pub enum GrpcError {
 enum Listener {
     Unix(tokio::net::UnixListener, PathBuf),
     Tcp(tokio::net::TcpListener),
+}
+
+/// The services, one per API area.
+pub struct Apis {
+    pub traces: traces::TraceApi,
+    pub status: status::StatusApi,
+    pub telemetry: telemetry::TelemetryApi,
+    pub keys: keys::KeyApi,
+    pub budgets: budgets::BudgetApi,
 }
 
 /// A bound gRPC listener, not yet serving.
@@ -66,19 +76,14 @@ impl BoundGrpc {
     }
 
     /// Serves until `shutdown` fires.
-    pub async fn serve(
-        self,
-        trace_api: traces::TraceApi,
-        status_api: status::StatusApi,
-        telemetry_api: telemetry::TelemetryApi,
-        key_api: keys::KeyApi,
-        mut shutdown: Shutdown,
-    ) -> Result<(), GrpcError> {
+    pub async fn serve(self, apis: Apis, mut shutdown: Shutdown) -> Result<(), GrpcError> {
+        let Apis { traces: trace_api, status: status_api, telemetry: telemetry_api, keys: key_api, budgets } = apis;
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::trace_service_server::TraceServiceServer<traces::TraceApi>>().await;
         health.set_serving::<pb::status_service_server::StatusServiceServer<status::StatusApi>>().await;
         health.set_serving::<pb::telemetry_service_server::TelemetryServiceServer<telemetry::TelemetryApi>>().await;
         health.set_serving::<pb::key_service_server::KeyServiceServer<keys::KeyApi>>().await;
+        health.set_serving::<pb::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>().await;
         let reflection = |builder: tonic_reflection::server::Builder<'static>| {
             builder
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -108,7 +113,8 @@ impl BoundGrpc {
             .add_service(pb::trace_service_server::TraceServiceServer::new(trace_api))
             .add_service(pb::status_service_server::StatusServiceServer::new(status_api))
             .add_service(pb::telemetry_service_server::TelemetryServiceServer::new(telemetry_api))
-            .add_service(pb::key_service_server::KeyServiceServer::new(key_api));
+            .add_service(pb::key_service_server::KeyServiceServer::new(key_api))
+            .add_service(pb::budget_service_server::BudgetServiceServer::new(budgets));
         let stop = async move { shutdown.wait().await };
         let result = match self.listener {
             Listener::Unix(listener, path) => {

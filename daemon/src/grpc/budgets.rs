@@ -1,0 +1,127 @@
+//! `llmops.v1.BudgetService`: budgets with usage, remaining, burn rate and projected exhaustion, as a list
+//! and as a watch stream of changes.
+use crate::budget::{Action, BudgetUsage, Ledger, Limit};
+use crate::shutdown::Shutdown;
+use futures::Stream;
+use llmops_proto::v1 as pb;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+/// How often a watch looks for changed budgets.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// Updates a watcher may have unread before it is dropped.
+const WATCH_BACKLOG: usize = 16;
+
+pub struct BudgetApi {
+    pub budgets: Ledger,
+    pub shutdown: Shutdown,
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Reject => "reject",
+        Action::Downgrade => "downgrade",
+        Action::Alert => "alert",
+    }
+}
+
+pub fn budget_to_proto(usage: &BudgetUsage) -> pb::Budget {
+    let spec = &usage.spec;
+    let (used, reserved) = match spec.limit {
+        Limit::Usd(_) => (usage.used.usd, usage.reserved.usd),
+        Limit::Tokens(_) => (usage.used.tokens as f64, usage.reserved.tokens as f64),
+        Limit::Requests(_) => (usage.requests as f64, usage.in_flight as f64),
+        Limit::Concurrent(_) => (usage.in_flight as f64, 0.0),
+    };
+    pb::Budget {
+        name: spec.name.clone(),
+        scope: spec.scope.to_string(),
+        window: if matches!(spec.limit, Limit::Concurrent(_)) { String::new() } else { spec.window.as_str().into() },
+        limit_kind: spec.limit.unit().into(),
+        limit: spec.limit.value(),
+        action: action_name(spec.action).into(),
+        used,
+        reserved,
+        remaining: usage.remaining,
+        in_flight: usage.in_flight,
+        window_start_unix_ms: usage.window_start,
+        resets_at_unix_ms: usage.resets_at_unix_ms,
+        burn_rate_per_hour: usage.burn_rate_per_hour,
+        projected_exhaustion_unix_ms: usage.projected_exhaustion_unix_ms,
+        used_usd: usage.used.usd,
+        used_tokens: usage.used.tokens,
+        requests: usage.requests,
+    }
+}
+
+fn snapshot(budgets: &Ledger) -> (i64, Vec<pb::Budget>) {
+    let now = crate::clock::unix_ms();
+    (now, budgets.usage(now).iter().map(budget_to_proto).collect())
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::BudgetUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::budget_service_server::BudgetService for BudgetApi {
+    async fn list_budgets(
+        &self,
+        _: Request<pb::ListBudgetsRequest>,
+    ) -> Result<Response<pb::ListBudgetsResponse>, Status> {
+        let (at_unix_ms, budgets) = snapshot(&self.budgets);
+        Ok(Response::new(pb::ListBudgetsResponse { at_unix_ms, budgets }))
+    }
+
+    type WatchBudgetsStream = UpdateStream;
+
+    async fn watch_budgets(
+        &self,
+        _: Request<pb::WatchBudgetsRequest>,
+    ) -> Result<Response<Self::WatchBudgetsStream>, Status> {
+        let (sender, receiver) = mpsc::channel(WATCH_BACKLOG);
+        let budgets = self.budgets.clone();
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut previous: Vec<pb::Budget> = Vec::new();
+            let mut ticker = tokio::time::interval(WATCH_EVERY);
+            let mut missed = 0u64;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = shutdown.wait() => break,
+                    _ = sender.closed() => break,
+                }
+                let (at_unix_ms, now) = snapshot(&budgets);
+                // Burn rates drift every second; an update is for a change in what was spent or held.
+                let changed: Vec<pb::Budget> = now
+                    .iter()
+                    .filter(|b| {
+                        previous.iter().find(|p| p.name == b.name).is_none_or(|p| {
+                            (p.used, p.reserved, p.in_flight, p.window_start_unix_ms)
+                                != (b.used, b.reserved, b.in_flight, b.window_start_unix_ms)
+                        })
+                    })
+                    .cloned()
+                    .collect();
+                previous = now;
+                if changed.is_empty() && at_unix_ms != 0 && missed == 0 && !previous.is_empty() {
+                    continue;
+                }
+                match sender.try_send(Ok(pb::BudgetUpdate { at_unix_ms, budgets: changed, missed: 0 })) {
+                    Ok(()) => {}
+                    // A viewer that does not read is dropped, told how many updates it missed.
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        missed += 1;
+                        if missed >= WATCH_BACKLOG as u64 {
+                            let _ = sender.send(Ok(pb::BudgetUpdate { at_unix_ms, budgets: Vec::new(), missed })).await;
+                            break;
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+}
