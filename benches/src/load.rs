@@ -71,13 +71,22 @@ fn new_histogram() -> anyhow::Result<Histogram<u64>> {
 }
 
 /// Sends requests from `concurrency` workers to `url` until `duration` has passed; each worker finishes
-/// the request it is in, so every request sent is also answered or failed.
-pub async fn run_cell(url: &str, mode: Mode, concurrency: usize, duration: Duration) -> anyhow::Result<CellResult> {
+/// the request it is in, so every request sent is also answered or failed. With `api_key`, every request
+/// carries `Authorization: Bearer API_KEY`.
+pub async fn run_cell(
+    url: &str,
+    api_key: Option<&str>,
+    mode: Mode,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<CellResult> {
     let body = Arc::new(mode.request_body());
+    let authorization: Option<Arc<str>> = api_key.map(|key| format!("Bearer {key}").into());
     let started = Instant::now();
     let deadline = started + duration;
-    let workers: Vec<_> =
-        (0..concurrency).map(|_| tokio::spawn(worker(url.to_owned(), body.clone(), mode, deadline))).collect();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| tokio::spawn(worker(url.to_owned(), authorization.clone(), body.clone(), mode, deadline)))
+        .collect();
     let mut total =
         CellResult { ok: 0, errors: 0, first_error: None, latency_micros: new_histogram()?, elapsed: Duration::ZERO };
     for worker in workers {
@@ -91,7 +100,13 @@ pub async fn run_cell(url: &str, mode: Mode, concurrency: usize, duration: Durat
     Ok(total)
 }
 
-async fn worker(url: String, body: Arc<Vec<u8>>, mode: Mode, deadline: Instant) -> anyhow::Result<CellResult> {
+async fn worker(
+    url: String,
+    authorization: Option<Arc<str>>,
+    body: Arc<Vec<u8>>,
+    mode: Mode,
+    deadline: Instant,
+) -> anyhow::Result<CellResult> {
     // One client per worker: its own keep-alive connection, like an independent caller.
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
@@ -101,7 +116,7 @@ async fn worker(url: String, body: Arc<Vec<u8>>, mode: Mode, deadline: Instant) 
     let mut result =
         CellResult { ok: 0, errors: 0, first_error: None, latency_micros: new_histogram()?, elapsed: Duration::ZERO };
     while Instant::now() < deadline {
-        match one_request(&client, &url, &body, mode).await {
+        match one_request(&client, &url, authorization.as_deref(), &body, mode).await {
             Ok(latency) => {
                 result.ok += 1;
                 let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
@@ -118,10 +133,19 @@ async fn worker(url: String, body: Arc<Vec<u8>>, mode: Mode, deadline: Instant) 
 
 /// One request; its latency as `mode` defines it. The whole answer is always read, so the connection is
 /// reused and an answer broken after its first chunk still counts as an error.
-async fn one_request(client: &reqwest::Client, url: &str, body: &[u8], mode: Mode) -> anyhow::Result<Duration> {
+async fn one_request(
+    client: &reqwest::Client,
+    url: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+    mode: Mode,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let response =
-        client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_vec()).send().await?;
+    let mut request = client.post(url).header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some(authorization) = authorization {
+        request = request.header(reqwest::header::AUTHORIZATION, authorization);
+    }
+    let response = request.body(body.to_vec()).send().await?;
     let status = response.status();
     if !status.is_success() {
         let text = response.text().await.unwrap_or_default();

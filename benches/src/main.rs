@@ -140,8 +140,9 @@ async fn measure_all(args: &Args, targets: &[(&'static str, String)]) -> anyhow:
             for (target, base_url) in targets {
                 let url = format!("{base_url}/chat/completions");
                 eprintln!("running {target} {} c={concurrency}", mode.label());
-                let warmup = load::run_cell(&url, mode, concurrency, Duration::from_secs(args.warmup_seconds)).await?;
-                let result = load::run_cell(&url, mode, concurrency, Duration::from_secs(args.seconds)).await?;
+                let warmup =
+                    load::run_cell(&url, None, mode, concurrency, Duration::from_secs(args.warmup_seconds)).await?;
+                let result = load::run_cell(&url, None, mode, concurrency, Duration::from_secs(args.seconds)).await?;
                 if *target == "llmopsd" {
                     sent_to_daemon += warmup.sent() + result.sent();
                 }

@@ -1,5 +1,6 @@
 //! llmopsd: serves a GPU host's models behind one OpenAI-compatible endpoint, records every request as a
 //! trace, and serves the traces over gRPC.
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod budget;

@@ -39,7 +39,8 @@ pub struct OpenAiEngineConfig {
     pub models: Vec<String>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// Longest wait for the first byte of the answer (headers), then 504.
+    /// Longest wait for the answer to begin (its headers, and for a stream its first event), then the next
+    /// target is tried, or 504.
     #[serde(default = "default_first_token_timeout_ms")]
     pub first_token_timeout_ms: u64,
     /// Longest a whole request may take, then 504 (or, mid-stream, an error event).

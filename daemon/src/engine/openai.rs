@@ -127,7 +127,7 @@ impl OpenAiEngine {
     }
 
     /// POSTs `body` to the endpoint's URL and waits for the answer's headers (first-token timeout).
-    pub async fn post(&self, endpoint: Endpoint, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
+    pub async fn post(&self, endpoint: Endpoint, body_json: &serde_json::Value) -> Result<Answer, UpstreamError> {
         // Every endpoint's URL was parsed in `new`, so the lookup cannot miss.
         let Some((_, url)) = self.urls.iter().find(|(known, _)| *known == endpoint) else {
             return Err(UpstreamError::Connect {
@@ -136,10 +136,11 @@ impl OpenAiEngine {
                 message: "no URL for this endpoint".into(),
             });
         };
-        let mut request = self.client.post(url.clone()).json(body);
+        let mut request = self.client.post(url.clone()).json(body_json);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
+        let sent_at = tokio::time::Instant::now();
         let response = match tokio::time::timeout(self.first_token_timeout, request.send()).await {
             Err(_) => {
                 let error = UpstreamError::Timeout {
@@ -167,9 +168,23 @@ impl OpenAiEngine {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| crate::resilience::retry::parse_retry_after(value, std::time::SystemTime::now()));
         if status.is_success() {
-            self.mark(Health::Healthy, String::new());
             let status = status.as_u16();
-            let body = response.bytes_stream().map(|read| read.map_err(|e| error_chain(&e))).boxed();
+            let mut body = response.bytes_stream().map(|read| read.map_err(|e| error_chain(&e))).boxed();
+            // A streaming server answers with headers at once and generates later: the first-token timeout
+            // also bounds the first bytes of the stream, while falling back is still possible.
+            if body_streams(body_json) {
+                let first = tokio::time::timeout_at(sent_at + self.first_token_timeout, body.next()).await;
+                let Ok(first) = first else {
+                    let error = UpstreamError::Timeout {
+                        engine: self.name.clone(),
+                        timeout_ms: self.first_token_timeout.as_millis() as u64,
+                    };
+                    self.mark(Health::Unhealthy, error.to_string());
+                    return Err(error);
+                };
+                body = futures::stream::iter(first).chain(body).boxed();
+            }
+            self.mark(Health::Healthy, String::new());
             return Ok(Answer { status, body });
         }
         let text = tokio::time::timeout(Duration::from_secs(5), response.text()).await.ok().and_then(Result::ok);
@@ -227,4 +242,8 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     message
+}
+
+fn body_streams(body: &serde_json::Value) -> bool {
+    body.get("stream").and_then(serde_json::Value::as_bool).unwrap_or(false)
 }

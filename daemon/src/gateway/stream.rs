@@ -128,7 +128,9 @@ impl Relay {
             }
         }
         guard.add_tokens(self.seen.content_chunks - tokens_before);
-        if self.seen.done {
+        if let Some(invalid) = self.seen.invalid.clone() {
+            self.end(End::Cut(format!("the engine sent an event that is not JSON: {invalid:?}")));
+        } else if self.seen.done {
             self.end(End::Done);
         }
     }
@@ -301,6 +303,8 @@ pub struct StreamSummary {
     pub content_chunks: u64,
     pub chunk_offsets_ms: Vec<f64>,
     pub done: bool,
+    /// The start of the first data event that was not JSON: the stream is broken, not an answer.
+    pub invalid: Option<String>,
 }
 
 impl StreamSummary {
@@ -319,7 +323,13 @@ impl StreamSummary {
             self.done = true;
             return true;
         }
-        let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(&data) else { return true };
+        let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(&data) else {
+            // Comments and events without data (keep-alives) pass; data that is not JSON is a broken stream.
+            if !data.trim().is_empty() && self.invalid.is_none() {
+                self.invalid = Some(data.chars().take(80).collect());
+            }
+            return data.trim().is_empty();
+        };
         if let Some(model) = chunk.model.filter(|m| self.model.as_deref() != Some(m.as_ref())) {
             self.model = Some(model.into_owned());
         }
@@ -385,6 +395,15 @@ mod tests {
 
         let mut asked = StreamSummary::default();
         assert!(asked.observe(usage, 1.0, true), "usage chunk is forwarded when asked for");
+    }
+
+    #[test]
+    fn data_that_is_not_json_marks_the_stream_broken_but_keep_alives_pass() {
+        let mut summary = StreamSummary::default();
+        assert!(summary.observe(": keep-alive", 1.0, false), "comments pass through");
+        assert!(summary.invalid.is_none());
+        assert!(!summary.observe("data: <html>oops</html>", 2.0, false), "garbage is not forwarded");
+        assert_eq!(summary.invalid.as_deref(), Some("<html>oops</html>"));
     }
 
     #[test]

@@ -134,6 +134,10 @@ impl TraceGuard {
             if let (None, Some(price)) = (trace.cost_usd, self.price) {
                 trace.cost_usd = Some(price.cost_usd(trace.input_tokens, trace.output_tokens, 0));
             }
+            // Neither priced per token nor on a measured GPU (e.g. the embedded engine on CPU): nothing to charge.
+            if trace.cost_usd.is_none() && self.energy.is_none() {
+                trace.cost_usd = Some(0.0);
+            }
             self.telemetry.requests.observe_trace(&trace);
             let recorder = self.recorder.clone();
             let reservation = self.reservation.take();

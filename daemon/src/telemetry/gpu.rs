@@ -169,7 +169,13 @@ impl GpuSampler {
                 let retry = Retry::after(self.init_retry.as_ref(), reason.clone(), now, self.init_backoff);
                 // Once per distinct reason, not every retry.
                 if self.init_retry.as_ref().is_none_or(|previous| previous.reason != reason) {
-                    tracing::warn!(%reason, retry_in = ?self.init_backoff.delay(retry.failures), "NVML could not be loaded");
+                    let retry_in = self.init_backoff.delay(retry.failures);
+                    // No NVIDIA library at all is the normal state of a CPU-only host, not a fault.
+                    if matches!(e, NvmlError::LibloadingError(_)) {
+                        tracing::info!(%reason, ?retry_in, "no GPU data: NVML not found");
+                    } else {
+                        tracing::warn!(%reason, ?retry_in, "NVML could not be loaded");
+                    }
                 }
                 self.init_retry = Some(retry);
                 Err(reason)
