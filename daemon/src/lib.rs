@@ -6,6 +6,7 @@ pub mod auth;
 pub mod budget;
 pub mod clock;
 pub mod config;
+pub mod drift;
 pub mod engine;
 pub mod export;
 pub mod gateway;

@@ -17,6 +17,10 @@ pub struct Target {
     /// USD per 1M tokens, for engines that charge per token (hosted APIs); `None` for local engines, whose
     /// cost comes from energy and GPU time.
     pub price: Option<Price>,
+    /// Skip to the next target while the engine has more waiting requests than this ...
+    pub max_waiting: Option<u64>,
+    /// ... or one of its GPUs has more than this share of its memory in use.
+    pub max_gpu_memory_fraction: Option<f64>,
 }
 
 #[derive(Clone, Default)]
@@ -39,13 +43,16 @@ impl Router {
                 .entry((engine.name().to_string(), model.clone()))
                 .or_insert_with(|| CircuitBreaker::new(config.resilience.breaker.clone()))
                 .clone();
-            let price = match engine_configs.get(engine.name()) {
+            let settings = engine_configs.get(engine.name());
+            let price = match settings {
                 Some(EngineConfig::Openai(settings)) => {
                     settings.price.map(|p| p.price()).or_else(|| prices.lookup(&model).copied())
                 }
                 _ => None,
             };
-            Target { engine: engine.clone(), model, breaker, price }
+            let (max_waiting, max_gpu_memory_fraction) =
+                settings.map(EngineConfig::overload_limits).unwrap_or_default();
+            Target { engine: engine.clone(), model, breaker, price, max_waiting, max_gpu_memory_fraction }
         };
         let mut routes: BTreeMap<String, Vec<Target>> = BTreeMap::new();
         if config.routes.is_empty() {

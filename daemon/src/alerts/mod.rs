@@ -4,7 +4,8 @@
 //!
 //! Webhooks hear of new alerts, severity escalations, acknowledgements and resolutions (not of every folded
 //! duplicate). Each (event, webhook) is delivered by a task of its own, so `raise` never waits on the network;
-//! the events of one alert reach one webhook in order.
+//! the events of one alert reach one webhook in order. `raise`, `resolve` and `acknowledge` do one small
+//! SQLite write each (blocking, under the busy timeout); rules evaluate every few seconds, so that is cheap.
 mod model;
 mod store;
 mod webhook;
@@ -217,7 +218,11 @@ impl AlertManager {
     /// The firing and acknowledged alerts, from memory (no I/O).
     pub fn active(&self) -> Vec<Alert> {
         let mut all: Vec<Alert> = self.inner.lock().active.values().map(|c| c.alert.clone()).collect();
-        all.sort_by_key(|a| (a.state != AlertState::Firing, std::cmp::Reverse(a.started_at_unix_ms)));
+        // The store's order: ids (UUIDv7) break ties between alerts started in the same millisecond.
+        all.sort_by(|a, b| {
+            let key = |x: &Alert| (x.state != AlertState::Firing, std::cmp::Reverse(x.started_at_unix_ms));
+            key(a).cmp(&key(b)).then_with(|| b.id.cmp(&a.id))
+        });
         all
     }
 

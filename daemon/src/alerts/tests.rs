@@ -130,12 +130,12 @@ async fn list_puts_firing_first_then_newest() {
     let d = alerts.raise(raised("d", Severity::Info));
 
     let ids = |filter| alerts.list(filter).expect("list").into_iter().map(|x| x.id).collect::<Vec<_>>();
-    assert_eq!(ids(AlertFilter::default()), [&d.id, &c.id, &b.id, &a.id]);
-    assert_eq!(ids(AlertFilter { state: None, limit: Some(2) }), [&d.id, &c.id]);
-    assert_eq!(ids(AlertFilter { state: Some(AlertState::Acknowledged), limit: None }), [&b.id]);
-    assert_eq!(ids(AlertFilter { state: Some(AlertState::Resolved), limit: Some(10) }), [&a.id]);
+    assert_eq!(ids(AlertFilter::default()), [d.id.as_str(), c.id.as_str(), b.id.as_str(), a.id.as_str()]);
+    assert_eq!(ids(AlertFilter { state: None, limit: Some(2) }), [d.id.as_str(), c.id.as_str()]);
+    assert_eq!(ids(AlertFilter { state: Some(AlertState::Acknowledged), limit: None }), [b.id.as_str()]);
+    assert_eq!(ids(AlertFilter { state: Some(AlertState::Resolved), limit: Some(10) }), [a.id.as_str()]);
     let active: Vec<String> = alerts.active().into_iter().map(|x| x.id).collect();
-    assert_eq!(active, [&d.id, &c.id, &b.id]);
+    assert_eq!(active, [d.id.as_str(), c.id.as_str(), b.id.as_str()]);
 }
 
 #[tokio::test]

@@ -227,7 +227,9 @@ pub(super) async fn deliver(inner: Arc<Inner>, job: Job) {
             break;
         }
     }
+    // Release the next job of this lane, then count this one finished.
     drop(job.done);
+    drop(job.in_flight);
 }
 
 /// SQLite writes block: run them off the async workers.

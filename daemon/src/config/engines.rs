@@ -12,6 +12,14 @@ pub enum EngineConfig {
 }
 
 impl EngineConfig {
+    /// (max_waiting, max_gpu_memory_fraction): when routes skip this engine for their next target.
+    pub fn overload_limits(&self) -> (Option<u64>, Option<f64>) {
+        match self {
+            Self::Openai(c) => (c.max_waiting, c.max_gpu_memory_fraction),
+            Self::Embedded(c) => (c.max_waiting, c.max_gpu_memory_fraction),
+        }
+    }
+
     pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
         match self {
             Self::Openai(config) => config.validate(name),
@@ -68,6 +76,13 @@ pub struct OpenAiEngineConfig {
     /// USD per 1M tokens for every model of this engine, instead of the price table's row for the model.
     #[serde(default)]
     pub price: Option<PriceConfig>,
+    /// Routes skip this engine for their next target while more requests than this wait in its queue (its
+    /// own metrics), or while one of its GPUs has more than this share of memory in use (NVML). Never for a
+    /// route's last target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_gpu_memory_fraction: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -164,6 +179,13 @@ pub struct EmbeddedEngineConfig {
     /// GPU indices (NVML) the offloaded layers run on, for energy per request. Also found by the daemon's
     /// PID in each GPU's process list.
     pub gpus: Vec<u32>,
+    /// Routes skip this engine for their next target while more requests than this wait in its queue (its
+    /// own metrics), or while one of its GPUs has more than this share of memory in use (NVML). Never for a
+    /// route's last target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_waiting: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_gpu_memory_fraction: Option<f64>,
 }
 
 impl Default for EmbeddedEngineConfig {
@@ -179,6 +201,8 @@ impl Default for EmbeddedEngineConfig {
             gpu_layers: 0,
             request_timeout_ms: default_request_timeout_ms(),
             gpus: Vec::new(),
+            max_waiting: None,
+            max_gpu_memory_fraction: None,
         }
     }
 }

@@ -25,7 +25,9 @@ impl UpstreamError {
     pub fn should_fall_back(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } | Self::Unavailable { .. } => true,
-            Self::Status { status, .. } => *status >= 500 || *status == 429,
+            Self::Status { status, body, .. } => {
+                *status >= 500 || *status == 429 || (*status == 400 && exceeds_context(body))
+            }
         }
     }
 }
@@ -244,6 +246,39 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     message
 }
 
+/// A prompt too long for this engine's context (OpenAI's and llmopsd's `context_length_exceeded`, vLLM's and
+/// llama.cpp's wording): a target with a larger context may still answer it.
+fn exceeds_context(body: &serde_json::Value) -> bool {
+    let code = body.pointer("/error/code").and_then(serde_json::Value::as_str);
+    let message = body.pointer("/error/message").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let message = message.to_ascii_lowercase();
+    code == Some("context_length_exceeded")
+        || ["maximum context length", "context length", "context window", "exceeds the available context"]
+            .iter()
+            .any(|phrase| message.contains(phrase))
+}
+
 fn body_streams(body: &serde_json::Value) -> bool {
     body.get("stream").and_then(serde_json::Value::as_bool).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn status(status: u16, body: serde_json::Value) -> UpstreamError {
+        UpstreamError::Status { engine: "e".into(), status, body, retry_after: None }
+    }
+
+    #[test]
+    fn falls_back_on_overload_and_too_long_prompts_but_not_on_other_refusals() {
+        assert!(status(503, json!({})).should_fall_back());
+        assert!(status(429, json!({})).should_fall_back());
+        let vllm = json!({"error": {"message": "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens", "code": 400}});
+        assert!(status(400, vllm).should_fall_back());
+        assert!(status(400, json!({"error": {"code": "context_length_exceeded", "message": "x"}})).should_fall_back());
+        assert!(!status(400, json!({"error": {"message": "temperature must be at most 2"}})).should_fall_back());
+        assert!(!status(401, json!({})).should_fall_back());
+    }
 }

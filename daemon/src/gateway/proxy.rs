@@ -137,7 +137,7 @@ async fn forward(gateway: &Gateway, plan: Plan, mut request: ClientRequest, mut 
     let mut last_error = None;
     let mut rng = crate::resilience::jitter_rng();
     let first_try = Instant::now();
-    for target in &plan.targets {
+    for (position, target) in plan.targets.iter().enumerate() {
         let engine = &target.engine;
         let skip = |guard: &mut TraceGuard, error: String| {
             let start_offset_ms = guard.elapsed_ms();
@@ -149,6 +149,12 @@ async fn forward(gateway: &Gateway, plan: Plan, mut request: ClientRequest, mut 
                 ..Attempt::default()
             });
         };
+        let is_last = position + 1 == plan.targets.len();
+        if let Some(reason) = overloaded(gateway, target).filter(|_| !is_last) {
+            skip(&mut guard, format!("skipped: {reason}"));
+            last_error = Some(GatewayError::EngineUnavailable(format!("engine {}: {reason}", engine.name())));
+            continue;
+        }
         match gateway.admission.reserve(&plan.principal, &request.model, target, &plan.estimate) {
             Ok(reservation) => guard.serve_from(reservation, target.price),
             Err(Refusal::Downgrade(denied)) => {
@@ -212,6 +218,18 @@ async fn forward(gateway: &Gateway, plan: Plan, mut request: ClientRequest, mut 
     }
     let error = last_error.unwrap_or_else(|| GatewayError::Upstream("the route has no targets".into()));
     fail(guard, error)
+}
+
+/// Why a target should be left for the next one now: its queue or its GPUs' memory over the configured limit.
+fn overloaded(gateway: &Gateway, target: &Target) -> Option<String> {
+    if let (Some(limit), Some(waiting)) = (target.max_waiting, target.engine.load().and_then(|l| l.waiting)) {
+        if waiting > limit {
+            return Some(format!("{waiting} requests waiting at the engine (max_waiting = {limit})"));
+        }
+    }
+    let limit = target.max_gpu_memory_fraction?;
+    let used = gateway.telemetry.gpu_memory_fraction(target.engine.name())?;
+    (used > limit).then(|| format!("GPU memory {:.0}% in use (max_gpu_memory_fraction = {limit})", used * 100.0))
 }
 
 /// One call to one engine, recorded as an attempt on the trace; returns the answer and when the attempt began.

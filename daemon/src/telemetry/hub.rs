@@ -3,7 +3,7 @@
 use super::energy::{EnergyMeter, LocalPrices};
 use super::model::TelemetrySample;
 use super::requests::RequestMetrics;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -19,6 +19,8 @@ pub struct Telemetry {
     latest: RwLock<Arc<TelemetrySample>>,
     ring: Mutex<VecDeque<Arc<TelemetrySample>>>,
     updates: broadcast::Sender<Arc<TelemetrySample>>,
+    /// GPU indices each engine runs on, as the sampler last found them.
+    engine_gpus: RwLock<HashMap<String, Vec<u32>>>,
 }
 
 impl Telemetry {
@@ -33,7 +35,26 @@ impl Telemetry {
             latest: RwLock::new(Arc::new(TelemetrySample::default())),
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             updates,
+            engine_gpus: RwLock::default(),
         }
+    }
+
+    pub fn set_engine_gpus(&self, engine_gpus: HashMap<String, Vec<u32>>) {
+        *self.engine_gpus.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = engine_gpus;
+    }
+
+    /// The highest share of memory in use on the GPUs `engine` runs on, at the last sample.
+    pub fn gpu_memory_fraction(&self, engine: &str) -> Option<f64> {
+        let engine_gpus = self.engine_gpus.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let gpus = engine_gpus.get(engine)?;
+        let latest = self.latest();
+        latest
+            .gpus
+            .devices
+            .iter()
+            .filter(|gpu| gpus.contains(&gpu.index))
+            .filter_map(|gpu| Some(gpu.memory_used_bytes? as f64 / gpu.memory_total_bytes.filter(|t| *t > 0)? as f64))
+            .reduce(f64::max)
     }
 
     /// The newest sample (all defaults before the first one).

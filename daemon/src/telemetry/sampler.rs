@@ -58,6 +58,7 @@ pub fn spawn(
             }
             gpu_unavailable = gpus.unavailable.clone();
             let engine_gpus = join_processes(&mut gpus, &host_sample, &engines, &settings.engine_gpus);
+            telemetry.set_engine_gpus(engine_gpus.clone());
             telemetry.energy.set_engine_gpus(engine_gpus);
             telemetry.energy.on_sample(&gpus.devices, at_unix_ms);
             telemetry.publish(TelemetrySample { at_unix_ms, gpus, host: host_sample, engines: engine_samples });
