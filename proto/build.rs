@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/llmops/v1/status.proto",
         "proto/llmops/v1/telemetry.proto",
         "proto/llmops/v1/admin.proto",
+        "proto/llmops/v1/alerts.proto",
     ];
     tonic_build::configure()
         .file_descriptor_set_path(out_dir.join("llmops_v1_descriptor.bin"))

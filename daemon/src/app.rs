@@ -1,14 +1,18 @@
 //! Wiring: opens the store, starts the recorder, binds the listeners, serves until a signal, then shuts down
 //! in order: stop accepting, let in-flight requests finish (bounded), stop the gRPC streams, flush traces.
+use crate::alerts::AlertManager;
 use crate::auth::Authenticator;
 use crate::budget::{Flusher, Ledger, RateLimiter};
 use crate::config::Config;
+use crate::drift::DriftMonitor;
 use crate::engine::Engines;
-use crate::gateway::{http_router, Gateway, GatewayParts};
+use crate::gateway::{http_router, Gateway, GatewayParts, Observers};
+use crate::grpc::alerts::AlertApi;
 use crate::grpc::budgets::BudgetApi;
 use crate::grpc::{keys::KeyApi, status::StatusApi, telemetry::TelemetryApi, traces::TraceApi, Apis, BoundGrpc};
 use crate::router::Router;
 use crate::shutdown;
+use crate::telemetry::rules::HostRules;
 use crate::telemetry::{sampler, LocalPrices, Telemetry};
 use crate::trace::{Recorder, RecorderSettings, Store};
 use anyhow::Context;
@@ -67,7 +71,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_body_bytes: config.server.max_body_bytes,
         closing,
     };
-    let gateway = Arc::new(Gateway::new(router.clone(), recorder.clone(), telemetry.clone(), parts));
+    let alerts = AlertManager::open(&config.state_path(), config.alerts.webhooks.clone())
+        .context("cannot open the alert store")?;
+    let drift = DriftMonitor::start(config.drift.clone(), alerts.clone());
+    let observers = Arc::new(Observers { telemetry: telemetry.clone(), drift, alerts: alerts.clone() });
+    let gateway = Arc::new(Gateway::new(router.clone(), recorder.clone(), observers, parts));
 
     let http_addr = config.http_listen_addr()?;
     let http_listener = tokio::net::TcpListener::bind(http_addr)
@@ -83,7 +91,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let supervisors = engines.spawn_background(shutdown_signal.clone(), stop_launched);
     // Sampling goes on through the HTTP drain, so requests still running get their energy.
     let (stop_sampling_trigger, stop_sampling) = shutdown::channel();
-    let sampler_task = sampler::spawn(telemetry.clone(), engines.clone(), sampler_settings(&config), stop_sampling);
+    let mut settings = sampler_settings(&config);
+    settings.rules = Some(HostRules::new(config.alerts.clone(), alerts.clone()));
+    let sampler_task = sampler::spawn(telemetry.clone(), engines.clone(), settings, stop_sampling);
     let telemetry_api = TelemetryApi::new(telemetry.clone(), shutdown_signal.clone());
     let trace_api = TraceApi::new(reader_store.clone(), recorder.clone(), shutdown_signal.clone());
     let status_api = StatusApi {
@@ -104,6 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         telemetry: telemetry_api,
         keys: KeyApi { auth: auth.clone() },
         budgets: BudgetApi { budgets: budgets.clone(), shutdown: shutdown_signal.clone() },
+        alerts: AlertApi { alerts: alerts.clone(), shutdown: shutdown_signal.clone() },
     };
     let grpc_task = tokio::spawn(grpc.serve(apis, shutdown_signal.clone()));
 
@@ -192,7 +203,7 @@ fn sampler_settings(config: &Config) -> sampler::SamplerSettings {
         .filter(|(_, gpus)| !gpus.is_empty())
         .collect();
     let library = config.telemetry.nvml_library.trim();
-    sampler::SamplerSettings { nvml_library: (!library.is_empty()).then(|| library.into()), engine_gpus }
+    sampler::SamplerSettings { nvml_library: (!library.is_empty()).then(|| library.into()), engine_gpus, rules: None }
 }
 
 async fn termination_signal() -> &'static str {

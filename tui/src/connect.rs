@@ -3,6 +3,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use llmops_proto::v1::alert_service_client::AlertServiceClient;
 use llmops_proto::v1::budget_service_client::BudgetServiceClient;
 use llmops_proto::v1::key_service_client::KeyServiceClient;
 use llmops_proto::v1::status_service_client::StatusServiceClient;
@@ -77,6 +78,11 @@ impl Daemon {
 
     pub fn budgets(&self) -> BudgetServiceClient<AuthChannel> {
         BudgetServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn alerts(&self) -> AlertServiceClient<AuthChannel> {
+        AlertServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 }

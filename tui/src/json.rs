@@ -7,14 +7,16 @@ use serde_json::{json, Value};
 
 use crate::names::{engine_health_name, event_kind_name, trace_status_name};
 
-// `gpus` and `metrics` (json/telemetry.rs), `keys` and `budgets` (json/admin.rs), kept apart so this file
-// stays readable.
+// `gpus` and `metrics` (json/telemetry.rs), `keys` and `budgets` (json/admin.rs), `alerts` (json/alerts.rs),
+// kept apart so this file stays readable.
 mod admin;
+mod alerts;
 mod telemetry;
 
 pub use admin::{
     api_key_to_json, budget_to_json, budget_update_to_json, budgets_to_json, created_key_to_json, keys_to_json,
 };
+pub use alerts::{alert_event_to_json, alert_to_json, alerts_to_json};
 pub use telemetry::{request_metrics_to_json, telemetry_to_json, telemetry_update_to_json};
 
 pub fn trace_to_json(trace: &Trace) -> Value {

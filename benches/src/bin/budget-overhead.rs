@@ -11,6 +11,8 @@
 //! ```
 #[path = "../load.rs"]
 mod load;
+#[path = "../proc_stat.rs"]
+mod proc_stat;
 
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use llmops_proto::v1::budget_service_client::BudgetServiceClient;
 use tokio::io::AsyncWriteExt;
 
 use load::{CellResult, Mode};
+use proc_stat::{clock_ticks, cpu_ticks};
 
 #[derive(Debug, Parser)]
 #[command(about = "Throughput and latency cost of API keys, rate limits and budgets in llmopsd")]
@@ -64,6 +67,8 @@ struct Cell {
     b: CellResult,
     /// B/A throughput of each round.
     round_ratios: Vec<f64>,
+    /// CPU time (clock ticks) of A and B over their own measured windows.
+    cpu_ticks: [u64; 2],
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,22 +123,25 @@ async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
     let work = tempfile::tempdir().context("cannot create a work directory")?;
     let (dir_a, dir_b) = (work.path().join("a"), work.path().join("b"));
     let (mut a, mut b) = tokio::try_join!(Daemon::start(&config_a, &dir_a), Daemon::start(&config_b, &dir_b))?;
-    let (url_a, url_b) = (a.url("/v1/chat/completions"), b.url("/v1/chat/completions"));
+    let pid = |daemon: &Daemon| daemon.pid().context("llmopsd exited");
+    let url = "/v1/chat/completions";
+    let target_a = Target { url: a.url(url), key: None, pid: pid(&a)? };
+    let target_b = Target { url: b.url(url), key: Some(&key), pid: pid(&b)? };
 
     // B must refuse a request without the key, or it is not guarded.
     let body = serde_json::json!({"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]});
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-    let unkeyed = http.post(&url_b).json(&body).send().await.context("POST to B without a key")?.status();
+    let unkeyed = http.post(&target_b.url).json(&body).send().await.context("POST to B without a key")?.status();
     if unkeyed != reqwest::StatusCode::UNAUTHORIZED {
         bail!("B answered {unkeyed} to a request without an API key, not 401");
     }
     let run_started_ms = unix_ms();
     let cells_count = (2 * args.concurrency.len()) as u64;
     let limit = Duration::from_secs(cells_count * 2 * (args.seconds + args.warmup_seconds + 25) + 60);
-    let (cells, sent_b) = tokio::time::timeout(limit, measure_all(args, &url_a, &url_b, &key))
+    let (cells, sent_b) = tokio::time::timeout(limit, measure_all(args, &target_a, &target_b))
         .await
         .map_err(|_| anyhow::anyhow!("the load did not finish within {limit:?}"))??;
-    print_cells(&cells);
+    print_cells(&cells, clock_ticks()?);
     println!("load average (1 min) after: {}", load_average());
     let checked = check_budgets(&b, sent_b, run_started_ms).await;
     for daemon in [&mut a, &mut b] {
@@ -145,8 +153,24 @@ async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
     checked
 }
 
+/// One daemon under load: where to send, with which key, and its process for CPU time.
+struct Target<'a> {
+    url: String,
+    key: Option<&'a str>,
+    pid: u32,
+}
+
+impl Target<'_> {
+    /// One window of load, with the daemon's CPU ticks over it.
+    async fn window(&self, mode: Mode, concurrency: usize, window: Duration) -> anyhow::Result<(CellResult, u64)> {
+        let before = cpu_ticks(self.pid)?;
+        let result = load::run_cell(&self.url, self.key, mode, concurrency, window).await?;
+        Ok((result, cpu_ticks(self.pid)?.saturating_sub(before)))
+    }
+}
+
 /// Every cell, A and B in alternating windows; returns the cells and how many requests B was sent.
-async fn measure_all(args: &Args, url_a: &str, url_b: &str, key: &str) -> anyhow::Result<(Vec<Cell>, u64)> {
+async fn measure_all(args: &Args, a: &Target<'_>, b: &Target<'_>) -> anyhow::Result<(Vec<Cell>, u64)> {
     let window = Duration::from_secs_f64(args.seconds as f64 / f64::from(args.rounds));
     let warmup = Duration::from_secs(args.warmup_seconds);
     let mut cells = Vec::new();
@@ -154,23 +178,25 @@ async fn measure_all(args: &Args, url_a: &str, url_b: &str, key: &str) -> anyhow
     for &concurrency in &args.concurrency {
         for mode in [Mode::Full, Mode::FirstChunk] {
             eprintln!("running {} c={concurrency}: {} rounds of {window:?} each", mode.label(), args.rounds);
-            load::run_cell(url_a, None, mode, concurrency, warmup).await?;
-            sent_b += load::run_cell(url_b, Some(key), mode, concurrency, warmup).await?.sent();
-            let (mut a, mut b, mut round_ratios) = (Vec::new(), Vec::new(), Vec::new());
+            a.window(mode, concurrency, warmup).await?;
+            sent_b += b.window(mode, concurrency, warmup).await?.0.sent();
+            let (mut parts_a, mut parts_b, mut round_ratios, mut ticks) = (Vec::new(), Vec::new(), Vec::new(), [0; 2]);
             for round in 0..args.rounds {
-                let (part_a, part_b) = if round % 2 == 0 {
-                    let part_a = load::run_cell(url_a, None, mode, concurrency, window).await?;
-                    (part_a, load::run_cell(url_b, Some(key), mode, concurrency, window).await?)
+                let ((part_a, ticks_a), (part_b, ticks_b)) = if round % 2 == 0 {
+                    let part_a = a.window(mode, concurrency, window).await?;
+                    (part_a, b.window(mode, concurrency, window).await?)
                 } else {
-                    let part_b = load::run_cell(url_b, Some(key), mode, concurrency, window).await?;
-                    (load::run_cell(url_a, None, mode, concurrency, window).await?, part_b)
+                    let part_b = b.window(mode, concurrency, window).await?;
+                    (a.window(mode, concurrency, window).await?, part_b)
                 };
                 sent_b += part_b.sent();
                 round_ratios.push(part_b.throughput() / part_a.throughput().max(f64::EPSILON));
-                a.push(part_a);
-                b.push(part_b);
+                ticks = [ticks[0] + ticks_a, ticks[1] + ticks_b];
+                parts_a.push(part_a);
+                parts_b.push(part_b);
             }
-            cells.push(Cell { mode, concurrency, a: merge(a)?, b: merge(b)?, round_ratios });
+            let (a, b) = (merge(parts_a)?, merge(parts_b)?);
+            cells.push(Cell { mode, concurrency, a, b, round_ratios, cpu_ticks: ticks });
         }
     }
     Ok((cells, sent_b))
@@ -189,22 +215,10 @@ fn merge(parts: Vec<CellResult>) -> anyhow::Result<CellResult> {
     Ok(total)
 }
 
-fn print_cells(cells: &[Cell]) {
+fn print_cells(cells: &[Cell], ticks_per_sec: f64) {
     println!("\nA: plain; B: API key + rate limits + 6 budgets + price (throughput cost = 1 − B/A)");
     println!(
-        "{:<17} {:>3} {:>9} {:>9} {:>7} {:>7} {:>22} {:>8} {:>8} {:>8} {:>8} {:>6}",
-        "mode",
-        "c",
-        "A req/s",
-        "B req/s",
-        "B/A",
-        "cost",
-        "rounds med [min–max]",
-        "A p50",
-        "B p50",
-        "A p99",
-        "B p99",
-        "errors"
+        "mode                c   A req/s   B req/s     B/A    cost   rounds med [min–max]    A p50    B p50    A p99    B p99 errors"
     );
     for cell in cells {
         let (a, b) = (&cell.a, &cell.b);
@@ -213,21 +227,17 @@ fn print_cells(cells: &[Cell]) {
         rounds.sort_by(f64::total_cmp);
         let (min, max) = (rounds.first().copied().unwrap_or(0.0), rounds.last().copied().unwrap_or(0.0));
         let median = rounds.get(rounds.len() / 2).copied().unwrap_or(0.0);
+        let (mode, c, cost) = (cell.mode.label(), cell.concurrency, (1.0 - ratio) * 100.0);
+        let ms = |r: &CellResult, q: f64| r.quantile_ms(q);
         println!(
-            "{:<17} {:>3} {:>9.0} {:>9.0} {:>7.3} {:>6.1}% {:>8.3} [{:.3}–{:.3}] {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6}",
-            cell.mode.label(),
-            cell.concurrency,
+            "{mode:<17} {c:>3} {:>9.0} {:>9.0} {ratio:>7.3} {cost:>6.1}% {median:>8.3} [{min:.3}–{max:.3}] {:>8.3} {:>8.3} \
+             {:>8.3} {:>8.3} {:>6}",
             a.throughput(),
             b.throughput(),
-            ratio,
-            (1.0 - ratio) * 100.0,
-            median,
-            min,
-            max,
-            a.quantile_ms(0.5),
-            b.quantile_ms(0.5),
-            a.quantile_ms(0.99),
-            b.quantile_ms(0.99),
+            ms(a, 0.5),
+            ms(b, 0.5),
+            ms(a, 0.99),
+            ms(b, 0.99),
             a.errors + b.errors
         );
         for (name, result) in [("A", a), ("B", b)] {
@@ -237,15 +247,18 @@ fn print_cells(cells: &[Cell]) {
         }
     }
     println!("(latency in ms: whole answer non-streaming, first chunk streaming)");
+    println!("\nCPU per request of each daemon over its own windows (/proc/PID/stat, {ticks_per_sec} ticks/s):");
+    for cell in cells {
+        let per_request = |ticks: u64, r: &CellResult| ticks as f64 / ticks_per_sec * 1e6 / r.ok.max(1) as f64;
+        let (a, b) = (per_request(cell.cpu_ticks[0], &cell.a), per_request(cell.cpu_ticks[1], &cell.b));
+        let (mode, c, ratio) = (cell.mode.label(), cell.concurrency, b / a.max(f64::EPSILON));
+        println!("{mode:<17} {c:>3}   A {a:>7.1} µs   B {b:>7.1} µs   B − A {:>+7.1} µs   B/A {ratio:.3}", b - a);
+    }
     for cell in cells.iter().filter(|c| c.concurrency == 64) {
         let cost = 1.0 - cell.b.throughput() / cell.a.throughput().max(f64::EPSILON);
         let verdict = if cost < TARGET_COST { "met" } else { "NOT met" };
-        println!(
-            "throughput cost at c=64, {}: {:.1}% (target < {:.0}%: {verdict})",
-            cell.mode.label(),
-            cost * 100.0,
-            TARGET_COST * 100.0
-        );
+        let (mode, cost, target) = (cell.mode.label(), cost * 100.0, TARGET_COST * 100.0);
+        println!("throughput cost at c=64, {mode}: {cost:.1}% (target < {target:.0}%: {verdict})");
     }
 }
 

@@ -12,6 +12,9 @@
 //!
 //! The stand-in re-reads its values file on every NVML call, so A − B is the cost of the daemon's 8-GPU
 //! sampling code plus that file parsing, not of a real driver.
+#[path = "../proc_stat.rs"]
+mod proc_stat;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,7 @@ use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 use llmops_e2e::nvml::FakeNvml;
 use llmops_proto::v1 as pb;
 use llmops_proto::v1::telemetry_service_client::TelemetryServiceClient;
+use proc_stat::{clock_ticks, cpu_ticks};
 
 #[derive(Debug, Parser)]
 #[command(about = "CPU and memory cost of llmopsd's telemetry sampling with 8 stand-in GPUs against none")]
@@ -273,31 +277,11 @@ fn pid(daemon: &Daemon) -> anyhow::Result<u32> {
     daemon.pid().context("llmopsd exited")
 }
 
-/// utime + stime of a process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    // The command name in parentheses may hold spaces; fields after it start at field 3 (state).
-    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("no ')' in /proc/PID/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> anyhow::Result<u64> {
-        fields.get(n - 3).context("short /proc/PID/stat")?.parse().with_context(|| format!("field {n} of {path}"))
-    };
-    Ok(field(14)? + field(15)?)
-}
-
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).context("no VmRSS")?;
     line.trim().trim_end_matches("kB").trim().parse().context("VmRSS is not a number of kB")
-}
-
-/// Clock ticks per second of /proc/PID/stat (`getconf CLK_TCK`; sysconf would need unsafe code).
-fn clock_ticks() -> anyhow::Result<f64> {
-    let output = std::process::Command::new("getconf").arg("CLK_TCK").output().context("cannot run getconf")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.trim().parse::<f64>().with_context(|| format!("getconf CLK_TCK printed {text:?}"))
 }
 
 fn unix_ms() -> i64 {

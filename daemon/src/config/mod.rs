@@ -30,6 +30,8 @@ pub struct Config {
     pub resilience: ResilienceConfig,
     pub pricing: PricingConfig,
     pub rate_limits: RateLimitConfig,
+    pub drift: crate::drift::DriftConfig,
+    pub alerts: AlertsConfig,
     /// Spend limits (`[[budgets]]`), checked before each request and settled after it.
     pub budgets: Vec<crate::budget::BudgetConfig>,
     /// Engines by name. Kind `openai`: any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, hosted);
@@ -137,6 +139,26 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// Where alerts go besides the log, the gRPC API and llmopsctl; and the thresholds of the host rules.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// POSTed JSON on every alert raised, escalated, acknowledged or resolved.
+    pub webhooks: Vec<crate::alerts::WebhookConfig>,
+    /// GPU temperature that raises an alert (critical 10 degrees above).
+    pub gpu_temperature_celsius: u32,
+    /// Share of a GPU's memory in use that raises an alert.
+    pub gpu_memory_fraction: f64,
+    /// Restarts of a launched engine within ten minutes that raise an alert.
+    pub engine_restarts: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self { webhooks: Vec::new(), gpu_temperature_celsius: 85, gpu_memory_fraction: 0.95, engine_restarts: 3 }
+    }
+}
+
 /// Token buckets per API key (per tenant for requests without a key); 0 turns a limit off.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -221,6 +243,7 @@ impl Config {
             ));
         }
         crate::budget::specs_from_config(&self.budgets).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.drift.validate().map_err(ConfigError::Invalid)?;
         for (name, engine) in &self.engines {
             engine.validate(name)?;
         }
@@ -335,6 +358,8 @@ mod tests {
         assert_eq!(config.resilience, ResilienceConfig::default());
         assert_eq!(config.pricing, PricingConfig::default());
         assert_eq!(config.rate_limits, RateLimitConfig::default());
+        assert_eq!(config.drift, crate::drift::DriftConfig::default());
+        assert_eq!(config.alerts, AlertsConfig::default());
         let Some(EngineConfig::Openai(engine)) = config.engines.get("vllm") else {
             panic!("the example has an openai engine named vllm")
         };

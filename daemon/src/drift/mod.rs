@@ -1,8 +1,15 @@
-//! Drift detection statistics: pure functions with no I/O.
+//! Drift detection: notice when a model, prompt or host quietly changes behaviour.
 //!
 //! - [`stats`]: reference-vs-current window tests (Kolmogorov-Smirnov, Wasserstein, PSI, chi-square,
 //!   two-proportion z-test), checked against scipy values in `tests/fixtures/drift/`.
 //! - [`changepoint`]: online change-point detectors (Page-Hinkley, tabular CUSUM) that alert within tens of
 //!   requests of a shift in latency or output length.
+//! - [`monitor`]: per route, model and prompt version, the signals of each trace through those detectors.
+//! - [`runner`]: the detector thread, fed from the request path without blocking it.
 pub mod changepoint;
+pub mod monitor;
+pub mod runner;
 pub mod stats;
+
+pub use monitor::{DriftConfig, DriftEngine, Observation, Verdict};
+pub use runner::DriftMonitor;

@@ -6,6 +6,8 @@ pub mod request;
 mod stream;
 mod trace_guard;
 
+pub use trace_guard::Observers;
+
 pub use error::GatewayError;
 
 use crate::auth::{AuthError, Authenticator};
@@ -33,6 +35,8 @@ pub struct Gateway {
     pub recorder: Recorder,
     /// Request metrics and energy metering.
     pub telemetry: Arc<Telemetry>,
+    /// Request metrics, drift and alerts: what a finished request is shown to.
+    pub observers: Arc<Observers>,
     /// For `/metrics` (engine health).
     pub engines: Engines,
     /// API keys: who a request is from.
@@ -60,11 +64,13 @@ pub struct GatewayParts {
 }
 
 impl Gateway {
-    pub fn new(router: ModelRouter, recorder: Recorder, telemetry: Arc<Telemetry>, parts: GatewayParts) -> Self {
+    pub fn new(router: ModelRouter, recorder: Recorder, observers: Arc<Observers>, parts: GatewayParts) -> Self {
+        let telemetry = observers.telemetry.clone();
         Self {
             router,
             recorder,
             telemetry,
+            observers,
             engines: parts.engines,
             auth: parts.auth,
             admission: admission::Admission { budgets: parts.budgets, rate_limiter: parts.rate_limiter },

@@ -29,7 +29,7 @@ pub async fn handle(
 ) -> Response {
     let mut guard = TraceGuard::new(
         gateway.recorder.clone(),
-        gateway.telemetry.clone(),
+        gateway.observers.clone(),
         gateway.in_flight.clone(),
         endpoint.name(),
     );

@@ -1,7 +1,10 @@
 //! The trace under construction for one request. It is recorded exactly once: by `finish`, or, when the
 //! request's future is dropped because the client went away, by `Drop` as `cancelled`.
 use super::error::GatewayError;
+use crate::alerts::{AlertManager, Evidence, Raised, Severity};
+use crate::budget::BudgetAlert;
 use crate::budget::{Amount, Reservation};
+use crate::drift::DriftMonitor;
 use crate::pricing::Price;
 use crate::telemetry::{EnergyTicket, Telemetry};
 use crate::trace::{Attempt, Recorder, Trace, TraceStatus};
@@ -12,11 +15,39 @@ use std::time::Instant;
 /// nginx's code for "client closed request", recorded on cancelled traces.
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
+/// What watches finished requests besides the trace store.
+pub struct Observers {
+    pub telemetry: Arc<Telemetry>,
+    pub drift: Arc<DriftMonitor>,
+    pub alerts: AlertManager,
+}
+
+/// A budget crossed 80% or 100% of its limit in its current window.
+fn budget_alert(alert: &BudgetAlert) -> Raised {
+    let percent = (alert.threshold * 100.0).round();
+    let title = format!("budget {} at {percent}%", alert.budget);
+    Raised {
+        key: format!("budget:{}:{}:{percent}", alert.budget, alert.window_start),
+        rule: "budget".into(),
+        severity: if alert.threshold >= 1.0 { Severity::Critical } else { Severity::Warning },
+        message: format!("{title}: {:.4} used of {:.4} in the window", alert.used, alert.limit),
+        title,
+        evidence: Evidence {
+            statistic: "budget_used_fraction".into(),
+            value: alert.used / alert.limit.max(f64::MIN_POSITIVE),
+            threshold: alert.threshold,
+            ..Evidence::default()
+        },
+        labels: [("budget".to_string(), alert.budget.clone())].into(),
+    }
+}
+
 pub struct TraceGuard {
     trace: Option<Trace>,
     started: Instant,
     recorder: Recorder,
     telemetry: Arc<Telemetry>,
+    observers: Arc<Observers>,
     /// Set while the request runs on an engine whose GPUs are measured.
     energy: Option<EnergyTicket>,
     /// The route counted as in flight, once the request was routed.
@@ -29,7 +60,8 @@ pub struct TraceGuard {
 }
 
 impl TraceGuard {
-    pub fn new(recorder: Recorder, telemetry: Arc<Telemetry>, in_flight: Arc<AtomicU64>, endpoint: &str) -> Self {
+    pub fn new(recorder: Recorder, observers: Arc<Observers>, in_flight: Arc<AtomicU64>, endpoint: &str) -> Self {
+        let telemetry = observers.telemetry.clone();
         in_flight.fetch_add(1, Ordering::Relaxed);
         let trace = Trace {
             id: uuid::Uuid::now_v7().to_string(),
@@ -43,6 +75,7 @@ impl TraceGuard {
             started: Instant::now(),
             recorder,
             telemetry,
+            observers,
             energy: None,
             route_in_flight: None,
             reservation: None,
@@ -139,7 +172,9 @@ impl TraceGuard {
                 trace.cost_usd = Some(0.0);
             }
             self.telemetry.requests.observe_trace(&trace);
+            self.observers.drift.observe(&trace);
             let recorder = self.recorder.clone();
+            let alerts = self.observers.alerts.clone();
             let reservation = self.reservation.take();
             // Settled once the cost is known: for GPU engines, after the energy of the last interval is in.
             let finalize = move |trace: Trace| {
@@ -147,13 +182,7 @@ impl TraceGuard {
                     let actual =
                         Amount { usd: trace.cost_usd.unwrap_or(0.0), tokens: trace.input_tokens + trace.output_tokens };
                     for alert in reservation.settle(actual, crate::clock::unix_ms()) {
-                        tracing::warn!(
-                            budget = %alert.budget,
-                            threshold = alert.threshold,
-                            used = alert.used,
-                            limit = alert.limit,
-                            "budget threshold crossed"
-                        );
+                        alerts.raise(budget_alert(&alert));
                     }
                 }
                 recorder.finished(trace);

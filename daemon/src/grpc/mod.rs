@@ -1,6 +1,7 @@
 //! The gRPC API (`llmops.v1`) with server reflection and `grpc.health.v1`. By default on a Unix socket only
 //! the daemon's user can open (mode 0600); on TCP only when configured, and then every call needs the bearer
 //! token.
+pub mod alerts;
 pub mod budgets;
 mod convert;
 pub mod keys;
@@ -40,6 +41,7 @@ pub struct Apis {
     pub telemetry: telemetry::TelemetryApi,
     pub keys: keys::KeyApi,
     pub budgets: budgets::BudgetApi,
+    pub alerts: alerts::AlertApi,
 }
 
 /// A bound gRPC listener, not yet serving.
@@ -77,13 +79,15 @@ impl BoundGrpc {
 
     /// Serves until `shutdown` fires.
     pub async fn serve(self, apis: Apis, mut shutdown: Shutdown) -> Result<(), GrpcError> {
-        let Apis { traces: trace_api, status: status_api, telemetry: telemetry_api, keys: key_api, budgets } = apis;
+        let Apis { traces: trace_api, status: status_api, telemetry: telemetry_api, keys: key_api, budgets, alerts } =
+            apis;
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::trace_service_server::TraceServiceServer<traces::TraceApi>>().await;
         health.set_serving::<pb::status_service_server::StatusServiceServer<status::StatusApi>>().await;
         health.set_serving::<pb::telemetry_service_server::TelemetryServiceServer<telemetry::TelemetryApi>>().await;
         health.set_serving::<pb::key_service_server::KeyServiceServer<keys::KeyApi>>().await;
         health.set_serving::<pb::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>().await;
+        health.set_serving::<pb::alert_service_server::AlertServiceServer<alerts::AlertApi>>().await;
         let reflection = |builder: tonic_reflection::server::Builder<'static>| {
             builder
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -114,7 +118,8 @@ impl BoundGrpc {
             .add_service(pb::status_service_server::StatusServiceServer::new(status_api))
             .add_service(pb::telemetry_service_server::TelemetryServiceServer::new(telemetry_api))
             .add_service(pb::key_service_server::KeyServiceServer::new(key_api))
-            .add_service(pb::budget_service_server::BudgetServiceServer::new(budgets));
+            .add_service(pb::budget_service_server::BudgetServiceServer::new(budgets))
+            .add_service(pb::alert_service_server::AlertServiceServer::new(alerts));
         let stop = async move { shutdown.wait().await };
         let result = match self.listener {
             Listener::Unix(listener, path) => {

@@ -6,6 +6,7 @@ pub mod host;
 pub mod hub;
 pub mod model;
 pub mod requests;
+pub mod rules;
 pub mod sampler;
 pub mod scrape;
 

@@ -17,6 +17,8 @@ pub struct SamplerSettings {
     pub nvml_library: Option<PathBuf>,
     /// GPU indices each engine is configured to run on.
     pub engine_gpus: HashMap<String, Vec<u32>>,
+    /// GPU and engine alert rules, checked on every sample.
+    pub rules: Option<super::rules::HostRules>,
 }
 
 /// Samples until `shutdown` fires, then hands the energy meter's waiting traces on.
@@ -26,6 +28,7 @@ pub fn spawn(
     settings: SamplerSettings,
     mut shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
+    let mut settings = settings;
     tokio::spawn(async move {
         // Both samplers start lazily: NVML is loaded on the first tick, not at startup.
         let mut readers = Some((GpuSampler::new(settings.nvml_library), HostSampler::new()));
@@ -61,7 +64,11 @@ pub fn spawn(
             telemetry.set_engine_gpus(engine_gpus.clone());
             telemetry.energy.set_engine_gpus(engine_gpus);
             telemetry.energy.on_sample(&gpus.devices, at_unix_ms);
-            telemetry.publish(TelemetrySample { at_unix_ms, gpus, host: host_sample, engines: engine_samples });
+            let sample = TelemetrySample { at_unix_ms, gpus, host: host_sample, engines: engine_samples };
+            if let Some(rules) = settings.rules.as_mut() {
+                rules.check(&sample, &engines);
+            }
+            telemetry.publish(sample);
         }
         telemetry.energy.flush();
     })

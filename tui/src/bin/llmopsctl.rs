@@ -1,5 +1,6 @@
 //! `llmopsctl`: query a running llmopsd over gRPC (status, engines and their logs, recorded traces, one trace,
-//! live traces, GPU and host telemetry, request metrics, budgets) and manage its API keys.
+//! live traces, GPU and host telemetry, request metrics, budgets, alerts), manage its API keys and acknowledge
+//! alerts.
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -20,6 +21,8 @@ use tonic::Code;
 // Files of their own, outside src/bin/ itself where cargo would take them for other binaries.
 #[path = "llmopsctl/admin.rs"]
 mod admin;
+#[path = "llmopsctl/alerts.rs"]
+mod alerts;
 #[path = "llmopsctl/cli.rs"]
 mod cli;
 
@@ -33,7 +36,15 @@ enum Failure {
     /// No logs for that engine: llmopsd's message says whether it is unknown or not launched by llmopsd.
     NoEngineLogs(String),
     NoSuchKey(String),
-    /// llmopsd refused the request's arguments (INVALID_ARGUMENT): what was tried and llmopsd's reason.
+    /// No alert has this id, or starts or ends with it.
+    NoSuchAlert(String),
+    /// More than one alert's id starts or ends with `id`.
+    AmbiguousAlert {
+        id: String,
+        matches: Vec<String>,
+    },
+    /// llmopsd refused the request's arguments (INVALID_ARGUMENT, or FAILED_PRECONDITION for acknowledging a
+    /// resolved alert): what was tried and llmopsd's reason.
     Refused(String),
     WatchEnded(Box<tonic::Status>),
     /// llmopsd dropped this viewer after it fell this many updates behind.
@@ -73,6 +84,14 @@ impl Failure {
             Failure::NoSuchTrace(id) => (format!("no trace with id {id}"), 1),
             Failure::NoEngineLogs(message) | Failure::Refused(message) => (message, 1),
             Failure::NoSuchKey(id) => (format!("no API key with id {id} (see `llmopsctl keys list`)"), 1),
+            Failure::NoSuchAlert(id) => (format!("no alert with id {id} (see `llmopsctl alerts --state all`)"), 1),
+            Failure::AmbiguousAlert { id, matches } => {
+                let mut shown = matches.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+                if matches.len() > 3 {
+                    shown.push_str(", ...");
+                }
+                (format!("{} alerts match {id} ({shown}): give more of the id", matches.len()), 1)
+            }
             Failure::WatchEnded(status) => {
                 let code = status.code();
                 (format!("watch stream ended by llmopsd ({code:?}): {}", status.message()), 1)
@@ -245,6 +264,8 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
         }
         Command::Keys { command } => admin::keys(&daemon, command, cli.json, &mut out, rpc_failure).await?,
         Command::Budgets { watch } => admin::budgets(&daemon, *watch, cli.json, &mut out, rpc_failure).await?,
+        Command::Alerts(args) => alerts::alerts(&daemon, args, cli.json, &mut out, rpc_failure).await?,
+        Command::Alert { id } => alerts::show(&daemon, id, cli.json, &mut out, rpc_failure).await?,
     }
     out.flush()?;
     Ok(())

@@ -1,7 +1,8 @@
 //! Readable multi-section views: `llmopsctl status`, `llmopsctl engines`, `llmopsctl trace ID`,
-//! `llmopsctl gpus`, `llmopsctl metrics`, `llmopsctl keys` and `llmopsctl budgets`.
+//! `llmopsctl gpus`, `llmopsctl metrics`, `llmopsctl keys`, `llmopsctl budgets` and `llmopsctl alerts`.
 use std::fmt::Display;
 
+mod alerts;
 mod budgets;
 mod engines;
 mod gpus;
@@ -10,6 +11,10 @@ mod metrics;
 mod status;
 mod trace;
 
+pub use alerts::{
+    alert_watch_header, alert_watch_line, compact_number, evidence_summary, render_acknowledged, render_alert,
+    render_alerts, short_alert_id, webhooks_summary, NO_ALERTS,
+};
 pub use budgets::{budget_watch_header, budget_watch_lines, render_budgets, NO_BUDGETS};
 pub use engines::render_engines;
 pub use gpus::{gpu_watch_header, gpu_watch_lines, render_gpus};

@@ -11,7 +11,8 @@ use llmops_tui::when;
     name = "llmopsctl",
     version,
     about = "Query a running llmopsd: its status, engines and their logs, recorded traces, one trace, traces \
-             live, GPU and host telemetry, request metrics or budgets; manage its API keys",
+             live, GPU and host telemetry, request metrics, budgets or alerts; manage its API keys and \
+             acknowledge alerts",
     after_help = "Exit status: 0 on success, 1 when llmopsd answered with an error, \
                   2 for usage errors or when llmopsd cannot be reached."
 )]
@@ -25,8 +26,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "LLMOPS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 
-    /// Print JSON instead of text (one document; `watch`, `gpus --watch` and `budgets --watch` print one JSON
-    /// object per line)
+    /// Print JSON instead of text (one document; `watch`, `gpus --watch`, `budgets --watch` and
+    /// `alerts --watch` print one JSON object per line)
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -116,6 +117,88 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Alerts llmopsd raised (drift, budgets, engines, GPUs, SLOs, anomalies); `alerts ack ID` acknowledges one
+    ///
+    /// Firing first, then newest first. Without --state, only alerts that are not resolved: firing and
+    /// acknowledged ones (`--state all` adds resolved ones). One row per alert: the end of its id (enough for `llmopsctl alert ID` and
+    /// `llmopsctl alerts ack ID`), its state, severity (info, warning or critical), the rule that raised it,
+    /// its title, when it started (SINCE, local time), how often the rule raised it (COUNT: repeats of the
+    /// same condition fold into one alert), the evidence (the statistic, its value and how it compares with
+    /// the rule's threshold, e.g. "ks_p_value 0.0012 < 0.05") and its webhook notifications ("1/1 delivered",
+    /// "failed (3 tries)"; "-" without webhooks). `llmopsctl alert ID` shows everything about one alert.
+    Alerts(AlertsArgs),
+    /// Everything about one alert: its fields, message, labels, evidence and webhook deliveries
+    ///
+    /// The evidence shows the statistic against the rule's threshold, the sample counts and the summaries
+    /// (mean, percentiles, rates, ...) of the reference and current windows side by side, with the change
+    /// between them. Each webhook shows its last delivery: status, tries, when and the last error. Times are
+    /// local. Looks among the newest 1000 alerts, resolved ones included; exits 1 when no alert or more than
+    /// one matches ID.
+    Alert {
+        /// The alert's id, or any unique start or end of it (the ID column of `llmopsctl alerts` shows its end)
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub command: Option<AlertsCommand>,
+
+    /// Only alerts in this state [default: firing and acknowledged, i.e. all but resolved]
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub state: Option<AlertStateFilter>,
+
+    /// How many alerts to show at most
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+
+    /// Follow live instead: one line per alert raised, updated (raised again, or escalated), acknowledged or
+    /// resolved (time, event, id, severity, rule, title, evidence), until interrupted. Exits 1 if this viewer
+    /// falls behind and llmopsd drops it.
+    #[arg(long, conflicts_with_all = ["state", "limit"])]
+    pub watch: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Acknowledge an alert: someone is on it. It stays open, and folds repeats, until its rule resolves it
+    ///
+    /// Webhooks hear of the acknowledgement. Acknowledging an acknowledged alert changes nothing (the output
+    /// says who did it first). Exits 1 when no alert has that id or when it is already resolved.
+    Ack {
+        /// The alert's id, or any unique start or end of it (the ID column of `llmopsctl alerts`)
+        id: String,
+        /// Who acknowledges it, kept with the alert [default: $USER, else "llmopsctl"]
+        #[arg(long, value_name = "NAME", value_parser = parse_non_empty)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlertStateFilter {
+    /// Raised and not acknowledged
+    Firing,
+    /// Someone is on it; still open
+    Acknowledged,
+    /// Its condition cleared
+    Resolved,
+    /// Every state
+    All,
+}
+
+impl AlertStateFilter {
+    /// The ListAlerts states to ask for, in the order to show them ("" asks for every state).
+    pub fn states(filter: Option<Self>) -> &'static [&'static str] {
+        match filter {
+            None => &["firing", "acknowledged"],
+            Some(Self::Firing) => &["firing"],
+            Some(Self::Acknowledged) => &["acknowledged"],
+            Some(Self::Resolved) => &["resolved"],
+            Some(Self::All) => &[""],
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,6 +411,33 @@ mod tests {
         assert!(parse(&["keys", "revoke"]).is_err(), "the id is required");
         assert!(matches!(parse(&["budgets"]).expect("parses").command, Command::Budgets { watch: false }));
         assert!(matches!(parse(&["budgets", "--watch"]).expect("parses").command, Command::Budgets { watch: true }));
+    }
+
+    #[test]
+    fn alerts_take_filters_a_watch_flag_or_ack() {
+        let cli = parse(&["alerts"]).expect("parses");
+        let Command::Alerts(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
+        assert!(args.command.is_none() && !args.watch && args.limit == 100, "{args:?}");
+        assert_eq!(AlertStateFilter::states(args.state), ["firing", "acknowledged"]);
+        let cli = parse(&["alerts", "--state", "all", "--limit", "5", "--json"]).expect("parses");
+        let Command::Alerts(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
+        assert_eq!((AlertStateFilter::states(args.state), args.limit), (&[""][..], 5));
+        assert!(cli.json);
+        assert!(matches!(parse(&["alerts", "--watch"]).expect("parses").command, Command::Alerts(a) if a.watch));
+        let cli = parse(&["alerts", "ack", "a1e7", "--by", "alice"]).expect("parses");
+        let Command::Alerts(AlertsArgs { command: Some(AlertsCommand::Ack { id, by }), .. }) = cli.command else {
+            panic!("parsed as {:?}", cli.command)
+        };
+        assert_eq!((id.as_str(), by.as_deref()), ("a1e7", Some("alice")));
+        assert!(matches!(parse(&["alert", "a1e7"]).expect("parses").command, Command::Alert { id } if id == "a1e7"));
+        assert!(parse(&["alerts", "--state", "open"]).is_err());
+        assert!(parse(&["alerts", "--limit", "0"]).is_err());
+        assert!(parse(&["alerts", "--watch", "--state", "firing"]).is_err());
+        assert!(parse(&["alerts", "--watch", "--limit", "5"]).is_err());
+        assert!(parse(&["alerts", "--state", "all", "ack", "a1e7"]).is_err(), "list flags do not go with ack");
+        assert!(parse(&["alerts", "ack"]).is_err(), "the id is required");
+        assert!(parse(&["alerts", "ack", "a1e7", "--by", " "]).is_err(), "--by must not be blank");
+        assert!(parse(&["alert"]).is_err(), "the id is required");
     }
 
     #[test]

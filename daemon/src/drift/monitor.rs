@@ -1,0 +1,396 @@
+//! Drift per route, model and prompt version. Each key keeps a reference (its first `reference_size`
+//! requests: a new model or prompt version is a new key, so it gets a fresh reference) and compares
+//! tumbling windows of `window_size` later requests with it: numbers by Kolmogorov-Smirnov (reference up
+//! to `ks_max_reference`) or normed Wasserstein distance, rates by a two-proportion z-test. One check tests
+//! every signal, so the test level is Bonferroni-corrected over them; an alert needs `consecutive` drifted
+//! windows in a row and resolves at the first clean one. Latency and output length also feed CUSUM
+//! detectors, which alert on a sudden shift within tens of requests.
+use super::changepoint::{Cusum, CusumConfig};
+use super::stats;
+use crate::alerts::{Evidence, Raised, Severity, Summary};
+use crate::trace::{Trace, TraceStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    pub enabled: bool,
+    /// Requests that form a key's reference.
+    pub reference_size: usize,
+    /// Requests in each compared window.
+    pub window_size: usize,
+    /// Confidence of the statistical tests (Evidently's default 0.95), before the correction over signals.
+    pub confidence: f64,
+    /// Normed Wasserstein distance that counts as drift, for references above `ks_max_reference`.
+    pub distance_threshold: f64,
+    pub ks_max_reference: usize,
+    /// Drifted windows in a row before an alert.
+    pub consecutive: u32,
+    /// CUSUM decision interval on latency and output length, in standard deviations (0: off).
+    pub cusum_h: f64,
+    /// Answers matching one of these (case-insensitive substrings) count as refusals.
+    pub refusal_patterns: Vec<String>,
+    /// A prompt this many times the reference's p99 input tokens raises an input anomaly (0: off).
+    pub input_anomaly_factor: f64,
+}
+
+impl DriftConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.reference_size < 30 || self.window_size < 30 {
+            return Err(format!(
+                "drift.reference_size = {} and drift.window_size = {} must be at least 30",
+                self.reference_size, self.window_size
+            ));
+        }
+        if !(0.5..1.0).contains(&self.confidence) {
+            return Err(format!("drift.confidence = {} must be in [0.5, 1)", self.confidence));
+        }
+        if self.consecutive == 0 {
+            return Err("drift.consecutive must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reference_size: 500,
+            window_size: 200,
+            confidence: 0.95,
+            distance_threshold: 0.1,
+            ks_max_reference: 1000,
+            consecutive: 3,
+            cusum_h: 15.0,
+            refusal_patterns: [
+                "i'm sorry, but i can",
+                "i am sorry, but i can",
+                "i cannot help",
+                "i can't help",
+                "i can't assist",
+                "i cannot assist",
+                "i'm not able to",
+                "as an ai language model",
+            ]
+            .map(String::from)
+            .to_vec(),
+            input_anomaly_factor: 5.0,
+        }
+    }
+}
+
+const NUMERIC: [&str; 5] = ["output_tokens", "input_tokens", "ttft_ms", "latency_ms", "tokens_per_s"];
+const RATES: [&str; 4] = ["error_rate", "refusal_rate", "empty_rate", "length_finish_rate"];
+
+/// What drift looks at in one trace.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    pub route: String,
+    pub model: String,
+    pub prompt_version: String,
+    pub numbers: [Option<f64>; 5],
+    pub flags: [bool; 4],
+}
+
+impl Observation {
+    pub fn from_trace(trace: &Trace, config: &DriftConfig) -> Option<Self> {
+        if matches!(trace.status, TraceStatus::InFlight | TraceStatus::Rejected | TraceStatus::Cancelled) {
+            return None;
+        }
+        let ok = trace.status == TraceStatus::Ok;
+        let text = trace.response_text.to_lowercase();
+        let refusal = ok && config.refusal_patterns.iter().any(|p| text.contains(&p.to_lowercase()));
+        let generation_ms = trace.ttft_ms.map(|ttft| trace.latency_ms - ttft).filter(|ms| *ms > 0.0);
+        let tokens_per_s =
+            generation_ms.filter(|_| trace.output_tokens > 1).map(|ms| trace.output_tokens as f64 / ms * 1000.0);
+        Some(Self {
+            route: trace.route.clone(),
+            model: trace.model_served.clone(),
+            prompt_version: trace.prompt_version.clone(),
+            numbers: [
+                ok.then_some(trace.output_tokens as f64),
+                Some(trace.input_tokens as f64),
+                trace.ttft_ms.filter(|_| ok),
+                ok.then_some(trace.latency_ms),
+                tokens_per_s.filter(|_| ok),
+            ],
+            flags: [!ok, refusal, ok && trace.response_text.trim().is_empty(), ok && trace.finish_reason == "length"],
+        })
+    }
+}
+
+#[derive(Default)]
+struct Signal {
+    reference: Vec<f64>,
+    window: Vec<f64>,
+    /// Drifted windows in a row.
+    streak: u32,
+}
+
+#[derive(Default)]
+struct RateSignal {
+    reference: (u64, u64),
+    window: (u64, u64),
+    streak: u32,
+}
+
+struct KeyState {
+    seen: usize,
+    numbers: [Signal; 5],
+    rates: [RateSignal; 4],
+    /// On latency and output tokens.
+    cusum: [Cusum; 2],
+    input_p99: Option<f64>,
+}
+
+/// What one observation changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Raise(Box<Raised>),
+    Resolve { key: String, reason: String },
+}
+
+/// The detectors of every key; synchronous and deterministic (the daemon runs it on its own thread).
+pub struct DriftEngine {
+    config: DriftConfig,
+    keys: HashMap<(String, String, String), KeyState>,
+}
+
+impl DriftEngine {
+    pub fn new(config: DriftConfig) -> Self {
+        Self { config, keys: HashMap::new() }
+    }
+
+    pub fn config(&self) -> &DriftConfig {
+        &self.config
+    }
+
+    pub fn observe(&mut self, obs: &Observation) -> Vec<Verdict> {
+        let config = &self.config;
+        let id = (obs.route.clone(), obs.model.clone(), obs.prompt_version.clone());
+        let state = self.keys.entry(id).or_insert_with(|| KeyState {
+            seen: 0,
+            numbers: Default::default(),
+            rates: Default::default(),
+            // The baseline comes from the whole reference: a short warm-up misjudges skewed latencies.
+            cusum: [0, 1].map(|_| {
+                let warmup = config.reference_size.max(2) as u64;
+                Cusum::new(CusumConfig { h: config.cusum_h, warmup, ..CusumConfig::default() })
+            }),
+            input_p99: None,
+        });
+        let labels = BTreeMap::from([
+            ("route".to_string(), obs.route.clone()),
+            ("model".to_string(), obs.model.clone()),
+            ("prompt_version".to_string(), obs.prompt_version.clone()),
+        ]);
+        let key_of = |signal: &str| format!("drift:{}:{}:{}:{signal}", obs.route, obs.model, obs.prompt_version);
+        let mut verdicts = Vec::new();
+        let in_reference = state.seen < config.reference_size;
+        state.seen += 1;
+
+        if let (Some(p99), Some(input)) = (state.input_p99, obs.numbers[1]) {
+            if config.input_anomaly_factor > 0.0 && input > p99 * config.input_anomaly_factor {
+                verdicts.push(Verdict::Raise(Box::new(input_anomaly(
+                    obs,
+                    input,
+                    p99,
+                    config.input_anomaly_factor,
+                    labels.clone(),
+                ))));
+            }
+        }
+        if config.cusum_h > 0.0 {
+            for (detector, (index, name)) in state.cusum.iter_mut().zip([(3, "latency_ms"), (0, "output_tokens")]) {
+                let Some(x) = obs.numbers[index] else { continue };
+                // Latencies and lengths are right-skewed (roughly lognormal): on their logarithm the CUSUM's
+                // normal-theory false-alarm rate holds, and a shift by a factor is a shift by a constant.
+                let log_x = x.max(1e-3).ln();
+                // Read before the update: a detection resets the detector, baseline included.
+                let baseline = detector.baseline();
+                if detector.update(log_x) {
+                    let change = detector.last_change();
+                    let (log_mean, log_sigma) = baseline.unwrap_or((f64::NAN, f64::NAN));
+                    let (mean, sigma) = (log_mean.exp(), log_sigma);
+                    let evidence = Evidence {
+                        statistic: "cusum".into(),
+                        value: change.map_or(f64::NAN, |c| c.statistic),
+                        threshold: config.cusum_h,
+                        detail: format!(
+                            "{name} shifted {:?} from a baseline geometric mean of {mean:.1} (log sd {sigma:.2}); last value {x:.1}",
+                            change.map(|c| c.direction)
+                        ),
+                        ..Evidence::default()
+                    };
+                    verdicts.push(raise(key_of(&format!("{name}:shift")), name, "shift", evidence, labels.clone()));
+                }
+            }
+        }
+
+        for (signal, value) in state.numbers.iter_mut().zip(obs.numbers) {
+            let Some(value) = value else { continue };
+            if in_reference {
+                signal.reference.push(value)
+            } else {
+                signal.window.push(value)
+            }
+        }
+        for (rate, flag) in state.rates.iter_mut().zip(obs.flags) {
+            let side = if in_reference { &mut rate.reference } else { &mut rate.window };
+            side.0 += u64::from(flag);
+            side.1 += 1;
+        }
+        if state.seen == config.reference_size {
+            state.input_p99 = percentile(&state.numbers[1].reference, 0.99);
+        }
+        let window_full = !in_reference && (state.seen - config.reference_size).is_multiple_of(config.window_size);
+        if window_full {
+            verdicts.extend(check_window(state, config, &key_of, &labels));
+        }
+        verdicts
+    }
+}
+
+/// Compares the window that just filled with the reference, signal by signal, then starts the next window.
+fn check_window(
+    state: &mut KeyState,
+    config: &DriftConfig,
+    key_of: &dyn Fn(&str) -> String,
+    labels: &BTreeMap<String, String>,
+) -> Vec<Verdict> {
+    let alpha = (1.0 - config.confidence) / (NUMERIC.len() + RATES.len()) as f64;
+    let mut verdicts = Vec::new();
+    let mut judge = |streak: &mut u32, name: &str, drifted: Option<Evidence>| match drifted {
+        Some(evidence) => {
+            *streak += 1;
+            if *streak >= config.consecutive {
+                verdicts.push(raise(key_of(name), name, "distribution", evidence, labels.clone()));
+            }
+        }
+        None => {
+            if *streak >= config.consecutive {
+                verdicts.push(Verdict::Resolve {
+                    key: key_of(name),
+                    reason: "a later window matches the reference".into(),
+                });
+            }
+            *streak = 0;
+        }
+    };
+    for (signal, name) in state.numbers.iter_mut().zip(NUMERIC) {
+        let window = std::mem::take(&mut signal.window);
+        if signal.reference.len() < 30 || window.len() < 30 {
+            continue;
+        }
+        judge(&mut signal.streak, name, numeric_drift(&signal.reference, &window, config, alpha));
+    }
+    for (rate, name) in state.rates.iter_mut().zip(RATES) {
+        let window = std::mem::take(&mut rate.window);
+        // The z-test's normal approximation needs about 5 expected hits and misses in each window (the usual
+        // chi-square validity rule); rarer events are not judged yet.
+        let pooled = (rate.reference.0 + window.0) as f64 / (rate.reference.1 + window.1).max(1) as f64;
+        let expected = [rate.reference.1, window.1].map(|n| n as f64 * pooled.min(1.0 - pooled));
+        if expected.iter().any(|e| *e < 5.0) {
+            judge(&mut rate.streak, name, None);
+            continue;
+        }
+        let test = stats::two_proportion_z(rate.reference.0, rate.reference.1, window.0, window.1).ok();
+        let drifted = test.filter(|t| t.p_value < alpha).map(|t| Evidence {
+            statistic: "z_test_p_value".into(),
+            value: t.p_value,
+            threshold: alpha,
+            reference_n: rate.reference.1,
+            current_n: window.1,
+            detail: format!(
+                "{name} {:.3} in the reference, {:.3} now (z = {:.2})",
+                rate.reference.0 as f64 / rate.reference.1.max(1) as f64,
+                window.0 as f64 / window.1.max(1) as f64,
+                t.statistic
+            ),
+            ..Evidence::default()
+        });
+        judge(&mut rate.streak, name, drifted);
+    }
+    verdicts
+}
+
+fn numeric_drift(reference: &[f64], window: &[f64], config: &DriftConfig, alpha: f64) -> Option<Evidence> {
+    let (statistic, value, threshold, drifted) = if reference.len() <= config.ks_max_reference {
+        let ks = stats::ks_two_sample(reference, window).ok()?;
+        ("ks_p_value", ks.p_value, alpha, ks.p_value < alpha)
+    } else {
+        let distance = stats::wasserstein_normed(reference, window).ok()?;
+        ("wasserstein_normed", distance, config.distance_threshold, distance > config.distance_threshold)
+    };
+    drifted.then(|| Evidence {
+        statistic: statistic.into(),
+        value,
+        threshold,
+        reference: Some(summary(reference)),
+        current: Some(summary(window)),
+        reference_n: reference.len() as u64,
+        current_n: window.len() as u64,
+        detail: String::new(),
+    })
+}
+
+fn raise(key: String, signal: &str, kind: &str, evidence: Evidence, labels: BTreeMap<String, String>) -> Verdict {
+    let route = labels.get("route").cloned().unwrap_or_default();
+    let model = labels.get("model").cloned().unwrap_or_default();
+    let title = format!("{signal} {kind} drift on {route} ({model})");
+    let message = match (&evidence.reference, &evidence.current) {
+        (Some(r), Some(c)) => format!("{title}: mean {:.1} -> {:.1}, p95 {:.1} -> {:.1}", r.mean, c.mean, r.p95, c.p95),
+        _ => format!("{title}: {}", evidence.detail),
+    };
+    Verdict::Raise(Box::new(Raised {
+        key,
+        rule: "drift".into(),
+        severity: Severity::Warning,
+        title,
+        message,
+        evidence,
+        labels,
+    }))
+}
+
+fn input_anomaly(obs: &Observation, input: f64, p99: f64, factor: f64, labels: BTreeMap<String, String>) -> Raised {
+    let title = format!("unusually long prompt on {}", obs.route);
+    Raised {
+        key: format!("input_anomaly:{}:{}", obs.route, obs.model),
+        rule: "input_anomaly".into(),
+        severity: Severity::Warning,
+        message: format!("{title}: {input:.0} input tokens, over {factor} x the usual p99 of {p99:.0}"),
+        title,
+        evidence: Evidence {
+            statistic: "input_tokens".into(),
+            value: input,
+            threshold: p99 * factor,
+            detail: "a possible prompt injection or runaway loop".into(),
+            ..Evidence::default()
+        },
+        labels,
+    }
+}
+
+fn percentile(values: &[f64], q: f64) -> Option<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let last = sorted.len().checked_sub(1)?;
+    Some(sorted[((last as f64) * q).round() as usize])
+}
+
+fn summary(values: &[f64]) -> Summary {
+    let n = values.len();
+    Summary {
+        n: n as u64,
+        mean: values.iter().sum::<f64>() / n.max(1) as f64,
+        p50: percentile(values, 0.5).unwrap_or(f64::NAN),
+        p95: percentile(values, 0.95).unwrap_or(f64::NAN),
+    }
+}
+
+#[cfg(test)]
+#[path = "monitor_tests.rs"]
+mod tests;
