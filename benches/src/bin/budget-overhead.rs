@@ -2,8 +2,9 @@
 //! upstream. A is plain (one openai engine, no keys, no rate limits, no budgets); B is guarded (the same
 //! engine with a price, a required API key from the config, per-key rate limits too high to trigger, and six
 //! budgets that match every request and never run out). Non-streaming and streaming, at each concurrency;
-//! A and B take turns in `--rounds` short windows so drift of the machine hits both. Then checks that B's
-//! budgets counted every request it was sent.
+//! A and B take turns in `--rounds` short windows so drift of the machine hits both; reports requests/s,
+//! the throughput cost 1 − B/A, p50/p99 and each daemon's CPU time per request. Then checks over gRPC that
+//! B's budgets counted every request it was sent.
 //!
 //! ```text
 //! cargo build --release -p llmopsd -p llmops-e2e --bins && cargo build --release -p llmops-bench

@@ -103,27 +103,25 @@ impl Slot {
 
     pub(super) fn check(&self, estimate: Amount, now: i64) -> Option<Denied> {
         let spec = &self.spec;
-        let (full, usage) = match spec.limit {
+        let full = match spec.limit {
             _ if spec.action == Action::Alert => return None,
             // Free requests (local models priced at 0) never touch a USD budget.
             Limit::Usd(_) if estimate.usd == 0.0 => return None,
-            Limit::Usd(l) => (
-                self.used.usd + self.reserved.usd >= l,
-                format!("${:.4} used + ${:.4} reserved of ${l:.4}", self.used.usd, self.reserved.usd),
-            ),
-            Limit::Tokens(l) => (
-                self.used.tokens.saturating_add(self.reserved.tokens) >= l,
-                format!("{} tokens used + {} reserved of {l}", self.used.tokens, self.reserved.tokens),
-            ),
-            Limit::Requests(l) => (
-                self.requests + self.in_flight >= l,
-                format!("{} requests done + {} in flight of {l}", self.requests, self.in_flight),
-            ),
-            Limit::Concurrent(l) => (self.in_flight >= l, format!("{} requests in flight of {l}", self.in_flight)),
+            Limit::Usd(l) => self.used.usd + self.reserved.usd >= l,
+            Limit::Tokens(l) => self.used.tokens.saturating_add(self.reserved.tokens) >= l,
+            Limit::Requests(l) => self.requests + self.in_flight >= l,
+            Limit::Concurrent(l) => self.in_flight >= l,
         };
         if !full {
             return None;
         }
+        // Only a denial needs words: admitted requests (the common case) format nothing under the lock.
+        let usage = match spec.limit {
+            Limit::Usd(l) => format!("${:.4} used + ${:.4} reserved of ${l:.4}", self.used.usd, self.reserved.usd),
+            Limit::Tokens(l) => format!("{} tokens used + {} reserved of {l}", self.used.tokens, self.reserved.tokens),
+            Limit::Requests(l) => format!("{} requests done + {} in flight of {l}", self.requests, self.in_flight),
+            Limit::Concurrent(l) => format!("{} requests in flight of {l}", self.in_flight),
+        };
         let (resets_at, when) = match spec.limit {
             Limit::Concurrent(_) => (now + CONCURRENT_RETRY_MS, "frees up when a request in flight ends".to_string()),
             _ => {
