@@ -72,7 +72,7 @@ fn traces(args: &Args) -> Vec<Trace> {
 fn main() {
     let args = Args::parse();
     let traces = traces(&args);
-    let config = DriftConfig::default();
+    let config = DriftConfig::default().normalized();
 
     let metrics = RequestMetrics::new();
     let started = Instant::now();

@@ -29,13 +29,21 @@ pub struct DriftConfig {
     pub consecutive: u32,
     /// CUSUM decision interval on latency and output length, in standard deviations (0: off).
     pub cusum_h: f64,
-    /// Answers matching one of these (case-insensitive substrings) count as refusals.
+    /// Answers whose first 200 characters contain one of these (lower-case) count as refusals.
     pub refusal_patterns: Vec<String>,
     /// A prompt this many times the reference's p99 input tokens raises an input anomaly (0: off).
     pub input_anomaly_factor: f64,
 }
 
 impl DriftConfig {
+    /// Refusal patterns lower-cased once, as `Observation::from_trace` compares them.
+    pub fn normalized(mut self) -> Self {
+        for pattern in &mut self.refusal_patterns {
+            *pattern = pattern.to_lowercase();
+        }
+        self
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.reference_size < 30 || self.window_size < 30 {
             return Err(format!(
@@ -100,8 +108,9 @@ impl Observation {
             return None;
         }
         let ok = trace.status == TraceStatus::Ok;
-        let text = trace.response_text.to_lowercase();
-        let refusal = ok && config.refusal_patterns.iter().any(|p| text.contains(&p.to_lowercase()));
+        // Refusals start the answer; looking at its beginning keeps this cheap for long answers.
+        let head: String = trace.response_text.chars().take(200).collect::<String>().to_lowercase();
+        let refusal = ok && config.refusal_patterns.iter().any(|p| head.contains(p.as_str()));
         let generation_ms = trace.ttft_ms.map(|ttft| trace.latency_ms - ttft).filter(|ms| *ms > 0.0);
         let tokens_per_s =
             generation_ms.filter(|_| trace.output_tokens > 1).map(|ms| trace.output_tokens as f64 / ms * 1000.0);
@@ -155,12 +164,12 @@ pub enum Verdict {
 /// The detectors of every key; synchronous and deterministic (the daemon runs it on its own thread).
 pub struct DriftEngine {
     config: DriftConfig,
-    keys: HashMap<(String, String, String), KeyState>,
+    keys: HashMap<String, Vec<(String, String, KeyState)>>,
 }
 
 impl DriftEngine {
     pub fn new(config: DriftConfig) -> Self {
-        Self { config, keys: HashMap::new() }
+        Self { config: config.normalized(), keys: HashMap::new() }
     }
 
     pub fn config(&self) -> &DriftConfig {
@@ -169,23 +178,30 @@ impl DriftEngine {
 
     pub fn observe(&mut self, obs: &Observation) -> Vec<Verdict> {
         let config = &self.config;
-        let id = (obs.route.clone(), obs.model.clone(), obs.prompt_version.clone());
-        let state = self.keys.entry(id).or_insert_with(|| KeyState {
-            seen: 0,
-            numbers: Default::default(),
-            rates: Default::default(),
+        // By route, then a short list of (model, prompt version): found without allocating per trace.
+        let versions = match self.keys.get_mut(&obs.route) {
+            Some(versions) => versions,
+            None => self.keys.entry(obs.route.clone()).or_default(),
+        };
+        let position =
+            versions.iter().position(|(model, version, _)| *model == obs.model && *version == obs.prompt_version);
+        let position = position.unwrap_or_else(|| {
             // The baseline comes from the whole reference: a short warm-up misjudges skewed latencies.
-            cusum: [0, 1].map(|_| {
-                let warmup = config.reference_size.max(2) as u64;
-                Cusum::new(CusumConfig { h: config.cusum_h, warmup, ..CusumConfig::default() })
-            }),
-            input_p99: None,
+            let warmup = config.reference_size.max(2) as u64;
+            let cusum = [0, 1].map(|_| Cusum::new(CusumConfig { h: config.cusum_h, warmup, ..CusumConfig::default() }));
+            let state =
+                KeyState { seen: 0, numbers: Default::default(), rates: Default::default(), cusum, input_p99: None };
+            versions.push((obs.model.clone(), obs.prompt_version.clone(), state));
+            versions.len() - 1
         });
-        let labels = BTreeMap::from([
-            ("route".to_string(), obs.route.clone()),
-            ("model".to_string(), obs.model.clone()),
-            ("prompt_version".to_string(), obs.prompt_version.clone()),
-        ]);
+        let state = &mut versions[position].2;
+        let labels = || {
+            BTreeMap::from([
+                ("route".to_string(), obs.route.clone()),
+                ("model".to_string(), obs.model.clone()),
+                ("prompt_version".to_string(), obs.prompt_version.clone()),
+            ])
+        };
         let key_of = |signal: &str| format!("drift:{}:{}:{}:{signal}", obs.route, obs.model, obs.prompt_version);
         let mut verdicts = Vec::new();
         let in_reference = state.seen < config.reference_size;
@@ -198,7 +214,7 @@ impl DriftEngine {
                     input,
                     p99,
                     config.input_anomaly_factor,
-                    labels.clone(),
+                    labels(),
                 ))));
             }
         }
@@ -224,7 +240,7 @@ impl DriftEngine {
                         ),
                         ..Evidence::default()
                     };
-                    verdicts.push(raise(key_of(&format!("{name}:shift")), name, "shift", evidence, labels.clone()));
+                    verdicts.push(raise(key_of(&format!("{name}:shift")), name, "shift", evidence, labels()));
                 }
             }
         }
@@ -258,7 +274,7 @@ fn check_window(
     state: &mut KeyState,
     config: &DriftConfig,
     key_of: &dyn Fn(&str) -> String,
-    labels: &BTreeMap<String, String>,
+    labels: &dyn Fn() -> BTreeMap<String, String>,
 ) -> Vec<Verdict> {
     let alpha = (1.0 - config.confidence) / (NUMERIC.len() + RATES.len()) as f64;
     let mut verdicts = Vec::new();
@@ -266,7 +282,7 @@ fn check_window(
         Some(evidence) => {
             *streak += 1;
             if *streak >= config.consecutive {
-                verdicts.push(raise(key_of(name), name, "distribution", evidence, labels.clone()));
+                verdicts.push(raise(key_of(name), name, "distribution", evidence, labels()));
             }
         }
         None => {
@@ -318,7 +334,9 @@ fn check_window(
 
 fn numeric_drift(reference: &[f64], window: &[f64], config: &DriftConfig, alpha: f64) -> Option<Evidence> {
     let (statistic, value, threshold, drifted) = if reference.len() <= config.ks_max_reference {
-        let ks = stats::ks_two_sample(reference, window).ok()?;
+        // The asymptotic p-value (Stephens' correction): the exact one costs O(n*m) per test, most of the
+        // detectors' CPU, and decides the same at these sample sizes.
+        let ks = stats::ks_two_sample_with(reference, window, stats::KsMethod::Asymptotic).ok()?;
         ("ks_p_value", ks.p_value, alpha, ks.p_value < alpha)
     } else {
         let distance = stats::wasserstein_normed(reference, window).ok()?;

@@ -19,6 +19,7 @@ pub struct DriftMonitor {
 
 impl DriftMonitor {
     pub fn start(config: DriftConfig, alerts: AlertManager) -> Arc<Self> {
+        let config = config.normalized();
         if !config.enabled {
             return Arc::new(Self { config, queue: None, dropped: AtomicU64::new(0) });
         }
