@@ -9,7 +9,7 @@
  * (write a temporary file and rename it over the old one, so no call sees half a file). The file is
  * `fake_nvml.txt` in the directory this library was loaded from (found with dladdr), so every copy of the
  * library in its own directory has its own values; if that file does not exist, the path in the
- * environment variable FAKE_NVML_FILE is used instead.
+ * environment variable FAKE_NVML_FILE is used instead. Its contents are cached until the file changes (stat).
  *
  * Format: one `key value` per line (value = rest of the line, trimmed; the last line with a key wins, so a test
  * can append overrides); blank lines and `#` comments ignored.
@@ -45,6 +45,8 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -127,7 +129,7 @@ static const struct {
 };
 
 /* The values file: next to this library, else $FAKE_NVML_FILE. Empty string when there is none. */
-static void values_path(char *out, size_t len) {
+static void values_path(char *out, size_t len, struct stat *st) {
     Dl_info info;
     out[0] = '\0';
     if (dladdr((void *)values_path, &info) && info.dli_fname) {
@@ -136,48 +138,69 @@ static void values_path(char *out, size_t len) {
             snprintf(out, len, "%.*s/fake_nvml.txt", (int)(slash - info.dli_fname), info.dli_fname);
         else
             snprintf(out, len, "fake_nvml.txt");
-        FILE *probe = fopen(out, "r");
-        if (probe) {
-            fclose(probe);
+        if (stat(out, st) == 0)
             return;
-        }
     }
     const char *env = getenv("FAKE_NVML_FILE");
     snprintf(out, len, "%s", env ? env : "");
+    if (!out[0] || stat(out, st) != 0)
+        out[0] = '\0';
 }
 
-static FILE *open_values(void) {
-    char path[PATH_MAX];
-    values_path(path, sizeof path);
-    return path[0] ? fopen(path, "r") : NULL;
-}
+/* The file's contents, read again only when it changed (tests replace it by rename: a new inode). A real
+ * driver answers from memory; re-reading the file on every call made the stand-in dominate overhead
+ * benchmarks. */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *cache;
+static struct stat cached;
 
 /* Finds `key` (its last line) and copies its value into `out`. Returns 1 if found, 0 if not (or no file). */
 static int lookup(const char *key, char *out, size_t len) {
-    FILE *f = open_values();
-    if (!f)
+    char path[PATH_MAX];
+    struct stat st;
+    values_path(path, sizeof path, &st);
+    if (!path[0])
         return 0;
-    char line[16384];
+    pthread_mutex_lock(&cache_lock);
+    if (!cache || st.st_ino != cached.st_ino || st.st_dev != cached.st_dev || st.st_size != cached.st_size ||
+        st.st_mtim.tv_sec != cached.st_mtim.tv_sec || st.st_mtim.tv_nsec != cached.st_mtim.tv_nsec) {
+        FILE *f = fopen(path, "r");
+        char *text = f ? calloc((size_t)st.st_size + 1, 1) : NULL;
+        size_t got = text ? fread(text, 1, (size_t)st.st_size, f) : 0;
+        if (f)
+            fclose(f);
+        if (!text) {
+            pthread_mutex_unlock(&cache_lock);
+            return 0;
+        }
+        text[got] = '\0';
+        free(cache);
+        cache = text;
+        cached = st;
+    }
     int found = 0;
     size_t key_len = strlen(key);
-    while (fgets(line, sizeof line, f)) { /* to the end: the last line with the key wins */
-        char *p = line;
+    for (const char *line = cache; line && *line;) { /* to the end: the last line with the key wins */
+        const char *end = strchr(line, '\n');
+        const char *next = end ? end + 1 : line + strlen(line);
+        const char *p = line;
         while (*p == ' ' || *p == '\t')
             p++;
-        if (strncmp(p, key, key_len) != 0)
-            continue;
-        char *rest = p + key_len;
-        if (*rest != '\0' && *rest != ' ' && *rest != '\t' && *rest != '\n' && *rest != '\r')
-            continue; /* a longer key with this one as prefix */
-        while (*rest == ' ' || *rest == '\t')
-            rest++;
-        size_t n = strlen(rest);
-        while (n > 0 && (rest[n - 1] == '\n' || rest[n - 1] == '\r' || rest[n - 1] == ' ' || rest[n - 1] == '\t'))
-            n--;
-        snprintf(out, len, "%.*s", (int)n, rest);
-        found = 1;
+        if (strncmp(p, key, key_len) == 0) {
+            const char *rest = p + key_len;
+            if (rest == next || *rest == ' ' || *rest == '\t' || *rest == '\n' || *rest == '\r') {
+                while (rest < next && (*rest == ' ' || *rest == '\t'))
+                    rest++;
+                size_t n = (size_t)(next - rest);
+                while (n > 0 && (rest[n - 1] == '\n' || rest[n - 1] == '\r' || rest[n - 1] == ' ' || rest[n - 1] == '\t'))
+                    n--;
+                snprintf(out, len, "%.*s", (int)n, rest);
+                found = 1;
+            }
+        }
+        line = next;
     }
-    fclose(f);
+    pthread_mutex_unlock(&cache_lock);
     return found;
 }
 
@@ -257,14 +280,14 @@ static nvmlReturn_t device_string(nvmlDevice_t device, const char *field, char *
 
 static nvmlReturn_t init(void) {
     char value[64];
-    FILE *f = open_values();
-    if (!f) {
-        char path[PATH_MAX];
-        values_path(path, sizeof path);
-        fprintf(stderr, "fake_nvml: no values file (next to the library, or $FAKE_NVML_FILE='%s')\n", path);
+    char path[PATH_MAX];
+    struct stat st;
+    values_path(path, sizeof path, &st);
+    if (!path[0]) {
+        const char *env = getenv("FAKE_NVML_FILE");
+        fprintf(stderr, "fake_nvml: no values file (next to the library, or $FAKE_NVML_FILE='%s')\n", env ? env : "");
         return NVML_ERROR_UNKNOWN;
     }
-    fclose(f);
     if (lookup("init_error", value, sizeof value))
         return parse_code(value);
     __atomic_add_fetch(&init_count, 1, __ATOMIC_SEQ_CST);

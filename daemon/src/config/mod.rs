@@ -151,11 +151,31 @@ pub struct AlertsConfig {
     pub gpu_memory_fraction: f64,
     /// Restarts of a launched engine within ten minutes that raise an alert.
     pub engine_restarts: u64,
+    /// Seconds an engine may be unhealthy before an alert (0: off).
+    pub engine_down_secs: u64,
+    /// Latency SLO per route: p95 above this many milliseconds over `latency_slo_minutes` (0: off).
+    pub latency_p95_ms: f64,
+    /// 1, 5 or 60: the rolling window the SLO is judged on.
+    pub latency_slo_minutes: u32,
+    /// Share of failed requests per route over the last minute that raises an alert ...
+    pub error_rate: f64,
+    /// ... once that minute had at least this many requests.
+    pub error_rate_min_requests: u64,
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        Self { webhooks: Vec::new(), gpu_temperature_celsius: 85, gpu_memory_fraction: 0.95, engine_restarts: 3 }
+        Self {
+            webhooks: Vec::new(),
+            gpu_temperature_celsius: 85,
+            gpu_memory_fraction: 0.95,
+            engine_restarts: 3,
+            engine_down_secs: 60,
+            latency_p95_ms: 0.0,
+            latency_slo_minutes: 5,
+            error_rate: 0.2,
+            error_rate_min_requests: 20,
+        }
     }
 }
 
@@ -244,6 +264,12 @@ impl Config {
         }
         crate::budget::specs_from_config(&self.budgets).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.drift.validate().map_err(ConfigError::Invalid)?;
+        if ![1, 5, 60].contains(&self.alerts.latency_slo_minutes) {
+            return Err(ConfigError::Invalid(format!(
+                "alerts.latency_slo_minutes = {} must be 1, 5 or 60 (the rolling windows kept)",
+                self.alerts.latency_slo_minutes
+            )));
+        }
         for (name, engine) in &self.engines {
             engine.validate(name)?;
         }

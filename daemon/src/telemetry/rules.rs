@@ -16,11 +16,13 @@ pub struct HostRules {
     alerts: AlertManager,
     /// Per engine: the restart count seen at each sample in the window.
     restarts: HashMap<String, VecDeque<(Instant, u64)>>,
+    /// Per engine: since when it has been unhealthy.
+    down_since: HashMap<String, Instant>,
 }
 
 impl HostRules {
     pub fn new(config: AlertsConfig, alerts: AlertManager) -> Self {
-        Self { config, alerts, restarts: HashMap::new() }
+        Self { config, alerts, restarts: HashMap::new(), down_since: HashMap::new() }
     }
 
     pub fn check(&mut self, sample: &TelemetrySample, engines: &Engines) {
@@ -74,6 +76,28 @@ impl HostRules {
         }
         let now = Instant::now();
         for engine in engines.iter() {
+            let health = engine.health();
+            let down = health.health == crate::engine::Health::Unhealthy;
+            let since =
+                if down { Some(*self.down_since.entry(engine.name().to_string()).or_insert(now)) } else { None };
+            if !down {
+                self.down_since.remove(engine.name());
+            }
+            let limit = Duration::from_secs(self.config.engine_down_secs);
+            let long_down = since.filter(|s| self.config.engine_down_secs > 0 && now.duration_since(*s) >= limit);
+            let labels = BTreeMap::from([("engine".to_string(), engine.name().to_string())]);
+            self.rule(
+                format!("engine:{}:down", engine.name()),
+                long_down.map(|s| {
+                    let seconds = now.duration_since(s).as_secs_f64();
+                    let mut e = evidence("unhealthy_seconds", seconds, limit.as_secs_f64());
+                    e.detail = health.last_error.clone();
+                    (Severity::Critical, format!("engine {} down for {seconds:.0} s", engine.name()), e)
+                }),
+                &labels,
+            );
+        }
+        for engine in engines.iter() {
             let Some(process) = engine.process() else { continue };
             let seen = self.restarts.entry(engine.name().to_string()).or_default();
             seen.push_back((now, process.restarts));
@@ -92,6 +116,49 @@ impl HostRules {
                 }),
                 &labels,
             );
+        }
+    }
+
+    /// Latency SLO and error-rate spikes per route, from the rolling request windows.
+    pub fn check_requests(&mut self, windows: &[crate::telemetry::requests::RouteWindowStats]) {
+        let slo_secs = u64::from(self.config.latency_slo_minutes) * 60;
+        for window in windows.iter().filter(|w| !w.model.is_empty()) {
+            let labels = BTreeMap::from([
+                ("route".to_string(), window.route.clone()),
+                ("model".to_string(), window.model.clone()),
+            ]);
+            if window.window_secs == slo_secs && self.config.latency_p95_ms > 0.0 {
+                let p95 = window.latency.p95.filter(|p| *p > self.config.latency_p95_ms);
+                self.rule(
+                    format!("latency_slo:{}:{}", window.route, window.model),
+                    p95.map(|p95| {
+                        let title = format!(
+                            "{} p95 latency {p95:.0} ms over {} min",
+                            window.route, self.config.latency_slo_minutes
+                        );
+                        (Severity::Warning, title, evidence("p95_latency_ms", p95, self.config.latency_p95_ms))
+                    }),
+                    &labels,
+                );
+            }
+            if window.window_secs == 60 && self.config.error_rate > 0.0 {
+                let spiking = window.requests >= self.config.error_rate_min_requests
+                    && window.error_rate >= self.config.error_rate;
+                self.rule(
+                    format!("error_rate:{}:{}", window.route, window.model),
+                    spiking.then(|| {
+                        let title = format!(
+                            "{} failing: {:.0}% of the last minute's requests",
+                            window.route,
+                            window.error_rate * 100.0
+                        );
+                        let mut e = evidence("error_rate", window.error_rate, self.config.error_rate);
+                        e.current_n = window.requests;
+                        (Severity::Critical, title, e)
+                    }),
+                    &labels,
+                );
+            }
         }
     }
 

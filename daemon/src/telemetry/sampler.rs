@@ -67,6 +67,7 @@ pub fn spawn(
             let sample = TelemetrySample { at_unix_ms, gpus, host: host_sample, engines: engine_samples };
             if let Some(rules) = settings.rules.as_mut() {
                 rules.check(&sample, &engines);
+                rules.check_requests(&telemetry.requests.snapshot(at_unix_ms));
             }
             telemetry.publish(sample);
         }
