@@ -126,7 +126,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         println!("\nCPU per sample (slope between {} ms and {} ms):", slow.interval_ms, fast.interval_ms);
         println!("  A {per_a:.3} ms   B {per_b:.3} ms   A − B {:.3} ms (reading {} GPUs)", per_a - per_b, args.gpus);
         println!("  at 1 s: A {:.3}%, A − B {:.3}% of one core", per_a / 10.0, (per_a - per_b) / 10.0);
-        println!("  (the stand-in opens and scans its values file on every NVML call: most of A − B is that)");
+        println!("  (includes the stand-in library's own work per NVML call: an upper bound for a real driver)");
     }
     if let Some(phase) = phases.iter().find(|p| p.interval_ms == 1000) {
         let percent = phase.a.cpu_secs / phase.window_secs * 100.0;
