@@ -57,7 +57,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let specs = crate::budget::specs_from_config(&config.budgets).context("invalid [[budgets]]")?;
     let budgets = Ledger::open(&config.state_path(), specs).context("cannot open the budget ledger")?;
     // Spend is kept in memory on the request path and written here; a crash loses at most this much.
-    let budget_flusher = Flusher::start(budgets.clone(), Duration::from_secs(1));
+    let budget_flusher =
+        Flusher::start(budgets.clone(), Duration::from_secs(1)).context("cannot start the budget flush thread")?;
     let limits = &config.rate_limits;
     let parts = GatewayParts {
         engines: engines.clone(),
@@ -163,10 +164,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("telemetry sampler did not stop within 5 s");
     }
     telemetry.energy.flush();
+    // Its last flush saves what the drained requests spent.
     drop(budget_flusher);
-    if let Err(error) = budgets.flush() {
-        tracing::error!(%error, "budget counters not saved");
-    }
     engines.stop();
     stop_launched_trigger.fire();
     // All at once: each waits at most its SIGTERM grace, then kills its process group.

@@ -1,8 +1,7 @@
 //! Runs the real `llmopsctl keys ...` / `budgets` / `budgets --watch` against a fake KeyService and
 //! BudgetService on a Unix socket: text, JSON, and the exits for unknown keys, refused arguments and a viewer
 //! that fell behind.
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use llmops_proto::v1::budget_service_server::{BudgetService, BudgetServiceServer};
@@ -12,7 +11,10 @@ use llmops_proto::v1::{
     ListKeysRequest, ListKeysResponse, RevokeKeyRequest, WatchBudgetsRequest,
 };
 use serde_json::Value;
+use support::{failure, llmopsctl, stdout_json, stdout_text};
 use tonic::{Request, Response};
+
+mod support;
 
 const SECRET: &str = "sk-llmops-0123456789abcdef";
 
@@ -129,45 +131,10 @@ impl BudgetService for FakeDaemon {
 }
 
 async fn start_fake(name: &str, fake: FakeDaemon) -> PathBuf {
-    let socket = std::env::temp_dir().join(format!("llmopsctl-admin-{name}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&socket);
-    let listener = tokio::net::UnixListener::bind(&socket).expect("bind socket");
-    let server = tonic::transport::Server::builder()
-        .add_service(KeyServiceServer::new(fake.clone()))
-        .add_service(BudgetServiceServer::new(fake))
-        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener));
-    tokio::spawn(server);
-    socket
-}
-
-async fn llmopsctl(socket: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_llmopsctl"))
-        .arg("--connect")
-        .arg(format!("unix:{}", socket.display()))
-        .args(args)
-        .env_remove("LLMOPS_TOKEN")
-        .env_remove("LLMOPS_CONNECT")
-        .env("TZ", "UTC")
-        .output()
-        .await
-        .expect("run llmopsctl")
-}
-
-fn stdout_text(output: &Output) -> String {
-    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stdout_json(output: &Output) -> Value {
-    serde_json::from_str(&stdout_text(output)).expect("stdout is JSON")
-}
-
-/// A failed run: its exit status and its stderr, which must be one line.
-fn failure(output: &Output) -> (Option<i32>, String) {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(output.stdout.is_empty(), "{}", String::from_utf8_lossy(&output.stdout));
-    (output.status.code(), stderr)
+    support::serve(&format!("admin-{name}"), |server| {
+        server.add_service(KeyServiceServer::new(fake.clone())).add_service(BudgetServiceServer::new(fake))
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,7 @@
 //! Runs the real `llmopsctl alerts` / `alert ID` / `alerts ack ID` / `alerts --watch` against a fake
 //! AlertService on a Unix socket: text, JSON, ids given in part, and the exits for unknown, ambiguous and
 //! resolved alerts and for a viewer that fell behind.
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use llmops_proto::v1::alert_service_server::{AlertService, AlertServiceServer};
@@ -10,7 +9,10 @@ use llmops_proto::v1::{
     AckAlertRequest, Alert, AlertEvent, Delivery, Evidence, ListAlertsRequest, ListAlertsResponse, WatchAlertsRequest,
 };
 use serde_json::Value;
+use support::{failure, llmopsctl, llmopsctl_with_env, stdout_json, stdout_text};
 use tonic::{Request, Response};
+
+mod support;
 
 const AT: i64 = 1_717_000_000_000; // 2024-05-29 16:26:40 UTC
 const DRIFT_ID: &str = "0190b5a8-7c1e-7d3a-9f00-00000000a1e7";
@@ -143,52 +145,7 @@ impl AlertService for FakeDaemon {
 }
 
 async fn start_fake(name: &str, fake: FakeDaemon) -> PathBuf {
-    let socket = std::env::temp_dir().join(format!("llmopsctl-alerts-{name}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&socket);
-    let listener = tokio::net::UnixListener::bind(&socket).expect("bind socket");
-    let server = tonic::transport::Server::builder()
-        .add_service(AlertServiceServer::new(fake))
-        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener));
-    tokio::spawn(server);
-    socket
-}
-
-/// Runs llmopsctl with `USER` set to `user` (or unset).
-async fn llmopsctl_as(user: Option<&str>, socket: &Path, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_llmopsctl"));
-    command
-        .arg("--connect")
-        .arg(format!("unix:{}", socket.display()))
-        .args(args)
-        .env_remove("LLMOPS_TOKEN")
-        .env_remove("LLMOPS_CONNECT")
-        .env_remove("USER")
-        .env("TZ", "UTC");
-    if let Some(user) = user {
-        command.env("USER", user);
-    }
-    command.output().await.expect("run llmopsctl")
-}
-
-async fn llmopsctl(socket: &Path, args: &[&str]) -> Output {
-    llmopsctl_as(None, socket, args).await
-}
-
-fn stdout_text(output: &Output) -> String {
-    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stdout_json(output: &Output) -> Value {
-    serde_json::from_str(&stdout_text(output)).expect("stdout is JSON")
-}
-
-/// A failed run: its exit status and its stderr, which must be one line.
-fn failure(output: &Output) -> (Option<i32>, String) {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(output.stdout.is_empty(), "{}", String::from_utf8_lossy(&output.stdout));
-    (output.status.code(), stderr)
+    support::serve(&format!("alerts-{name}"), |server| server.add_service(AlertServiceServer::new(fake))).await
 }
 
 fn list_requests(fake: &FakeDaemon) -> Vec<(String, u32)> {
@@ -285,7 +242,8 @@ async fn alerts_ack_sends_the_full_id_and_who() {
     assert_eq!(acks(), [(DRIFT_ID.to_owned(), "alice".to_owned())]);
 
     // --by defaults to $USER, else "llmopsctl".
-    let json = stdout_json(&llmopsctl_as(Some("carol"), &socket, &["alerts", "ack", DRIFT_ID, "--json"]).await);
+    let json =
+        stdout_json(&llmopsctl_with_env(&socket, &["alerts", "ack", DRIFT_ID, "--json"], &[("USER", "carol")]).await);
     assert_eq!((&json["state"], &json["acknowledged_by"]), (&"acknowledged".into(), &"carol".into()));
     stdout_text(&llmopsctl(&socket, &["alerts", "ack", "a1e7"]).await);
     assert_eq!(acks(), [(DRIFT_ID.to_owned(), "carol".to_owned()), (DRIFT_ID.to_owned(), "llmopsctl".to_owned())]);

@@ -1,7 +1,6 @@
 //! Runs the real `llmopsctl` binary against a fake llmopsd on a Unix socket: JSON shapes, paging,
 //! the token header, exit statuses and the watch stream's error ending.
 use std::path::PathBuf;
-use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use llmops_proto::v1::status_service_server::{StatusService, StatusServiceServer};
@@ -12,7 +11,10 @@ use llmops_proto::v1::{
     ListTracesResponse, RouteStatus, Status, StoreStatus, Trace, TraceEvent, TraceStatus, WatchTracesRequest,
 };
 use serde_json::Value;
+use support::{llmopsctl, stdout_json};
 use tonic::{Request, Response};
+
+mod support;
 
 const TOKEN: &str = "t0ken";
 /// The fake answers at most this many traces per page, so `--limit 3` needs two pages.
@@ -127,33 +129,12 @@ impl StatusService for FakeDaemon {
 
 /// Serves the fake on a fresh socket for the rest of the test.
 async fn start_fake(name: &str) -> (PathBuf, FakeDaemon) {
-    let socket = std::env::temp_dir().join(format!("llmopsctl-{name}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&socket);
-    let listener = tokio::net::UnixListener::bind(&socket).expect("bind socket");
     let fake = FakeDaemon::default();
-    let server = tonic::transport::Server::builder()
-        .add_service(TraceServiceServer::new(fake.clone()))
-        .add_service(StatusServiceServer::new(fake.clone()))
-        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener));
-    tokio::spawn(server);
+    let socket = support::serve(name, |server| {
+        server.add_service(TraceServiceServer::new(fake.clone())).add_service(StatusServiceServer::new(fake.clone()))
+    })
+    .await;
     (socket, fake)
-}
-
-async fn llmopsctl(socket: &std::path::Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_llmopsctl"))
-        .arg("--connect")
-        .arg(format!("unix:{}", socket.display()))
-        .args(args)
-        .env_remove("LLMOPS_TOKEN")
-        .env_remove("LLMOPS_CONNECT")
-        .output()
-        .await
-        .expect("run llmopsctl")
-}
-
-fn stdout_json(output: &Output) -> Value {
-    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,6 @@
 //! Runs the real `llmopsctl gpus` / `gpus --watch` / `metrics` against a fake TelemetryService on a Unix
 //! socket: text, JSON, and the exit after a "you missed updates" message.
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 
 use llmops_proto::v1::telemetry_service_server::{TelemetryService, TelemetryServiceServer};
 use llmops_proto::v1::{
@@ -10,7 +9,10 @@ use llmops_proto::v1::{
     WatchTelemetryRequest,
 };
 use serde_json::Value;
+use support::{llmopsctl, stdout_text};
 use tonic::{Request, Response};
+
+mod support;
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -99,31 +101,8 @@ impl TelemetryService for FakeDaemon {
 }
 
 async fn start_fake(name: &str) -> PathBuf {
-    let socket = std::env::temp_dir().join(format!("llmopsctl-telemetry-{name}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&socket);
-    let listener = tokio::net::UnixListener::bind(&socket).expect("bind socket");
-    let server = tonic::transport::Server::builder()
-        .add_service(TelemetryServiceServer::new(FakeDaemon))
-        .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener));
-    tokio::spawn(server);
-    socket
-}
-
-async fn llmopsctl(socket: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_llmopsctl"))
-        .arg("--connect")
-        .arg(format!("unix:{}", socket.display()))
-        .args(args)
-        .env_remove("LLMOPS_TOKEN")
-        .env_remove("LLMOPS_CONNECT")
-        .output()
+    support::serve(&format!("telemetry-{name}"), |server| server.add_service(TelemetryServiceServer::new(FakeDaemon)))
         .await
-        .expect("run llmopsctl")
-}
-
-fn stdout_text(output: &Output) -> String {
-    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

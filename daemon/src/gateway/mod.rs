@@ -13,7 +13,6 @@ pub use error::GatewayError;
 use crate::auth::{AuthError, Authenticator};
 use crate::engine::Engines;
 use crate::router::Router as ModelRouter;
-use crate::telemetry::Telemetry;
 use crate::trace::Recorder;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -33,8 +32,6 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct Gateway {
     pub router: ModelRouter,
     pub recorder: Recorder,
-    /// Request metrics and energy metering.
-    pub telemetry: Arc<Telemetry>,
     /// Request metrics, drift and alerts: what a finished request is shown to.
     pub observers: Arc<Observers>,
     /// For `/metrics` (engine health).
@@ -65,11 +62,9 @@ pub struct GatewayParts {
 
 impl Gateway {
     pub fn new(router: ModelRouter, recorder: Recorder, observers: Arc<Observers>, parts: GatewayParts) -> Self {
-        let telemetry = observers.telemetry.clone();
         Self {
             router,
             recorder,
-            telemetry,
             observers,
             engines: parts.engines,
             auth: parts.auth,
@@ -138,7 +133,7 @@ pub fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<crate::aut
 
 /// Prometheus text exposition: request metrics (OpenTelemetry GenAI names), GPUs, host, engines, trace store.
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    let text = crate::export::gauges::render_all(&gateway.telemetry, &gateway.recorder, &gateway.engines);
+    let text = crate::export::gauges::render_all(&gateway.observers.telemetry, &gateway.recorder, &gateway.engines);
     ([(axum::http::header::CONTENT_TYPE, crate::export::prometheus::CONTENT_TYPE)], text).into_response()
 }
 

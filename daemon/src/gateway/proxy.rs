@@ -186,9 +186,9 @@ async fn forward(gateway: &Gateway, plan: Plan, mut request: ClientRequest, mut 
                 }
             };
             match attempt(plan.endpoint, target, &mut request, &mut guard).await {
-                Ok((upstream, attempt_start)) => {
+                Ok(answered) => {
                     permit.success(Instant::now());
-                    return answer(gateway, plan.endpoint, &request, target, guard, upstream, attempt_start).await;
+                    return answer(gateway, plan.endpoint, &request, target, guard, answered).await;
                 }
                 Err(error) => {
                     let fall_back = error.should_fall_back();
@@ -228,18 +228,28 @@ fn overloaded(gateway: &Gateway, target: &Target) -> Option<String> {
         }
     }
     let limit = target.max_gpu_memory_fraction?;
-    let used = gateway.telemetry.gpu_memory_fraction(target.engine.name())?;
+    let used = gateway.observers.telemetry.gpu_memory_fraction(target.engine.name())?;
     (used > limit).then(|| format!("GPU memory {:.0}% in use (max_gpu_memory_fraction = {limit})", used * 100.0))
 }
 
-/// One call to one engine, recorded as an attempt on the trace; returns the answer and when the attempt began.
+/// An engine's answer, and when the attempt that got it began.
+struct Answered {
+    upstream: Answer,
+    /// Milliseconds after the request arrived, for the trace.
+    start_offset_ms: f64,
+    /// The request timeout counts from here.
+    started: Instant,
+}
+
+/// One call to one engine, recorded as an attempt on the trace.
 async fn attempt(
     endpoint: Endpoint,
     target: &Target,
     request: &mut ClientRequest,
     guard: &mut TraceGuard,
-) -> Result<(Answer, f64), UpstreamError> {
+) -> Result<Answered, UpstreamError> {
     let engine = &target.engine;
+    let started = Instant::now();
     let attempt_start = guard.elapsed_ms();
     guard.push_attempt(Attempt {
         engine: engine.name().to_string(),
@@ -257,7 +267,7 @@ async fn attempt(
             if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
                 attempt.upstream_status = upstream.status;
             }
-            Ok((upstream, attempt_start))
+            Ok(Answered { upstream, start_offset_ms: attempt_start, started })
         }
         Err(error) => {
             let latency = guard.elapsed_ms() - attempt_start;
@@ -281,10 +291,10 @@ async fn answer(
     request: &ClientRequest,
     target: &Target,
     guard: TraceGuard,
-    upstream: Answer,
-    attempt_start: f64,
+    answered: Answered,
 ) -> Response {
-    let deadline = Instant::now() + target.engine.request_timeout();
+    let Answered { upstream, start_offset_ms: attempt_start, started } = answered;
+    let deadline = started + target.engine.request_timeout();
     let closing = gateway.closing.clone();
     let mut response = if request.stream {
         stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline, closing)

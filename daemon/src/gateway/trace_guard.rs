@@ -46,7 +46,6 @@ pub struct TraceGuard {
     trace: Option<Trace>,
     started: Instant,
     recorder: Recorder,
-    telemetry: Arc<Telemetry>,
     observers: Arc<Observers>,
     /// Set while the request runs on an engine whose GPUs are measured.
     energy: Option<EnergyTicket>,
@@ -61,7 +60,6 @@ pub struct TraceGuard {
 
 impl TraceGuard {
     pub fn new(recorder: Recorder, observers: Arc<Observers>, in_flight: Arc<AtomicU64>, endpoint: &str) -> Self {
-        let telemetry = observers.telemetry.clone();
         in_flight.fetch_add(1, Ordering::Relaxed);
         let trace = Trace {
             id: uuid::Uuid::now_v7().to_string(),
@@ -74,7 +72,6 @@ impl TraceGuard {
             trace: Some(trace),
             started: Instant::now(),
             recorder,
-            telemetry,
             observers,
             energy: None,
             route_in_flight: None,
@@ -121,7 +118,7 @@ impl TraceGuard {
     /// Counts the request as in flight on `route` until it ends.
     pub fn enter_route(&mut self, route: &str) {
         if self.route_in_flight.is_none() {
-            self.telemetry.requests.started(route);
+            self.observers.telemetry.requests.started(route);
             self.route_in_flight = Some(route.to_string());
         }
     }
@@ -130,7 +127,7 @@ impl TraceGuard {
     /// a failed attempt goes on adding to the same share.
     pub fn meter_energy(&mut self, engine: &str) {
         if self.energy.is_none() {
-            self.energy = self.telemetry.energy.begin(engine);
+            self.energy = self.observers.telemetry.energy.begin(engine);
         }
     }
 
@@ -171,7 +168,7 @@ impl TraceGuard {
             if trace.cost_usd.is_none() && self.energy.is_none() {
                 trace.cost_usd = Some(0.0);
             }
-            self.telemetry.requests.observe_trace(&trace);
+            self.observers.telemetry.requests.observe_trace(&trace);
             self.observers.drift.observe(&trace);
             let recorder = self.recorder.clone();
             let alerts = self.observers.alerts.clone();
@@ -189,7 +186,7 @@ impl TraceGuard {
             };
             match self.energy.take() {
                 // Written after the next sample, with its share of the energy used until it ended.
-                Some(ticket) => self.telemetry.energy.finish(ticket, trace, Box::new(finalize)),
+                Some(ticket) => self.observers.telemetry.energy.finish(ticket, trace, Box::new(finalize)),
                 None => finalize(trace),
             }
         }
@@ -208,7 +205,7 @@ impl Drop for TraceGuard {
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some(route) = self.route_in_flight.take() {
-            self.telemetry.requests.finished(&route);
+            self.observers.telemetry.requests.finished(&route);
         }
     }
 }
