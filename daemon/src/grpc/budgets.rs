@@ -61,6 +61,20 @@ fn snapshot(budgets: &Ledger) -> (i64, Vec<pb::Budget>) {
     (now, budgets.usage(now).iter().map(budget_to_proto).collect())
 }
 
+/// Budgets whose spend or holds differ from what was sent (all of them before anything was sent). Burn rates
+/// drift every second; an update is for a change in what was spent or held.
+fn changed_since(sent: Option<&[pb::Budget]>, now: &[pb::Budget]) -> Vec<pb::Budget> {
+    now.iter()
+        .filter(|b| {
+            sent.and_then(|sent| sent.iter().find(|p| p.name == b.name)).is_none_or(|p| {
+                (p.used, p.reserved, p.in_flight, p.window_start_unix_ms)
+                    != (b.used, b.reserved, b.in_flight, b.window_start_unix_ms)
+            })
+        })
+        .cloned()
+        .collect()
+}
+
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::BudgetUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -83,7 +97,9 @@ impl pb::budget_service_server::BudgetService for BudgetApi {
         let budgets = self.budgets.clone();
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let mut previous: Vec<pb::Budget> = Vec::new();
+            // What the viewer was last sent: each update carries every change since, so one it could not
+            // take is folded into the next instead of lost.
+            let mut delivered: Option<Vec<pb::Budget>> = None;
             let mut ticker = tokio::time::interval(WATCH_EVERY);
             let mut missed = 0u64;
             loop {
@@ -93,24 +109,16 @@ impl pb::budget_service_server::BudgetService for BudgetApi {
                     _ = sender.closed() => break,
                 }
                 let (at_unix_ms, now) = snapshot(&budgets);
-                // Burn rates drift every second; an update is for a change in what was spent or held.
-                let changed: Vec<pb::Budget> = now
-                    .iter()
-                    .filter(|b| {
-                        previous.iter().find(|p| p.name == b.name).is_none_or(|p| {
-                            (p.used, p.reserved, p.in_flight, p.window_start_unix_ms)
-                                != (b.used, b.reserved, b.in_flight, b.window_start_unix_ms)
-                        })
-                    })
-                    .cloned()
-                    .collect();
-                previous = now;
-                if changed.is_empty() && at_unix_ms != 0 && missed == 0 && !previous.is_empty() {
+                let changed = changed_since(delivered.as_deref(), &now);
+                if delivered.is_some() && changed.is_empty() {
                     continue;
                 }
                 match sender.try_send(Ok(pb::BudgetUpdate { at_unix_ms, budgets: changed, missed: 0 })) {
-                    Ok(()) => {}
-                    // A viewer that does not read is dropped, told how many updates it missed.
+                    Ok(()) => {
+                        delivered = Some(now);
+                        missed = 0;
+                    }
+                    // A viewer that stops reading is dropped, told how many updates it missed.
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         missed += 1;
                         if missed >= WATCH_BACKLOG as u64 {
@@ -123,5 +131,20 @@ impl pb::budget_service_server::BudgetService for BudgetApi {
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_budgets_whose_spend_changed_are_sent_again() {
+        let budget = |name: &str, used: f64| pb::Budget { name: name.into(), used, ..pb::Budget::default() };
+        let sent = vec![budget("a", 1.0), budget("b", 2.0)];
+        assert_eq!(changed_since(None, &sent).len(), 2, "everything first");
+        let now = vec![budget("a", 1.0), budget("b", 2.5)];
+        assert_eq!(changed_since(Some(&sent), &now), vec![budget("b", 2.5)]);
+        assert!(changed_since(Some(&now), &now).is_empty());
     }
 }
