@@ -16,5 +16,6 @@ pub mod pricing;
 pub mod resilience;
 pub mod router;
 pub mod shutdown;
+pub mod state_db;
 pub mod telemetry;
 pub mod trace;

@@ -5,7 +5,6 @@
 use super::model::{Alert, AlertError, AlertFilter, AlertState, DeliveryStatus, Severity};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
-use std::time::Duration;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
@@ -115,18 +114,10 @@ fn to_json<T: serde::Serialize>(id: &str, what: &str, value: &T) -> Result<Strin
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, AlertError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| AlertError::CreateDir { path: dir.to_path_buf(), source })?;
-        }
-        let open = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(path)?;
-            conn.busy_timeout(Duration::from_secs(5))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.execute_batch(SCHEMA)?;
-            Ok(conn)
-        };
-        let conn = open().map_err(|source| AlertError::Open { path: path.to_path_buf(), source })?;
+        let conn = crate::state_db::open(path, SCHEMA).map_err(|error| match error {
+            crate::state_db::OpenError::CreateDir { path, source } => AlertError::CreateDir { path, source },
+            crate::state_db::OpenError::Open { path, source } => AlertError::Open { path, source },
+        })?;
         Ok(Store { conn })
     }
 

@@ -48,19 +48,10 @@ fn to_i64(v: u64) -> i64 {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, BudgetError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| BudgetError::CreateDir { path: dir.to_path_buf(), source })?;
-        }
-        let open = || -> rusqlite::Result<Connection> {
-            let conn = Connection::open(path)?;
-            conn.busy_timeout(Duration::from_secs(5))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.execute_batch(SCHEMA)?;
-            Ok(conn)
-        };
-        let conn = open().map_err(|source| BudgetError::Open { path: path.to_path_buf(), source })?;
+        let conn = crate::state_db::open(path, SCHEMA).map_err(|error| match error {
+            crate::state_db::OpenError::CreateDir { path, source } => BudgetError::CreateDir { path, source },
+            crate::state_db::OpenError::Open { path, source } => BudgetError::Open { path, source },
+        })?;
         Ok(Store { conn })
     }
 
