@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what llmops needs beyond a Rust toolchain: the system packages that build llama.cpp (cmake, and
-# libclang for bindgen), and the Python test clients (openai, grpcio) in .venv. Idempotent; safe to run again. `--bench` also installs nginx (the one-hop proxy baseline of the benchmark)
+# libclang for bindgen) and tmux (the console's end-to-end test), and the Python test clients (openai, grpcio) in .venv. Idempotent; safe to run again. `--bench` also installs nginx (the one-hop proxy baseline of the benchmark)
 # and wrk (the independent load generator of benches/wrk-crosscheck.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,11 +16,12 @@ apt_install() {
 
 # The embedded engine builds llama.cpp from source: cmake drives it, bindgen needs libclang.
 missing=()
-for package in cmake libclang1-14 libclang-common-14-dev; do
+# tmux runs llmops-top in a real terminal for its end-to-end test.
+for package in cmake libclang1-14 libclang-common-14-dev tmux; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]} (to build llama.cpp)"
+  echo "setup: installing ${missing[*]} (to build llama.cpp and test the console)"
   apt_install "${missing[@]}"
 fi
 

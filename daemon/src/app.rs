@@ -96,7 +96,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     settings.rules = Some(HostRules::new(config.alerts.clone(), alerts.clone()));
     let sampler_task = sampler::spawn(telemetry.clone(), engines.clone(), settings, stop_sampling);
     let telemetry_api = TelemetryApi::new(telemetry.clone(), shutdown_signal.clone());
-    let trace_api = TraceApi::new(reader_store.clone(), recorder.clone(), shutdown_signal.clone());
+    let replayer = crate::grpc::replay::Replayer::new(gateway.clone(), reader_store.clone(), recorder.clone());
+    let trace_api = TraceApi::new(reader_store.clone(), recorder.clone(), shutdown_signal.clone(), replayer);
     let status_api = StatusApi {
         started,
         started_at_unix_ms,

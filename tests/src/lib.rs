@@ -1,5 +1,7 @@
 //! Support for llmops end-to-end tests and benchmarks: a controllable fake OpenAI-compatible upstream
-//! ([`fake_upstream`]) and a harness that runs the real `llmopsd` binary ([`daemon`]).
+//! ([`fake_upstream`]), a harness that runs the real `llmopsd` binary ([`daemon`]) and a private tmux for the
+//! console ([`tmux`]).
 pub mod daemon;
 pub mod fake_upstream;
 pub mod nvml;
+pub mod tmux;

@@ -6,6 +6,8 @@ pub mod request;
 mod stream;
 mod trace_guard;
 
+pub use proxy::Caller;
+pub use stream::{SseSplitter, StreamSummary};
 pub use trace_guard::Observers;
 
 pub use error::GatewayError;
@@ -95,15 +97,26 @@ pub fn http_router(gateway: Arc<Gateway>) -> axum::Router {
 type Body = Result<Bytes, BytesRejection>;
 
 async fn chat_completions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    proxy::handle(gateway, Endpoint::ChatCompletions, headers, body).await
+    proxy::handle(gateway, Endpoint::ChatCompletions, Caller::Client, headers, body).await
 }
 
 async fn completions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    proxy::handle(gateway, Endpoint::Completions, headers, body).await
+    proxy::handle(gateway, Endpoint::Completions, Caller::Client, headers, body).await
 }
 
 async fn embeddings(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    proxy::handle(gateway, Endpoint::Embeddings, headers, body).await
+    proxy::handle(gateway, Endpoint::Embeddings, Caller::Client, headers, body).await
+}
+
+/// Runs a request in-process as if it had come over HTTP (replay): same routing, budgets, fallbacks and trace.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    endpoint: Endpoint,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    proxy::handle(gateway, endpoint, caller, headers, Ok(body)).await
 }
 
 async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {

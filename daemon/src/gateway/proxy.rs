@@ -21,9 +21,19 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Who a request is from.
+pub enum Caller {
+    /// An HTTP client, known by its API key.
+    Client,
+    /// A re-run of a recorded trace (asked for over the authenticated gRPC API), on behalf of the original's
+    /// tenant so its budgets and limits apply.
+    Replay { principal: Principal, replay_of: String },
+}
+
 pub async fn handle(
     gateway: Arc<Gateway>,
     endpoint: Endpoint,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -34,7 +44,14 @@ pub async fn handle(
         endpoint.name(),
     );
     let request_id = guard.id().to_string();
-    let prepared = super::authenticate(&gateway, &headers).and_then(|principal| {
+    let principal = match caller {
+        Caller::Client => super::authenticate(&gateway, &headers),
+        Caller::Replay { principal, replay_of } => {
+            guard.trace_mut().replay_of = replay_of;
+            Ok(principal)
+        }
+    };
+    let prepared = principal.and_then(|principal| {
         guard.trace_mut().tenant = principal.tenant.clone();
         let (request, targets) = prepare(&gateway, endpoint, &headers, body, &mut guard)?;
         let estimate = Estimate::of(&request);

@@ -206,6 +206,7 @@ fn fill_trace(guard: &mut TraceGuard, seen: StreamSummary, attempt_start: f64, e
     }
     trace.response_text = seen.text;
     trace.chunk_offsets_ms = seen.chunk_offsets_ms;
+    trace.chunk_chars = seen.chunk_chars;
 }
 
 /// Splits a byte stream into SSE events (the text between blank lines), across chunk boundaries.
@@ -302,6 +303,8 @@ pub struct StreamSummary {
     pub model: Option<String>,
     pub content_chunks: u64,
     pub chunk_offsets_ms: Vec<f64>,
+    /// Characters each of those chunks added to `text`.
+    pub chunk_chars: Vec<u32>,
     pub done: bool,
     /// The start of the first data event that was not JSON: the stream is broken, not an answer.
     pub invalid: Option<String>,
@@ -346,6 +349,7 @@ impl StreamSummary {
             self.text.push_str(content);
             self.content_chunks += 1;
             self.chunk_offsets_ms.push(offset_ms);
+            self.chunk_chars.push(u32::try_from(content.chars().count()).unwrap_or(u32::MAX));
         }
         if let Some(reason) = &choice.finish_reason {
             self.finish_reason = Some(reason.to_string());
@@ -388,6 +392,7 @@ mod tests {
         assert!(summary.observe("data: [DONE]", 5.0, false));
         assert_eq!(summary.text, "Hi there");
         assert_eq!(summary.chunk_offsets_ms, [2.0, 3.5]);
+        assert_eq!(summary.chunk_chars, [2, 6]);
         assert_eq!(summary.usage, Some((4, 2)));
         assert_eq!(summary.finish_reason.as_deref(), Some("stop"));
         assert_eq!(summary.model.as_deref(), Some("m"));

@@ -172,6 +172,7 @@ impl TraceGuard {
             self.observers.drift.observe(&trace);
             let recorder = self.recorder.clone();
             let alerts = self.observers.alerts.clone();
+            let observers = self.observers.clone();
             let reservation = self.reservation.take();
             // Settled once the cost is known: for GPU engines, after the energy of the last interval is in.
             let finalize = move |trace: Trace| {
@@ -182,6 +183,7 @@ impl TraceGuard {
                         alerts.raise(budget_alert(&alert));
                     }
                 }
+                observers.telemetry.requests.observe_cost(&trace);
                 recorder.finished(trace);
             };
             match self.energy.take() {

@@ -80,6 +80,8 @@ pub fn trace_to_proto(t: &Trace, include_bodies: bool) -> pb::Trace {
         response_chars: t.response_chars,
         attempts: t.attempts.iter().map(attempt_to_proto).collect(),
         chunk_offsets_ms: if include_bodies { t.chunk_offsets_ms.clone() } else { Vec::new() },
+        chunk_chars: if include_bodies { t.chunk_chars.clone() } else { Vec::new() },
+        replay_of: t.replay_of.clone(),
         cost_usd: t.cost_usd,
         energy_joules: t.energy_joules,
     }

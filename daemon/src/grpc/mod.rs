@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod budgets;
 mod convert;
 pub mod keys;
+pub mod replay;
 pub mod status;
 pub mod telemetry;
 pub mod traces;

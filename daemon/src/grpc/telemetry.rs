@@ -224,6 +224,8 @@ fn window_to_proto(w: &RouteWindowStats) -> pb::RouteWindow {
         ttft_ms: Some(percentiles_to_proto(&w.ttft)),
         inter_token_ms: Some(percentiles_to_proto(&w.inter_token)),
         output_tokens_per_second: w.output_tokens_per_s,
+        cost_usd: w.cost_usd,
+        cost_usd_per_hour: w.cost_usd_per_hour,
         in_flight: w.in_flight,
     }
 }

@@ -1,5 +1,6 @@
 //! `llmops.v1.TraceService`: queries over the store and the live trace stream.
 use super::convert::{event_kind_to_proto, status_from_proto, trace_to_proto};
+use super::replay::{ReplayEvents, Replayer};
 use crate::shutdown::Shutdown;
 use crate::trace::{Recorder, Store, StoreError, TraceQuery};
 use futures::Stream;
@@ -16,11 +17,12 @@ pub struct TraceApi {
     store: Arc<Mutex<Store>>,
     recorder: Recorder,
     shutdown: Shutdown,
+    replayer: Replayer,
 }
 
 impl TraceApi {
-    pub fn new(store: Arc<Mutex<Store>>, recorder: Recorder, shutdown: Shutdown) -> Self {
-        Self { store, recorder, shutdown }
+    pub fn new(store: Arc<Mutex<Store>>, recorder: Recorder, shutdown: Shutdown, replayer: Replayer) -> Self {
+        Self { store, recorder, shutdown, replayer }
     }
 }
 
@@ -122,5 +124,11 @@ impl pb::trace_service_server::TraceService for TraceApi {
             }
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    type ReplayStream = ReplayEvents;
+
+    async fn replay(&self, request: Request<pb::ReplayRequest>) -> Result<Response<Self::ReplayStream>, Status> {
+        self.replayer.start(request.into_inner()).await.map(Response::new)
     }
 }

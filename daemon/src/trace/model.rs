@@ -86,6 +86,10 @@ pub struct Trace {
     pub response_chars: u64,
     pub attempts: Vec<Attempt>,
     pub chunk_offsets_ms: Vec<f64>,
+    /// Characters of `response_text` each of those chunks carried (replay splits the text with them).
+    pub chunk_chars: Vec<u32>,
+    /// The trace this one re-ran, for traces made by replay.
+    pub replay_of: String,
     pub cost_usd: Option<f64>,
     pub energy_joules: Option<f64>,
 }

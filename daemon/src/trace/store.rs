@@ -71,6 +71,11 @@ struct Detail {
     tags: std::collections::BTreeMap<String, String>,
     attempts: Vec<super::model::Attempt>,
     chunk_offsets_ms: Vec<f64>,
+    // Added after the first schema; absent in older rows.
+    #[serde(default)]
+    chunk_chars: Vec<u32>,
+    #[serde(default)]
+    replay_of: String,
 }
 
 /// Filters for listing traces, newest first.
@@ -137,6 +142,8 @@ impl Store {
                     tags: t.tags.clone(),
                     attempts: t.attempts.clone(),
                     chunk_offsets_ms: t.chunk_offsets_ms.clone(),
+                    chunk_chars: t.chunk_chars.clone(),
+                    replay_of: t.replay_of.clone(),
                 })
                 .unwrap_or_else(|_| "{}".into());
                 stmt.execute(params![
@@ -322,6 +329,8 @@ fn row_to_trace(row: &Row<'_>) -> rusqlite::Result<Trace> {
         tags: detail.tags,
         attempts: detail.attempts,
         chunk_offsets_ms: detail.chunk_offsets_ms,
+        chunk_chars: detail.chunk_chars,
+        replay_of: detail.replay_of,
     })
 }
 
@@ -355,6 +364,8 @@ mod tests {
         t.tags.insert("session".into(), "s1".into());
         t.attempts.push(Attempt { engine: "e".into(), ttft_ms: Some(1.5), upstream_status: 200, ..Attempt::default() });
         t.chunk_offsets_ms = vec![1.0, 2.5];
+        t.chunk_chars = vec![2, 3];
+        t.replay_of = "original".into();
         t.ttft_ms = Some(1.5);
         t.cost_usd = Some(0.25);
         t.input_tokens = 7;

@@ -49,6 +49,7 @@ pub(super) struct Bucket {
     pub(super) output_tokens: u64,
     pub(super) decode_tokens: u64,
     pub(super) decode_ms: f64,
+    pub(super) cost_usd: f64,
     pub(super) latency: Sparse,
     pub(super) ttft: Sparse,
     pub(super) inter_token: Sparse,

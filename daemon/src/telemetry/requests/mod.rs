@@ -122,6 +122,9 @@ pub struct RouteWindowStats {
     pub decode_tokens_per_s: Option<f64>,
     /// The route's requests in flight now (shared by its models' rows).
     pub in_flight: u64,
+    /// Spend of the window's requests, and as a rate over the covered time.
+    pub cost_usd: f64,
+    pub cost_usd_per_hour: f64,
 }
 
 /// Rolling and cumulative request metrics; share it in an `Arc`.
@@ -186,6 +189,19 @@ impl RequestMetrics {
         }
     }
 
+    /// Adds a finished request's cost, known only once its energy is attributed (after `observe`).
+    pub fn observe_cost(&self, trace: &Trace) {
+        let Some(usd) = trace.cost_usd.filter(|usd| *usd > 0.0) else { return };
+        let mut inner = self.lock();
+        let known = inner.totals.get(&trace.route).is_some_and(|models| models.contains_key(&trace.model_served));
+        let (route, model) =
+            if known { (trace.route.as_str(), trace.model_served.as_str()) } else { (OVERFLOW_LABEL, OVERFLOW_LABEL) };
+        let Some(series) = inner.windows.get_mut(route).and_then(|models| models.get_mut(model)) else { return };
+        for tier in [&mut series.fine, &mut series.coarse] {
+            tier.bucket_mut(trace.ended_at_unix_ms).cost_usd += usd;
+        }
+    }
+
     /// [`observe`](Self::observe) for a finished trace; one still in flight is ignored.
     pub fn observe_trace(&self, trace: &Trace) {
         if let Some(obs) = RequestObservation::from_trace(trace) {
@@ -233,6 +249,7 @@ impl RequestMetrics {
         let sum = |field: fn(&Bucket) -> u64| covered().map(field).sum::<u64>();
         let (requests, errors, output_tokens) = (sum(|b| b.requests), sum(|b| b.errors), sum(|b| b.output_tokens));
         let decode_ms: f64 = covered().map(|b| b.decode_ms).sum();
+        let cost_usd: f64 = covered().map(|b| b.cost_usd).sum();
         RouteWindowStats {
             route: route.to_owned(),
             model: model.to_owned(),
@@ -249,6 +266,8 @@ impl RequestMetrics {
             output_tokens_per_s: output_tokens as f64 / secs,
             decode_tokens_per_s: (decode_ms > 0.0).then(|| sum(|b| b.decode_tokens) as f64 / (decode_ms / 1000.0)),
             in_flight,
+            cost_usd,
+            cost_usd_per_hour: cost_usd / secs * 3600.0,
         }
     }
 

@@ -218,3 +218,28 @@ fn an_hour_of_streams_stays_small() {
     );
     assert!(bytes < 512 * 1024, "{bytes} bytes");
 }
+
+#[test]
+fn cost_joins_its_request_and_becomes_a_rate() {
+    let metrics = metrics();
+    let trace = Trace {
+        route: "r".into(),
+        model_served: "m".into(),
+        endpoint: "chat.completions".into(),
+        status: TraceStatus::Ok,
+        ended_at_unix_ms: NOW - 1_000,
+        cost_usd: Some(0.25),
+        ..Trace::default()
+    };
+    metrics.observe_trace(&trace);
+    metrics.observe_cost(&trace);
+    metrics.observe_cost(&Trace { cost_usd: Some(0.15), ..trace.clone() });
+    // A request the metrics never saw adds nothing (its series does not exist).
+    metrics.observe_cost(&Trace { route: "unseen".into(), ..trace.clone() });
+    let rows = metrics.snapshot(NOW);
+    let minute = row(&rows, Window::OneMinute);
+    assert!((minute.cost_usd - 0.4).abs() < 1e-12, "{}", minute.cost_usd);
+    // 50 s covered: 0.4 USD per 50 s is 28.8 USD per hour.
+    assert!((minute.cost_usd_per_hour - 28.8).abs() < 1e-9, "{}", minute.cost_usd_per_hour);
+    assert_eq!(rows.len(), 3, "no row for the unseen route");
+}
