@@ -55,9 +55,30 @@ pub fn trace_to_json(trace: &Trace) -> Value {
         "response_chars": trace.response_chars,
         "attempts": trace.attempts.iter().map(attempt_to_json).collect::<Vec<_>>(),
         "chunk_offsets_ms": trace.chunk_offsets_ms,
+        "chunk_chars": trace.chunk_chars,
         "cost_usd": trace.cost_usd,
         "energy_joules": trace.energy_joules,
+        "replay_of": trace.replay_of,
     })
+}
+
+/// `replay --json`: the re-run as recorded and how it compares with the original.
+pub fn replay_to_json(done: &llmops_proto::v1::ReplayDone) -> Value {
+    let comparison = done.comparison.as_ref().map(|c| {
+        json!({
+            "original_id": c.original_id,
+            "replay_id": c.replay_id,
+            "same_route": c.same_route,
+            "text_identical": c.text_identical,
+            "text_similarity": c.text_similarity,
+            "input_tokens_delta": c.input_tokens_delta,
+            "output_tokens_delta": c.output_tokens_delta,
+            "latency_delta_ms": c.latency_delta_ms,
+            "ttft_delta_ms": c.ttft_delta_ms,
+            "cost_delta_usd": c.cost_delta_usd,
+        })
+    });
+    json!({"replay": done.replay.as_ref().map(trace_to_json), "comparison": comparison})
 }
 
 pub fn attempt_to_json(attempt: &Attempt) -> Value {
@@ -267,8 +288,10 @@ mod tests {
             "response_chars",
             "attempts",
             "chunk_offsets_ms",
+            "chunk_chars",
             "cost_usd",
             "energy_joules",
+            "replay_of",
         ];
         expected.sort_unstable();
         assert_eq!(keys, expected);

@@ -10,4 +10,5 @@ pub mod query;
 pub mod report;
 pub mod table;
 pub mod text;
+pub mod top;
 pub mod when;

@@ -96,6 +96,15 @@ impl TraceService for FakeDaemon {
         ];
         Ok(Response::new(tokio_stream::iter(events)))
     }
+
+    type ReplayStream = tokio_stream::Iter<std::vec::IntoIter<Result<llmops_proto::v1::ReplayEvent, tonic::Status>>>;
+
+    async fn replay(
+        &self,
+        _request: Request<llmops_proto::v1::ReplayRequest>,
+    ) -> Result<Response<Self::ReplayStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("replay is tested against the real daemon (tests/tests/replay.rs)"))
+    }
 }
 
 #[tonic::async_trait]

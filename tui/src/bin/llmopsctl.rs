@@ -25,6 +25,8 @@ mod admin;
 mod alerts;
 #[path = "llmopsctl/cli.rs"]
 mod cli;
+#[path = "llmopsctl/replay.rs"]
+mod replay;
 
 use cli::{Cli, Command};
 
@@ -266,6 +268,10 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
         Command::Budgets { watch } => admin::budgets(&daemon, *watch, cli.json, &mut out, rpc_failure).await?,
         Command::Alerts(args) => alerts::alerts(&daemon, args, cli.json, &mut out, rpc_failure).await?,
         Command::Alert { id } => alerts::show(&daemon, id, cli.json, &mut out, rpc_failure).await?,
+        Command::Replay { id, route, set } => {
+            replay::replay(&daemon, replay::Args { id, route: route.as_deref(), set }, cli.json, &mut out, rpc_failure)
+                .await?
+        }
     }
     out.flush()?;
     Ok(())

@@ -110,6 +110,8 @@ fn route_window_to_json(window: &RouteWindow) -> Value {
         "ttft_ms": window.ttft_ms.as_ref().map(percentiles_to_json),
         "inter_token_ms": window.inter_token_ms.as_ref().map(percentiles_to_json),
         "output_tokens_per_second": window.output_tokens_per_second,
+        "cost_usd": window.cost_usd,
+        "cost_usd_per_hour": window.cost_usd_per_hour,
         "in_flight": window.in_flight,
     })
 }
@@ -210,6 +212,6 @@ mod tests {
         assert_eq!(window["latency_ms"], json!({"p50": 12.5, "p95": null, "p99": null}));
         assert_eq!(window["ttft_ms"], Value::Null);
         assert_eq!(window["inter_token_ms"], Value::Null);
-        assert_eq!(keys(window).len(), 12, "every RouteWindow field: {window}");
+        assert_eq!(keys(window).len(), 14, "every RouteWindow field: {window}");
     }
 }

@@ -106,6 +106,8 @@ mod tests {
             inter_token_ms: Some(Percentiles { p50: Some(11.6), p95: Some(20.0), p99: None }),
             output_tokens_per_second: 412.25,
             in_flight: 4,
+            cost_usd: 0.5,
+            cost_usd_per_hour: 30.0,
         }
     }
 

@@ -65,6 +65,24 @@ pub enum Command {
         /// The trace id (the ID column of `llmopsctl traces`)
         id: String,
     },
+    /// Re-run a recorded request and compare the new answer with the original
+    ///
+    /// llmopsd sends the recorded request again through its gateway (routing, budgets and fallbacks as for
+    /// any client; a `seed` in the original is sent again), streamed so the answer prints as it arrives.
+    /// The re-run is recorded as a new trace whose `replay_of` is ID. At the end a comparison: whether the
+    /// text is identical (or how similar), and the change in tokens, latency, time to first token and cost.
+    /// Exits 1 when the trace is unknown or kept no request body (privacy mode).
+    Replay {
+        /// The trace id (the ID column of `llmopsctl traces`)
+        id: String,
+        /// Run against this route (public model name) instead of the original's
+        #[arg(long, value_name = "ROUTE")]
+        route: Option<String>,
+        /// Change a request parameter, e.g. `--set temperature=0 --set max_tokens=64` (VALUE is read as
+        /// JSON when it parses, else as a string; `null` removes the parameter)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Traces live as they start and finish, one line each, until interrupted
     Watch,
     /// GPUs, the host and engines' load, as llmopsd last sampled them

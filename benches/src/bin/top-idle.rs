@@ -1,0 +1,104 @@
+//! CPU and memory of llmops-top attached to a daemon, in a real terminal (a private tmux): first with no
+//! requests (the baseline), then while the daemon takes a steady request rate (default 100/s, streamed, from
+//! an instant fake upstream), on the overview and then on the live traces view. CPU is utime+stime from
+//! /proc/PID/stat over each phase, as a share of one core; RSS is VmRSS at the end of the run and VmHWM.
+use anyhow::Context;
+use clap::Parser;
+use llmops_e2e::daemon::{binary, Daemon};
+use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
+use llmops_e2e::tmux::Tmux;
+use std::time::{Duration, Instant};
+
+#[path = "../proc_stat.rs"]
+mod proc_stat;
+
+#[derive(Parser)]
+#[command(about = "CPU and RSS of llmops-top attached to a busy daemon")]
+struct Args {
+    /// Requests per second sent to the daemon during the loaded phases.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(Tmux::available(), "tmux is needed (scripts/setup.sh installs it)");
+    let upstream = FakeUpstream::start(Behavior { reply_words: Some(16), ..Behavior::default() }).await?;
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "[engines.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"fake-model\"]\n",
+        upstream.base_url()
+    );
+    let daemon = Daemon::start(&config, dir.path()).await?;
+    let top = binary("llmops-top")?;
+    let command = format!("exec {} --connect unix:{}", top.display(), daemon.grpc_socket.display());
+    let tmux = Tmux::start(&command, 120, 40)?;
+    tmux.wait_for("the console to connect", Duration::from_secs(15), |screen| {
+        screen.contains("fake-model") || screen.contains("Overview")
+    })?;
+    let pid: u32 = tmux.pane_format("#{pane_pid}")?.parse().context("pane pid")?;
+    let ticks = proc_stat::clock_ticks()?;
+    let phase = Duration::from_secs(args.seconds);
+    println!("llmops-top (pid {pid}) in a 120x40 tmux window, {} s per phase", args.seconds);
+
+    let cpu = |load: Option<u64>| {
+        let daemon_url = daemon.url("/v1/chat/completions");
+        async move {
+            let before = proc_stat::cpu_ticks(pid)?;
+            let sent = match load {
+                Some(rate) => steady_load(&daemon_url, rate, phase).await?,
+                None => {
+                    tokio::time::sleep(phase).await;
+                    0
+                }
+            };
+            let used = (proc_stat::cpu_ticks(pid)? - before) as f64 / ticks;
+            anyhow::Ok((used / phase.as_secs_f64() * 100.0, sent))
+        }
+    };
+    let (idle, _) = cpu(None).await?;
+    println!("{:<40} {:>6.2}% of a core", "overview, no requests (baseline)", idle);
+    let (overview, sent) = cpu(Some(args.rate)).await?;
+    println!("{:<40} {:>6.2}% of a core  ({sent} requests)", format!("overview, {} req/s", args.rate), overview);
+    tmux.send_keys(&["2"])?;
+    let (traces, sent) = cpu(Some(args.rate)).await?;
+    println!(
+        "{:<40} {:>6.2}% of a core  ({sent} requests)",
+        format!("traces view (live), {} req/s", args.rate),
+        traces
+    );
+    let (rss, hwm) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
+    println!("RSS {:.1} MiB now, {:.1} MiB peak", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    Ok(())
+}
+
+/// Open-loop: one streamed request every 1/rate s, each on its own task; returns how many completed.
+async fn steady_load(url: &str, rate: u64, length: Duration) -> anyhow::Result<u64> {
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"model": "fake-model", "stream": true,
+        "messages": [{"role": "user", "content": "Say something short."}]});
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
+    let deadline = Instant::now() + length;
+    let mut tasks = tokio::task::JoinSet::new();
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let request = client.post(url).json(&body);
+        tasks.spawn(async move { request.send().await.ok()?.bytes().await.ok() });
+    }
+    let mut done = 0;
+    while let Some(result) = tasks.join_next().await {
+        done += u64::from(matches!(result, Ok(Some(_))));
+    }
+    Ok(done)
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let line = status.lines().find_map(|l| l.strip_prefix(field)).with_context(|| format!("no {field}"))?;
+    line.trim().trim_end_matches("kB").trim().parse().context("not a number of kB")
+}

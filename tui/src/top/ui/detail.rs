@@ -1,0 +1,180 @@
+//! The trace detail view: who asked what, where it ran (attempts and fallbacks), how long each phase took,
+//! what it cost, and the prompt and response, scrollable.
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::format::{count, dollars, millis, opt_millis};
+use super::theme::Theme;
+use super::widgets::{message, panel, wrap};
+use super::Ctx;
+use crate::text::{error_text, http_status_text, one_line, UNSET};
+use crate::top::tail::{served_or_requested, status_name};
+use llmops_proto::v1 as pb;
+
+pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
+    let theme = ctx.theme;
+    let Some(detail) = &ctx.app.detail else {
+        return message(frame, area, &theme, "no trace selected: pick one in the traces view (2) and press Enter");
+    };
+    let block = panel(&theme, format!(" Trace {} ", detail.trace_id));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let Some(trace) = &detail.trace else {
+        match &detail.error {
+            Some(error) => {
+                let text = format!("could not load the trace: {}", one_line(error));
+                let paragraph =
+                    Paragraph::new(Line::styled(text, theme.error())).wrap(ratatui::widgets::Wrap { trim: true });
+                frame.render_widget(paragraph, inner);
+            }
+            None => message(frame, inner, &theme, format!("loading{}", theme.ellipsis())),
+        }
+        return;
+    };
+    let summary = summary_lines(trace, ctx);
+    let summary_height = u16::try_from(summary.len()).unwrap_or(u16::MAX).min(inner.height.saturating_sub(3));
+    let [summary_area, body_area] =
+        Layout::vertical([Constraint::Length(summary_height), Constraint::Min(0)]).areas(inner);
+    frame.render_widget(Paragraph::new(summary), summary_area);
+
+    let width = usize::from(body_area.width);
+    let mut body = Vec::new();
+    for (title, text, chars, sha) in [
+        ("prompt", &trace.prompt_text, trace.prompt_chars, &trace.prompt_sha256),
+        ("response", &trace.response_text, trace.response_chars, &trace.response_sha256),
+    ] {
+        body.push(rule(title, width, &theme));
+        match body_text(text, chars, sha, &theme) {
+            Ok(text) => body.extend(wrap(text, width).into_iter().map(Line::from)),
+            Err(note) => body.push(Line::styled(note, theme.dim())),
+        }
+    }
+    // Scrolling stops with the last line at the bottom.
+    let max_scroll = body.len().saturating_sub(usize::from(body_area.height));
+    let scroll = usize::from(detail.scroll).min(max_scroll);
+    let visible: Vec<Line<'_>> = body.into_iter().skip(scroll).collect();
+    frame.render_widget(Paragraph::new(visible), body_area);
+}
+
+fn summary_lines(trace: &pb::Trace, ctx: Ctx<'_>) -> Vec<Line<'static>> {
+    let theme = ctx.theme;
+    let sep = || Span::styled(theme.sep(), theme.dim());
+    let dim = |text: String| Span::styled(text, theme.dim());
+    let or_dash = |text: &str| if text.is_empty() { UNSET.to_owned() } else { text.to_owned() };
+    let status = status_name(trace.status);
+    let mut lines = vec![Line::from(vec![
+        Span::styled(or_dash(&trace.route), theme.bold()),
+        Span::raw(format!(" {} {}", theme.arrow(), or_dash(served_or_requested(trace)))),
+        dim(format!(" on {}", or_dash(&trace.engine))),
+        sep(),
+        Span::styled(status, theme.status(status)),
+        Span::raw(format!(" HTTP {}", http_status_text(trace.http_status))),
+        sep(),
+        Span::raw(ctx.zone.date_time(trace.started_at_unix_ms)),
+        sep(),
+        dim("tenant ".into()),
+        Span::raw(or_dash(&trace.tenant)),
+        dim(" user ".into()),
+        Span::raw(or_dash(&trace.user)),
+    ])];
+    if !trace.replay_of.is_empty() {
+        lines.push(Line::from(vec![dim("replay of ".into()), Span::raw(trace.replay_of.clone())]));
+    }
+    let queue = trace.attempts.first().map(|a| a.start_offset_ms);
+    let generation = trace.ttft_ms.map(|ttft| trace.latency_ms - ttft);
+    lines.push(Line::from(vec![
+        dim("queue ".into()),
+        Span::raw(opt_millis(queue)),
+        sep(),
+        dim("TTFT ".into()),
+        Span::raw(opt_millis(trace.ttft_ms)),
+        sep(),
+        dim("generation ".into()),
+        Span::raw(opt_millis(generation)),
+        sep(),
+        dim("total ".into()),
+        Span::raw(millis(trace.latency_ms)),
+    ]));
+    let estimated = if trace.tokens_estimated { " (estimated)" } else { "" };
+    let energy = trace
+        .energy_joules
+        .map_or_else(|| UNSET.to_owned(), |joules| format!("{} J ({:.3} Wh)", count(joules), joules / 3600.0));
+    lines.push(Line::from(vec![
+        dim("tokens in ".into()),
+        Span::raw(trace.input_tokens.to_string()),
+        dim(" out ".into()),
+        Span::raw(format!("{}{estimated}", trace.output_tokens)),
+        sep(),
+        dim("cost ".into()),
+        Span::raw(trace.cost_usd.map_or_else(|| UNSET.to_owned(), dollars)),
+        sep(),
+        dim("energy ".into()),
+        Span::raw(energy),
+    ]));
+    let error = error_text(trace);
+    if !error.is_empty() {
+        lines.push(Line::from(vec![dim("error ".into()), Span::styled(one_line(&error), theme.error())]));
+    }
+    lines.push(Line::styled(
+        if trace.attempts.is_empty() { "attempts: none (no engine was called)" } else { "attempts:" },
+        theme.dim(),
+    ));
+    let target_width = trace.attempts.iter().map(|a| a.engine.chars().count() + a.model.chars().count() + 1).max();
+    for (index, attempt) in trace.attempts.iter().enumerate() {
+        lines.push(attempt_line(index, attempt, target_width.unwrap_or(0), &theme));
+    }
+    let mut tags: Vec<String> = trace.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    tags.sort();
+    lines.push(Line::from(vec![
+        dim("tags ".into()),
+        Span::raw(if tags.is_empty() { "none".to_owned() } else { tags.join(" ") }),
+    ]));
+    lines.push(Line::styled(
+        format!("GPU state at the time: not recorded per trace{}feedback: not recorded by this llmopsd", theme.sep()),
+        theme.dim(),
+    ));
+    lines
+}
+
+/// "  2 vllm-b/llama  fallback  ok HTTP 200  880 ms": later attempts are fallbacks after a failure.
+fn attempt_line(index: usize, attempt: &pb::Attempt, target_width: usize, theme: &Theme) -> Line<'static> {
+    let target = format!("{}/{}", attempt.engine, attempt.model);
+    let mut spans = vec![
+        Span::raw(format!("  {} {target:<target_width$} ", index + 1)),
+        Span::styled(if index > 0 { "fallback " } else { "         " }, theme.warn()),
+        Span::raw(format!(
+            "HTTP {:>3} {:>8} TTFT {:>7}  ",
+            http_status_text(attempt.upstream_status),
+            millis(attempt.latency_ms),
+            opt_millis(attempt.ttft_ms)
+        )),
+    ];
+    if attempt.error.is_empty() {
+        spans.push(Span::styled("ok", theme.ok()));
+    } else {
+        spans.push(Span::styled(format!("failed: {}", one_line(&attempt.error)), theme.error()));
+    }
+    Line::from(spans)
+}
+
+/// "── prompt ────": a titled rule across the body.
+fn rule(title: &str, width: usize, theme: &Theme) -> Line<'static> {
+    let line = if theme.ascii { '-' } else { '─' };
+    let head = format!("{line}{line} {title} ");
+    let rest = width.saturating_sub(head.chars().count());
+    Line::styled(format!("{head}{}", line.to_string().repeat(rest)), theme.title())
+}
+
+/// The text to show, or why there is none (privacy mode keeps only its length and hash).
+pub fn body_text<'a>(text: &'a str, chars: u64, sha256: &str, theme: &Theme) -> Result<&'a str, String> {
+    if !text.is_empty() {
+        return Ok(text);
+    }
+    if !sha256.is_empty() || chars > 0 {
+        let sha = if sha256.is_empty() { UNSET.to_owned() } else { theme.cut(sha256, 16) };
+        return Err(format!("(privacy mode: {chars} chars, sha256 {sha})"));
+    }
+    Err("(empty)".to_owned())
+}
