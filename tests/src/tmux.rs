@@ -17,7 +17,8 @@ impl Tmux {
         Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
     }
 
-    /// Starts `shell_command` (run by `sh -c`) in a `width`x`height` window with TERM=xterm-256color.
+    /// Starts `shell_command` (run by `sh -c`) in a `width`x`height` window with TERM=xterm-256color. End the
+    /// command with a `sleep` to read what it printed last: tmux may close a finished pane before showing it.
     pub fn start(shell_command: &str, width: u16, height: u16) -> anyhow::Result<Tmux> {
         let dir = tempfile::tempdir()?;
         let tmux = Tmux { socket: dir.path().join("tmux.sock"), _dir: dir };
@@ -37,8 +38,6 @@ impl Tmux {
             "TERM=xterm-256color",
             shell_command,
         ])?;
-        // Keep the window after the command exits, so the test can read what it left on the screen.
-        tmux.run(&["set-option", "-t", "top", "remain-on-exit", "on"])?;
         Ok(tmux)
     }
 

@@ -310,6 +310,18 @@ fn unreachable_keeps_cached_data() {
 }
 
 #[test]
+fn unreachable_with_a_long_socket_path_at_80x24() {
+    let mut app = App::new(&["unix:/run/user/1000/llmops/llmopsd.sock".to_owned()], Look::default());
+    app.now_unix_ms = NOW;
+    app.hosts[0].link = down(3);
+    let screen = screen(&app, 80, 24);
+    let text = screen.to_string();
+    let header = text.lines().next().unwrap_or_default().to_owned();
+    assert!(header.contains("down") && header.contains("1 Overview"), "link and current view stay: {header}");
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
 fn connecting() {
     let mut app = App::new(&["127.0.0.1:7070".to_owned()], Look::default());
     app.now_unix_ms = NOW;

@@ -118,6 +118,9 @@ fn window(route: &str, model: &str, seconds: u32, requests: u64, errors: u64, p:
         error_rate: if requests == 0 { 0.0 } else { errors as f64 / requests as f64 },
         latency_ms: Some(pb::Percentiles { p50: Some(p[0]), p95: Some(p[1]), p99: Some(p[2]) }),
         ttft_ms: Some(pb::Percentiles { p50: Some(p[3]), p95: Some(p[4]), p99: None }),
+        // A cent per ten requests: $/h follows the request rate.
+        cost_usd: requests as f64 * 0.001,
+        cost_usd_per_hour: requests as f64 * 0.001 / f64::from(seconds) * 3600.0,
         ..Default::default()
     }
 }
@@ -131,6 +134,7 @@ pub fn metrics() -> pb::RequestMetrics {
             window("embed", "bge-m3", 60, 900, 12, [12.0, 30.0, 55.0, 0.0, 0.0]),
             // Other windows must not show in the last-minute table.
             window("chat", "llama-3-8b", 300, 1500, 30, [800.0, 2000.0, 3000.0, 90.0, 230.0]),
+            window("chat", "llama-3-8b", 3600, 9000, 90, [800.0, 2000.0, 3000.0, 90.0, 230.0]),
         ],
     }
 }

@@ -15,23 +15,26 @@ const TABS: [(&str, &str); 4] = [("1", "Overview"), ("2", "Traces"), ("3", "Aler
 pub fn header(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
     let (app, theme) = (ctx.app, ctx.theme);
     let host = app.host();
-    let mut tabs: Vec<Span<'static>> = Vec::new();
-    let mut tab = |key: &str, name: &str, active: bool| {
-        let style = if active { theme.tab_active() } else { theme.dim() };
-        tabs.push(Span::styled(format!(" {key} {name} "), style));
-    };
-    if app.hosts.len() > 1 {
-        tab("0", "Fleet", app.view == View::Fleet);
-    }
     let current = match app.view {
-        View::Fleet => "",
+        View::Fleet => "0",
         View::Overview => "1",
         View::Traces | View::Detail | View::Replay => "2",
         View::Alerts => "3",
         View::Budgets => "4",
     };
-    for (key, name) in TABS {
-        tab(key, name, key == current);
+    // The host and its link matter more than the other views' names: on a narrow terminal (or with a long
+    // socket path) only the current tab keeps its name.
+    let fleet = (app.hosts.len() > 1).then_some(("0", "Fleet"));
+    let full_tabs: usize = fleet.into_iter().chain(TABS).map(|(key, name)| key.len() + name.chars().count() + 3).sum();
+    // " llmops-top " + address + " " + link.
+    let left_min = 12 + host.address.chars().count() + 1 + link_span(&host.link, &theme).width();
+    let compact = left_min + full_tabs > usize::from(area.width);
+    let mut tabs: Vec<Span<'static>> = Vec::new();
+    for (key, name) in fleet.into_iter().chain(TABS) {
+        let active = key == current;
+        let style = if active { theme.tab_active() } else { theme.dim() };
+        let label = if compact && !active { format!(" {key} ") } else { format!(" {key} {name} ") };
+        tabs.push(Span::styled(label, style));
     }
     let tabs = Line::from(tabs);
     let tabs_width = u16::try_from(tabs.width()).unwrap_or(u16::MAX).min(area.width);

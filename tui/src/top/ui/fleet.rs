@@ -87,7 +87,7 @@ impl Summary {
             let minute: Vec<_> = metrics.windows.iter().filter(|w| w.window_seconds == 60).collect();
             let requests: u64 = minute.iter().map(|w| w.requests).sum();
             let failed: u64 = minute.iter().map(|w| w.errors).sum();
-            rate = format!("{:.1}", minute.iter().map(|w| w.requests_per_second).sum::<f64>());
+            rate = format!("{:.1}", minute.iter().map(|w| w.requests_per_second).fold(0.0, |sum, v| sum + v));
             if requests > 0 {
                 errors = format!("{:.1}", failed as f64 * 100.0 / requests as f64);
             }
@@ -96,13 +96,8 @@ impl Summary {
     }
 }
 
-/// The host's USD burn per hour: its global USD budget's, which already covers the others; without one,
-/// the sum of the narrower USD budgets; `None` without any USD budget.
+/// The host's spend per hour over the last minute, summed over routes (as the overview's "burn now").
 pub fn burn_per_hour(host: &Host) -> Option<f64> {
-    let usd: Vec<_> = host.budgets.as_ref()?.iter().filter(|b| b.limit_kind == "usd").collect();
-    if usd.is_empty() {
-        return None;
-    }
-    let global = usd.iter().filter(|b| b.scope == "global").map(|b| b.burn_rate_per_hour).reduce(f64::max);
-    Some(global.unwrap_or_else(|| usd.iter().map(|b| b.burn_rate_per_hour).sum()))
+    let windows = &host.metrics.as_ref()?.windows;
+    Some(windows.iter().filter(|w| w.window_seconds == 60).map(|w| w.cost_usd_per_hour).fold(0.0, |sum, v| sum + v))
 }

@@ -17,8 +17,9 @@ use llmops_proto::v1 as pb;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
     let host = ctx.app.host();
-    let usd_lines = usd_budgets(host).map_or(1, |b| b.len().clamp(1, 4));
-    let bottom = u16::try_from(usd_lines).unwrap_or(4).max(2) + 2;
+    // The burn line, then one line per USD budget (or the line saying there is none).
+    let usd_lines = 1 + usd_budgets(host).map_or(1, |b| b.len().clamp(1, 4));
+    let bottom = u16::try_from(usd_lines).unwrap_or(5) + 2;
     // The requests table keeps its rows (up to five); the GPUs get what is left, as boxes or one line each.
     let routes = host.metrics.as_ref().map_or(1, |m| m.windows.iter().filter(|w| w.window_seconds == 60).count());
     let requests_height = u16::try_from(routes.clamp(1, 5)).unwrap_or(5) + 3;
@@ -143,6 +144,25 @@ fn requests(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
     frame.render_widget(table, area);
 }
 
+/// Spend as a rate now (the last minute) and over the last hour, summed over routes, as the daemon counts it.
+fn burn(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
+    let (host, theme) = (ctx.app.host(), ctx.theme);
+    let Some(metrics) = &host.metrics else {
+        return message(frame, area, &theme, missing(host, "metrics", &theme));
+    };
+    let total = |seconds: u32, value: fn(&pb::RouteWindow) -> f64| -> f64 {
+        metrics.windows.iter().filter(|w| w.window_seconds == seconds).map(value).fold(0.0, |sum, v| sum + v)
+    };
+    let line = Line::from(vec![
+        Span::styled("burn now ", theme.dim()),
+        Span::styled(format!("{}/h", dollars(total(60, |w| w.cost_usd_per_hour))), theme.accent()),
+        Span::styled(theme.sep(), theme.dim()),
+        Span::styled("last hour ", theme.dim()),
+        Span::raw(dollars(total(3600, |w| w.cost_usd))),
+    ]);
+    frame.render_widget(Paragraph::new(line), area);
+}
+
 fn usd_budgets(host: &Host) -> Option<Vec<&pb::Budget>> {
     Some(host.budgets.as_ref()?.iter().filter(|b| b.limit_kind == "usd").collect())
 }
@@ -152,6 +172,8 @@ fn cost(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
     let block = panel(&theme, " Cost ");
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    let [burn_area, inner] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    burn(frame, burn_area, ctx);
     let Some(budgets) = usd_budgets(host) else {
         return message(frame, inner, &theme, missing(host, "budgets", &theme));
     };
