@@ -243,6 +243,23 @@ impl Daemon {
         Ok(channel)
     }
 
+    /// The trace with this id, once the daemon has written it (traces are written off the request path, and
+    /// GPU requests only after the next telemetry sample).
+    pub async fn wait_for_trace(&self, id: &str) -> anyhow::Result<llmops_proto::v1::Trace> {
+        use llmops_proto::v1::{trace_service_client::TraceServiceClient, GetTraceRequest};
+        let mut client = TraceServiceClient::new(self.grpc_channel().await?);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match client.get_trace(GetTraceRequest { id: id.to_string() }).await {
+                Ok(trace) => return Ok(trace.into_inner()),
+                Err(status) if status.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(status) => bail!("trace {id} not found: {status}\n{}", self.log_tail(30)),
+            }
+        }
+    }
+
     fn llmopsctl_command(&self, args: &[&str]) -> anyhow::Result<std::process::Command> {
         let mut command = std::process::Command::new(binary("llmopsctl")?);
         command.arg("--connect").arg(format!("unix:{}", self.grpc_socket.display())).args(args);

@@ -54,7 +54,8 @@ async fn console_shows_live_traces_opens_replays_reruns_and_restores_the_termina
     );
     let tmux = Tmux::start(&command, 100, 30).expect("tmux starts");
 
-    let screen = wait_for(&tmux, "the overview of a connected daemon", |s| s.contains("Overview") && s.contains(" up")).await;
+    let screen =
+        wait_for(&tmux, "the overview of a connected daemon", |s| s.contains("Overview") && s.contains(" up")).await;
     assert!(screen.contains("unix:"), "the header names the daemon:\n{screen}");
     assert_eq!(tmux.pane_format("#{alternate_on}").expect("tmux"), "1", "the console uses the alternate screen");
 
@@ -71,14 +72,18 @@ async fn console_shows_live_traces_opens_replays_reruns_and_restores_the_termina
     assert!(screen.contains("TTFT") && screen.contains("attempt"), "timing line and attempts:\n{screen}");
 
     keys(&tmux, &["r"]);
-    let screen = wait_for(&tmux, "the playback to finish", |s| s.contains("Replay") && s.contains("echo: gamma sun") && s.contains("[")).await;
+    let screen = wait_for(&tmux, "the playback to finish", |s| {
+        s.contains("Replay") && s.contains("echo: gamma sun") && s.contains("[")
+    })
+    .await;
     assert!(screen.contains("chunk"), "progress line:\n{screen}");
 
     // Re-run on the other route: the picker lists the routes, the original's first.
     keys(&tmux, &["R"]);
     wait_for(&tmux, "the route picker", |s| s.contains("words")).await;
     keys(&tmux, &["Down", "Enter"]);
-    let screen = wait_for(&tmux, "the comparison of the re-run", |s| s.contains("similarity") && s.contains("w1 w2 w3")).await;
+    let screen =
+        wait_for(&tmux, "the comparison of the re-run", |s| s.contains("similarity") && s.contains("w1 w2 w3")).await;
     assert!(screen.contains("re-run"), "{screen}");
 
     keys(&tmux, &["q"]);
@@ -109,7 +114,8 @@ async fn console_says_when_the_daemon_is_unreachable_and_quits_cleanly() {
     let top = binary("llmops-top").expect("llmops-top is built");
     let command = format!("{} --connect unix:{}; echo \"top exited $?\"; sleep 60", top.display(), socket.display());
     let tmux = Tmux::start(&command, 80, 24).expect("tmux starts");
-    let screen = wait_for(&tmux, "the unreachable banner", |s| s.contains("unreachable") && s.contains("retrying")).await;
+    let screen =
+        wait_for(&tmux, "the unreachable banner", |s| s.contains("unreachable") && s.contains("retrying")).await;
     assert!(screen.contains("nobody.sock"), "{screen}");
     keys(&tmux, &["C-c"]);
     let screen = wait_for(&tmux, "the console to exit", |s| s.contains("top exited")).await;

@@ -4,7 +4,6 @@
 use llmops_e2e::daemon::Daemon;
 use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 use llmops_proto::v1 as pb;
-use llmops_proto::v1::trace_service_client::TraceServiceClient;
 use pb::TraceStatus::{Error as TraceError, Ok as TraceOk};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -166,17 +165,7 @@ async fn send(daemon: &Daemon, stream: bool) -> Reply {
 
 /// Waits for the trace to be written, then returns it.
 async fn fetch_trace(daemon: &Daemon, id: &str) -> pb::Trace {
-    let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("grpc channel"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match client.get_trace(pb::GetTraceRequest { id: id.to_string() }).await {
-            Ok(trace) => return trace.into_inner(),
-            Err(status) if status.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(status) => panic!("trace {id} not found: {status}\n{}", daemon.log_tail(30)),
-        }
-    }
+    daemon.wait_for_trace(id).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `data:` payloads of an SSE body, in order.

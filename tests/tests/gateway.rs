@@ -29,17 +29,7 @@ fn chat(content: &str) -> Value {
 
 /// Waits for the trace to be written, then returns it.
 async fn fetch_trace(daemon: &Daemon, id: &str) -> pb::Trace {
-    let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("grpc channel"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match client.get_trace(pb::GetTraceRequest { id: id.to_string() }).await {
-            Ok(trace) => return trace.into_inner(),
-            Err(status) if status.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(status) => panic!("trace {id} not found: {status}\n{}", daemon.log_tail(30)),
-        }
-    }
+    daemon.wait_for_trace(id).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// POSTs a chat request body to the daemon.
@@ -249,8 +239,11 @@ async fn watch_sends_started_and_finished_events() {
     let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake");
     let (_dir, daemon) = start(&upstream.base_url(), "").await;
     let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("grpc"));
-    let mut events =
-        client.watch_traces(pb::WatchTracesRequest { include_bodies: true }).await.expect("watch").into_inner();
+    let mut events = client
+        .watch_traces(pb::WatchTracesRequest { include_bodies: true, ..Default::default() })
+        .await
+        .expect("watch")
+        .into_inner();
     let response = reqwest::Client::new()
         .post(daemon.url("/v1/chat/completions"))
         .json(&chat("live"))
@@ -440,8 +433,11 @@ async fn a_viewer_that_stops_reading_is_dropped_and_told_what_it_missed() {
         endpoint.initial_stream_window_size(16 * 1024).initial_connection_window_size(16 * 1024)
     };
     let mut client = TraceServiceClient::new(daemon.grpc_channel_with(small_window).await.expect("grpc"));
-    let mut stalled =
-        client.watch_traces(pb::WatchTracesRequest { include_bodies: true }).await.expect("watch").into_inner();
+    let mut stalled = client
+        .watch_traces(pb::WatchTracesRequest { include_bodies: true, ..Default::default() })
+        .await
+        .expect("watch")
+        .into_inner();
     // Far more events (two per request) than the viewer buffer and the HTTP/2 window hold, while it reads nothing.
     let http = reqwest::Client::new();
     for _ in 0..1500 {

@@ -60,17 +60,7 @@ async fn traces(daemon: &Daemon) -> TraceServiceClient<Channel> {
 }
 
 async fn get_trace(daemon: &Daemon, id: &str) -> pb::Trace {
-    let mut client = traces(daemon).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match client.get_trace(pb::GetTraceRequest { id: id.to_string() }).await {
-            Ok(trace) => return trace.into_inner(),
-            Err(status) if status.code() == tonic::Code::NotFound && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(status) => panic!("trace {id}: {status}\n{}", daemon.log_tail(30)),
-        }
-    }
+    daemon.wait_for_trace(id).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a replay to its end: (started, chunks, done).

@@ -85,13 +85,13 @@ fn main() -> anyhow::Result<()> {
     sorted.traces.sort = SortKey::Latency;
     println!("traces view, {}x{}, {} frames per case", args.width, args.height, args.frames);
     let (base_mean, base_p99) = measure(&baseline, &args)?;
-    println!("{:<34} mean {:>8.3} ms  p99 {:>8.3} ms", "baseline: 50 traces", ms(base_mean), ms(base_p99));
+    println!("{:<48} mean {:>8.3} ms  p99 {:>8.3} ms", "baseline: 50 traces", ms(base_mean), ms(base_p99));
     for (name, app) in
         [("newest first", &full), ("filtered (status:error route:chat)", &filtered), ("sorted by latency", &sorted)]
     {
         let (mean, p99) = measure(app, &args)?;
         println!(
-            "{:<34} mean {:>8.3} ms  p99 {:>8.3} ms  = {:.2}x baseline",
+            "{:<48} mean {:>8.3} ms  p99 {:>8.3} ms  = {:.2}x baseline",
             format!("{} traces, {name}", args.traces),
             ms(mean),
             ms(p99),

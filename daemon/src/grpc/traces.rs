@@ -2,7 +2,7 @@
 use super::convert::{event_kind_to_proto, status_from_proto, trace_to_proto};
 use super::replay::{ReplayEvents, Replayer};
 use crate::shutdown::Shutdown;
-use crate::trace::{Recorder, Store, StoreError, TraceQuery};
+use crate::trace::{EventKind, Recorder, Store, StoreError, TraceQuery};
 use futures::Stream;
 use llmops_proto::v1 as pb;
 use std::pin::Pin;
@@ -95,8 +95,17 @@ impl pb::trace_service_server::TraceService for TraceApi {
         &self,
         request: Request<pb::WatchTracesRequest>,
     ) -> Result<Response<Self::WatchTracesStream>, Status> {
-        let include_bodies = request.into_inner().include_bodies;
-        let receiver = self.recorder.subscribe();
+        let request = request.into_inner();
+        let include_bodies = request.include_bodies;
+        let (receiver, recent) = if request.include_recent {
+            self.recorder.subscribe_with_recent()
+        } else {
+            (self.recorder.subscribe(), Vec::new())
+        };
+        let recent = futures::stream::iter(recent.into_iter().map(move |trace| {
+            let kind = event_kind_to_proto(EventKind::Finished) as i32;
+            Ok(pb::TraceEvent { kind, trace: Some(trace_to_proto(&trace, include_bodies)) })
+        }));
         let shutdown = self.shutdown.clone();
         // A viewer that falls more than the broadcast buffer behind is ended and told what it missed; the
         // daemon never waits for it.
@@ -123,7 +132,7 @@ impl pb::trace_service_server::TraceService for TraceApi {
                 Err(RecvError::Closed) => None,
             }
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(futures::StreamExt::chain(recent, stream))))
     }
 
     type ReplayStream = ReplayEvents;

@@ -3,14 +3,18 @@
 //! counted. Live viewers get every event through a broadcast channel that never blocks the sender.
 use super::model::Trace;
 use super::store::Store;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 /// Events buffered per live viewer before it counts as too slow.
 pub const WATCH_BUFFER: usize = 1024;
+/// Finished traces kept for viewers that list and then watch (`subscribe_with_recent`): more than the writer
+/// falls behind by in its gather window at thousands of requests per second.
+pub const RECENT_FINISHED: usize = 256;
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// How long the writer gathers traces into one transaction after the first arrives.
 const GATHER_WINDOW: Duration = Duration::from_millis(25);
@@ -46,7 +50,8 @@ pub struct RecorderSettings {
 }
 
 enum Message {
-    Trace(Box<Trace>),
+    /// Shared with the live viewers' events and the recent ring: one copy per trace.
+    Trace(Arc<Trace>),
     /// Write what is queued, then stop.
     Shutdown,
 }
@@ -56,6 +61,8 @@ enum Message {
 pub struct Recorder {
     queue: SyncSender<Message>,
     events: broadcast::Sender<TraceEvent>,
+    /// The last `RECENT_FINISHED` finished traces, oldest first.
+    recent: Arc<Mutex<VecDeque<Arc<Trace>>>>,
     stats: Arc<RecorderStats>,
     settings: RecorderSettings,
 }
@@ -75,7 +82,8 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name("trace-writer".into())
             .spawn(move || write_loop(store, receiver, writer_stats, settings))?;
-        let recorder = Recorder { queue: queue.clone(), events, stats, settings };
+        let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT_FINISHED)));
+        let recorder = Recorder { queue: queue.clone(), events, recent, stats, settings };
         Ok((recorder, WriterHandle { queue, thread }))
     }
 
@@ -92,12 +100,21 @@ impl Recorder {
     /// Queues a finished trace for writing and tells live viewers. Never blocks.
     pub fn finished(&self, mut trace: Trace) {
         self.apply_privacy(&mut trace);
+        let trace = Arc::new(trace);
+        {
+            // Into the ring before the broadcast: a viewer that subscribes and then reads the ring sees every
+            // trace in one or the other (or both).
+            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            if recent.len() == RECENT_FINISHED {
+                recent.pop_front();
+            }
+            recent.push_back(trace.clone());
+        }
         if self.events.receiver_count() > 0 {
-            let event = TraceEvent { kind: EventKind::Finished, trace: Arc::new(trace.clone()) };
-            let _ = self.events.send(event);
+            let _ = self.events.send(TraceEvent { kind: EventKind::Finished, trace: trace.clone() });
         }
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        match self.queue.try_send(Message::Trace(Box::new(trace))) {
+        match self.queue.try_send(Message::Trace(trace)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
@@ -122,6 +139,14 @@ impl Recorder {
         self.events.subscribe()
     }
 
+    /// Live events, and the traces that finished just before (oldest first), which may not be in the store
+    /// yet; a trace can be in both.
+    pub fn subscribe_with_recent(&self) -> (broadcast::Receiver<TraceEvent>, Vec<Arc<Trace>>) {
+        let receiver = self.events.subscribe();
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+        (receiver, recent)
+    }
+
     pub fn stats(&self) -> &RecorderStats {
         &self.stats
     }
@@ -142,7 +167,7 @@ impl WriterHandle {
 
 fn write_loop(mut store: Store, receiver: Receiver<Message>, stats: Arc<RecorderStats>, settings: RecorderSettings) {
     let mut last_retention: Option<Instant> = None;
-    let mut batch: Vec<Trace> = Vec::with_capacity(settings.batch_size);
+    let mut batch: Vec<Arc<Trace>> = Vec::with_capacity(settings.batch_size);
     let mut stopping = false;
     while !stopping {
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
@@ -150,7 +175,7 @@ fn write_loop(mut store: Store, receiver: Receiver<Message>, stats: Arc<Recorder
             last_retention = Some(Instant::now());
         }
         match receiver.recv_timeout(RETENTION_EVERY) {
-            Ok(Message::Trace(trace)) => batch.push(*trace),
+            Ok(Message::Trace(trace)) => batch.push(trace),
             Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
             Err(RecvTimeoutError::Timeout) => continue,
         }
@@ -160,7 +185,7 @@ fn write_loop(mut store: Store, receiver: Receiver<Message>, stats: Arc<Recorder
         while !stopping && batch.len() < settings.batch_size.max(1) {
             let wait = window_end.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(wait) {
-                Ok(Message::Trace(trace)) => batch.push(*trace),
+                Ok(Message::Trace(trace)) => batch.push(trace),
                 Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => break,
             }
@@ -168,14 +193,14 @@ fn write_loop(mut store: Store, receiver: Receiver<Message>, stats: Arc<Recorder
         if stopping {
             // Drain the rest so nothing queued before shutdown is lost.
             while let Ok(Message::Trace(trace)) = receiver.try_recv() {
-                batch.push(*trace);
+                batch.push(trace);
             }
         }
         flush(&mut store, &mut batch, &stats);
     }
 }
 
-fn flush(store: &mut Store, batch: &mut Vec<Trace>, stats: &RecorderStats) {
+fn flush(store: &mut Store, batch: &mut Vec<Arc<Trace>>, stats: &RecorderStats) {
     if batch.is_empty() {
         return;
     }
@@ -258,5 +283,22 @@ mod tests {
         assert!(stored.prompt_text.is_empty());
         assert_eq!(stored.prompt_chars, 6);
         assert_eq!(stored.prompt_sha256.len(), 64);
+    }
+
+    #[test]
+    fn a_late_viewer_gets_the_recent_traces_then_live_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("t.db")).expect("open");
+        let (recorder, writer) = Recorder::start(store, settings(10_000, false)).expect("start");
+        for i in 0..RECENT_FINISHED + 10 {
+            recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
+        }
+        let (mut live, recent) = recorder.subscribe_with_recent();
+        let ids: Vec<&str> = recent.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids.len(), RECENT_FINISHED, "the ring keeps the newest");
+        assert_eq!((ids[0], ids[RECENT_FINISHED - 1]), ("t10", "t265"), "oldest first");
+        recorder.finished(Trace { id: "after".into(), ..Trace::default() });
+        assert_eq!(live.try_recv().expect("live event").trace.id, "after");
+        writer.shutdown();
     }
 }

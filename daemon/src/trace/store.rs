@@ -131,13 +131,13 @@ impl Store {
     }
 
     /// Writes all traces in one transaction; an existing id is replaced (a trace is final when written).
-    pub fn insert_batch(&mut self, traces: &[Trace]) -> Result<(), StoreError> {
+    pub fn insert_batch<T: std::borrow::Borrow<Trace>>(&mut self, traces: &[T]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let placeholders = vec!["?"; 34].join(", ");
             let mut stmt =
                 tx.prepare_cached(&format!("INSERT OR REPLACE INTO traces ({COLUMNS}) VALUES ({placeholders})"))?;
-            for t in traces {
+            for t in traces.iter().map(std::borrow::Borrow::borrow) {
                 let detail = serde_json::to_string(&Detail {
                     tags: t.tags.clone(),
                     attempts: t.attempts.clone(),

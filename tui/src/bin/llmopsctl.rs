@@ -196,7 +196,7 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
             }
         }
         Command::Watch => {
-            let request = WatchTracesRequest { include_bodies: cli.json };
+            let request = WatchTracesRequest { include_bodies: cli.json, ..WatchTracesRequest::default() };
             let response = daemon.traces().watch_traces(request).await;
             let mut events = response.map_err(rpc_failure)?.into_inner();
             if !cli.json {

@@ -130,7 +130,7 @@ fn burn_per_hour(budget: &Budget) -> String {
 }
 
 /// A value in its limit's unit: dollars with cents, counts shortened ("12.3k"), concurrency as is.
-fn amount(limit_kind: &str, value: f64) -> String {
+pub fn amount(limit_kind: &str, value: f64) -> String {
     match limit_kind {
         "usd" => dollars(value),
         "concurrent" => format!("{value:.0}"),
@@ -139,7 +139,7 @@ fn amount(limit_kind: &str, value: f64) -> String {
 }
 
 /// "$5.00"; amounts under a cent keep four decimals so a little spend does not read as none.
-fn dollars(value: f64) -> String {
+pub fn dollars(value: f64) -> String {
     if value < 0.0 {
         return format!("-{}", dollars(-value));
     }
@@ -151,7 +151,7 @@ fn dollars(value: f64) -> String {
 }
 
 /// "950", "12.3k", "100k", "1.5M", "2B": three significant digits at most, trailing ".0" dropped.
-fn count(value: f64) -> String {
+pub fn count(value: f64) -> String {
     if value < 0.0 {
         return format!("-{}", count(-value));
     }

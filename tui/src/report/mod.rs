@@ -15,7 +15,7 @@ pub use alerts::{
     alert_watch_header, alert_watch_line, compact_number, evidence_summary, render_acknowledged, render_alert,
     render_alerts, short_alert_id, webhooks_summary, NO_ALERTS,
 };
-pub use budgets::{budget_watch_header, budget_watch_lines, render_budgets, NO_BUDGETS};
+pub use budgets::{amount, budget_watch_header, budget_watch_lines, count, dollars, render_budgets, NO_BUDGETS};
 pub use engines::render_engines;
 pub use gpus::{gpu_watch_header, gpu_watch_lines, render_gpus};
 pub use keys::{render_created_key, render_keys, render_revoked_key};

@@ -11,7 +11,7 @@ use tokio::time::sleep_until;
 use super::feed::Feed;
 use super::host::HostUpdate;
 use super::input;
-use super::state::{App, Look, Notice};
+use super::state::{App, Look, Notice, View};
 use super::terminal::Console;
 use super::ui::{self, Hitmap};
 use crate::address::Target;
@@ -22,7 +22,9 @@ use crate::when;
 const UPDATE_QUEUE: usize = 4096;
 /// Updates applied per wake before the screen gets a turn.
 const BATCH_MAX: usize = 4096;
-const MIN_FRAME: Duration = Duration::from_millis(50);
+/// Data alone redraws at most ten times a second (a live tail at 100 req/s looks the same, for a fraction
+/// of the CPU); a key or the mouse redraws at once.
+const DATA_FRAME: Duration = Duration::from_millis(100);
 /// Far enough never to fire: the deadline of a sleep branch that has nothing to wait for.
 const NEVER: Duration = Duration::from_secs(86_400);
 
@@ -54,17 +56,29 @@ async fn main_loop(mut console: Console, targets: Vec<Target>, auth: BearerAuth,
     let mut events = EventStream::new();
     let mut hits = Hitmap::default();
     let mut clock = PlaybackClock::default();
-    let mut dirty = true;
+    // Whether the screen is out of date, and whether the user is waiting for it.
+    let (mut dirty, mut touched) = (true, true);
     let mut last_draw: Option<Instant> = None;
+    let mut tail_followed = None;
     while !app.quit {
+        // The trace tail streams only while a view shows it (see `Feed::follow_traces`).
+        let tail = matches!(app.view, View::Traces | View::Detail | View::Replay).then_some(app.focus);
+        if tail != tail_followed {
+            feed.follow_traces(tail);
+            tail_followed = tail;
+        }
         let now = Instant::now();
-        dirty |= clock.tick(&mut app, now);
-        let frame_due = last_draw.map_or(now, |at| at + MIN_FRAME);
+        touched |= clock.tick(&mut app, now);
+        dirty |= touched;
+        let frame_due = match last_draw {
+            Some(at) if !touched => at + DATA_FRAME,
+            _ => now,
+        };
         if dirty && now >= frame_due {
             app.settle();
             app.now_unix_ms = when::now_unix_ms();
             console.terminal.draw(|frame| hits = ui::draw(frame, &app))?;
-            (dirty, last_draw) = (false, Some(now));
+            (dirty, touched, last_draw) = (false, false, Some(now));
         }
         // Wake for a held-back frame or the next replay chunk, whichever is first; otherwise only for input.
         let mut wake = clock.next_due(&app).map(|due| now + due);
@@ -74,19 +88,21 @@ async fn main_loop(mut console: Console, targets: Vec<Target>, auth: BearerAuth,
         let deadline = tokio::time::Instant::from_std(wake.unwrap_or(now + NEVER));
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(event)) => dirty |= handle_event(&mut app, &feed, &hits, &event),
+                Some(Ok(event)) => touched |= handle_event(&mut app, &feed, &hits, &event),
                 Some(Err(err)) => return Err(err),
                 // The terminal went away: nothing more can be shown.
                 None => app.quit = true,
             },
             Some((host, update)) = updates.recv() => {
+                // Data the screen does not show (traces while on the overview, ...) changes the state only.
+                dirty |= app.shows(host, &update);
                 app.apply_update(host, update);
                 // Everything already queued goes into the same frame.
                 for _ in 0..BATCH_MAX {
                     let Ok((host, update)) = updates.try_recv() else { break };
+                    dirty |= app.shows(host, &update);
                     app.apply_update(host, update);
                 }
-                dirty = true;
             }
             () = sleep_until(deadline), if wake.is_some() => {}
         }

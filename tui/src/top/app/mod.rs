@@ -134,6 +134,33 @@ impl App {
         }
     }
 
+    /// Whether the screen as it is now shows what `update` changes (so it needs a redraw).
+    pub fn shows(&self, host: usize, update: &HostUpdate) -> bool {
+        use HostUpdate as U;
+        let view = self.view;
+        match update {
+            // The link and the daemon's version and uptime are in every header; notices in every footer.
+            U::Link(_) | U::Status(_) | U::Notice { .. } | U::Unavailable { .. } => true,
+            _ if view == View::Fleet => !matches!(
+                update,
+                U::Traces(_)
+                    | U::TraceEvent(_)
+                    | U::TracesMissed(_)
+                    | U::EngineLogs(_)
+                    | U::TraceDetail { .. }
+                    | U::Replay(_)
+            ),
+            _ if host != self.focus => false,
+            U::Telemetry(_) | U::TelemetryDelta(_) | U::Metrics(_) => view == View::Overview,
+            U::Budgets(_) | U::BudgetsChanged(_) => matches!(view, View::Overview | View::Budgets),
+            U::Alerts(_) | U::AlertEvent(_) => matches!(view, View::Overview | View::Alerts),
+            U::Traces(_) | U::TraceEvent(_) | U::TracesMissed(_) => view == View::Traces,
+            U::EngineLogs(_) => view == View::Budgets,
+            U::TraceDetail { .. } => view == View::Detail,
+            U::Replay(_) => view == View::Replay,
+        }
+    }
+
     /// Clamps every selection to its list; the main loop calls it before drawing.
     pub fn settle(&mut self) {
         let last = |len: usize| len.saturating_sub(1);

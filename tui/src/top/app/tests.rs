@@ -178,3 +178,16 @@ fn click_selects_the_row_under_the_pointer() {
     app.apply(Intent::Click { column: 3, row: 2 }, &hits);
     assert_eq!(app.traces.selected, 2, "a click outside the list changes nothing");
 }
+
+#[test]
+fn only_updates_the_screen_shows_ask_for_a_redraw() {
+    let mut app = app();
+    let telemetry = HostUpdate::Telemetry(pb::TelemetrySample::default());
+    assert!(app.shows(0, &finished("d")), "the live tail shows new traces");
+    assert!(!app.shows(0, &telemetry), "the traces view shows no telemetry");
+    app.apply(Intent::Show(View::Overview), &NO_HITS);
+    assert!(!app.shows(0, &finished("e")), "the overview shows no traces");
+    assert!(app.shows(0, &telemetry));
+    assert!(app.shows(0, &HostUpdate::Link(crate::top::state::Link::Up)), "the header shows the link");
+    assert!(app.shows(0, &HostUpdate::Notice { text: "done".into(), error: false }));
+}

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tonic::Code;
 
@@ -68,22 +68,33 @@ impl Effect {
 /// The running feed tasks, one per host; dropping the runtime stops them.
 pub struct Feed {
     effects: Vec<mpsc::Sender<Effect>>,
+    /// Per host: whether a view shows its trace tail (the trace watch runs only then).
+    tails: Vec<watch::Sender<bool>>,
 }
 
 impl Feed {
     /// Starts one task per target (host index = position); must be called inside a tokio runtime.
     pub fn start(targets: Vec<Target>, auth: BearerAuth, updates: mpsc::Sender<(usize, HostUpdate)>) -> Self {
-        let effects = targets
+        let (effects, tails) = targets
             .into_iter()
             .enumerate()
             .map(|(index, target)| {
                 let (sender, receiver) = mpsc::channel(EFFECT_QUEUE);
-                let host = HostFeed { index, target, auth: auth.clone(), updates: updates.clone() };
+                let (tail, tail_wanted) = watch::channel(false);
+                let host = HostFeed { index, target, auth: auth.clone(), updates: updates.clone(), tail_wanted };
                 tokio::spawn(run_host(host, receiver));
-                sender
+                (sender, tail)
             })
-            .collect();
-        Self { effects }
+            .unzip();
+        Self { effects, tails }
+    }
+
+    /// Keeps the trace tail of `host` live (re-listed when it starts) and stops the others'. At 100 req/s a
+    /// trace watch costs the console a few percent of a core, worth paying only while the tail is on screen.
+    pub fn follow_traces(&self, host: Option<usize>) {
+        for (index, tail) in self.tails.iter().enumerate() {
+            tail.send_if_modified(|wanted| std::mem::replace(wanted, host == Some(index)) != (host == Some(index)));
+        }
     }
 
     /// Hands an effect to its host's task; the error is a sentence for the footer.
@@ -99,6 +110,7 @@ struct HostFeed {
     target: Target,
     auth: BearerAuth,
     updates: mpsc::Sender<(usize, HostUpdate)>,
+    tail_wanted: watch::Receiver<bool>,
 }
 
 impl HostFeed {

@@ -21,18 +21,33 @@ const TAIL_BODY_CHARS: usize = 256;
 const POLL_EVERY: Duration = Duration::from_secs(2);
 
 pub(super) async fn traces(feed: &HostFeed, daemon: &Daemon) -> Ending {
+    let mut wanted = feed.tail_wanted.clone();
+    if wanted.wait_for(|on| *on).await.is_err() {
+        // The main loop is gone.
+        return std::future::pending().await;
+    }
     let mut client = daemon.traces();
     // Watch first, then list: a trace finishing in between is not lost (the host drops the repeats).
-    let mut events = match client.watch_traces(pb::WatchTracesRequest { include_bodies: true }).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return classify(&status, "traces"),
-    };
+    let mut events =
+        match client.watch_traces(pb::WatchTracesRequest { include_bodies: true, include_recent: true }).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return classify(&status, "traces"),
+        };
     match list_slim_traces(&mut client).await {
         Ok(listed) => feed.send(HostUpdate::Traces(listed)).await,
         Err(status) => return classify(&status, "traces"),
     };
     loop {
-        match events.message().await {
+        let message = tokio::select! {
+            message = events.message() => message,
+            changed = wanted.changed() => {
+                if changed.is_err() || !*wanted.borrow() {
+                    return Ending::Again;
+                }
+                continue;
+            }
+        };
+        match message {
             Ok(Some(mut event)) => {
                 if let Some(trace) = &mut event.trace {
                     slim_trace(trace);
@@ -83,23 +98,11 @@ pub(super) async fn telemetry(feed: &HostFeed, daemon: &Daemon) -> Ending {
         Ok(sample) => feed.send(HostUpdate::Telemetry(sample.into_inner())).await,
         Err(status) => return classify(&status, "telemetry"),
     };
-    let mut updates = match client.watch_telemetry(pb::WatchTelemetryRequest {}).await {
+    let updates = match client.watch_telemetry(pb::WatchTelemetryRequest {}).await {
         Ok(response) => response.into_inner(),
         Err(status) => return classify(&status, "telemetry"),
     };
-    loop {
-        match updates.message().await {
-            Ok(Some(update)) => {
-                let fell_behind = update.missed > 0;
-                feed.send(HostUpdate::TelemetryDelta(update)).await;
-                if fell_behind {
-                    return Ending::Again;
-                }
-            }
-            Ok(None) => return Ending::Again,
-            Err(status) => return classify(&status, "telemetry"),
-        }
-    }
+    follow(feed, "telemetry", updates, |u| u.missed, HostUpdate::TelemetryDelta).await
 }
 
 pub(super) async fn budgets(feed: &HostFeed, daemon: &Daemon) -> Ending {
@@ -108,23 +111,11 @@ pub(super) async fn budgets(feed: &HostFeed, daemon: &Daemon) -> Ending {
         Ok(list) => feed.send(HostUpdate::Budgets(list.into_inner().budgets)).await,
         Err(status) => return classify(&status, "budgets"),
     };
-    let mut updates = match client.watch_budgets(pb::WatchBudgetsRequest {}).await {
+    let updates = match client.watch_budgets(pb::WatchBudgetsRequest {}).await {
         Ok(response) => response.into_inner(),
         Err(status) => return classify(&status, "budgets"),
     };
-    loop {
-        match updates.message().await {
-            Ok(Some(update)) => {
-                let fell_behind = update.missed > 0;
-                feed.send(HostUpdate::BudgetsChanged(update.budgets)).await;
-                if fell_behind {
-                    return Ending::Again;
-                }
-            }
-            Ok(None) => return Ending::Again,
-            Err(status) => return classify(&status, "budgets"),
-        }
-    }
+    follow(feed, "budgets", updates, |u| u.missed, |u| HostUpdate::BudgetsChanged(u.budgets)).await
 }
 
 pub(super) async fn alerts(feed: &HostFeed, daemon: &Daemon) -> Ending {
@@ -134,21 +125,33 @@ pub(super) async fn alerts(feed: &HostFeed, daemon: &Daemon) -> Ending {
         Ok(list) => feed.send(HostUpdate::Alerts(list)).await,
         Err(status) => return classify(&status, "alerts"),
     };
-    let mut events = match client.watch_alerts(pb::WatchAlertsRequest {}).await {
+    let events = match client.watch_alerts(pb::WatchAlertsRequest {}).await {
         Ok(response) => response.into_inner(),
         Err(status) => return classify(&status, "alerts"),
     };
+    follow(feed, "alerts", events, |e| e.missed, HostUpdate::AlertEvent).await
+}
+
+/// Passes a watch's messages on until it ends; a message saying this viewer missed some (the daemon ends
+/// the watch after it) or the end of the stream means list and watch again.
+async fn follow<T>(
+    feed: &HostFeed,
+    panel: &'static str,
+    mut stream: tonic::Streaming<T>,
+    missed: fn(&T) -> u64,
+    update: impl Fn(T) -> HostUpdate,
+) -> Ending {
     loop {
-        match events.message().await {
-            Ok(Some(event)) => {
-                let fell_behind = event.missed > 0;
-                feed.send(HostUpdate::AlertEvent(event)).await;
+        match stream.message().await {
+            Ok(Some(message)) => {
+                let fell_behind = missed(&message) > 0;
+                feed.send(update(message)).await;
                 if fell_behind {
                     return Ending::Again;
                 }
             }
             Ok(None) => return Ending::Again,
-            Err(status) => return classify(&status, "alerts"),
+            Err(status) => return classify(&status, panel),
         }
     }
 }

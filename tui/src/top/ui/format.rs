@@ -3,6 +3,7 @@
 use chrono::{Local, TimeZone, Utc};
 
 use super::theme::Theme;
+pub use crate::report::{amount, count, dollars};
 use crate::text::UNSET;
 
 /// Which clock wall times are shown in: the user's (`Local`), or UTC so snapshot tests do not depend on the
@@ -66,50 +67,11 @@ pub fn signed_millis(ms: f64) -> String {
     }
 }
 
-/// "$5.00"; amounts under a cent keep four decimals so a little spend does not read as none.
-pub fn dollars(value: f64) -> String {
-    if value < 0.0 {
-        return format!("-{}", dollars(-value));
-    }
-    if value > 0.0 && value < 0.01 {
-        format!("${value:.4}")
-    } else {
-        format!("${value:.2}")
-    }
-}
-
 pub fn signed_dollars(value: f64) -> String {
     if value > 0.0 {
         format!("+{}", dollars(value))
     } else {
         dollars(value)
-    }
-}
-
-/// "950", "12.3k", "1.5M": three significant digits at most.
-pub fn count(value: f64) -> String {
-    if value < 0.0 {
-        return format!("-{}", count(-value));
-    }
-    const UNITS: [(f64, &str); 5] = [(1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "B"), (1e12, "T")];
-    let mut text = String::new();
-    for (divisor, suffix) in UNITS {
-        let scaled = value / divisor;
-        let rounded = if scaled < 100.0 { (scaled * 10.0).round() / 10.0 } else { scaled.round() };
-        text = format!("{rounded}{suffix}");
-        if rounded < 1000.0 {
-            break;
-        }
-    }
-    text
-}
-
-/// A budget amount in its limit's unit.
-pub fn amount(limit_kind: &str, value: f64) -> String {
-    match limit_kind {
-        "usd" => dollars(value),
-        "concurrent" => format!("{value:.0}"),
-        _ => count(value),
     }
 }
 
