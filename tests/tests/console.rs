@@ -70,6 +70,8 @@ async fn console_shows_live_traces_opens_replays_reruns_and_restores_the_termina
     keys(&tmux, &["Enter"]);
     let screen = wait_for(&tmux, "the detail of the newest trace", |s| s.contains("echo: gamma sun")).await;
     assert!(screen.contains("TTFT") && screen.contains("attempt"), "timing line and attempts:\n{screen}");
+    // No GPU here: the daemon's telemetry from that time says why.
+    wait_for(&tmux, "the GPU state at the time", |s| s.contains("GPU at the time: no GPU")).await;
 
     keys(&tmux, &["r"]);
     let screen = wait_for(&tmux, "the playback to finish", |s| {

@@ -174,7 +174,8 @@ fn traces_draw_fast_with_a_full_tail() {
 
 fn detail_app(trace: Option<llmops_proto::v1::Trace>, error: Option<&str>) -> App {
     let mut app = with_view(View::Detail);
-    app.detail = Some(DetailUi { trace_id: full_trace().id, trace, error: error.map(str::to_owned), scroll: 0 });
+    let gpu = Some(Ok(vec![top_fixtures::telemetry()]));
+    app.detail = Some(DetailUi { trace_id: full_trace().id, trace, error: error.map(str::to_owned), scroll: 0, gpu });
     app
 }
 

@@ -1,7 +1,8 @@
 //! CPU and memory of llmops-top attached to a daemon, in a real terminal (a private tmux): first with no
 //! requests (the baseline), then while the daemon takes a steady request rate (default 100/s, streamed, from
 //! an instant fake upstream), on the overview and then on the live traces view. CPU is utime+stime from
-//! /proc/PID/stat over each phase, as a share of one core; RSS is VmRSS at the end of the run and VmHWM.
+//! /proc/PID/stat over each phase, as a share of one core. RSS (VmRSS, and VmHWM as the peak) is read after
+//! those phases and again after enough further requests to fill the trace tail (10,000).
 use anyhow::Context;
 use clap::Parser;
 use llmops_e2e::daemon::{binary, Daemon};
@@ -21,6 +22,9 @@ struct Args {
     /// Seconds per phase.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Requests sent at the end (at 500/s, on the traces view) so the tail is full before RSS is read.
+    #[arg(long, default_value_t = 10_000)]
+    fill: u64,
 }
 
 #[tokio::main]
@@ -71,8 +75,21 @@ async fn main() -> anyhow::Result<()> {
         format!("traces view (live), {} req/s", args.rate),
         traces
     );
-    let (rss, hwm) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
-    println!("RSS {:.1} MiB now, {:.1} MiB peak", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    let rss = status_kib(pid, "VmRSS:")?;
+    println!("RSS {:.1} MiB after {} requests", rss as f64 / 1024.0, 2 * args.rate * args.seconds);
+    if args.fill > 0 {
+        let fill_rate = 500;
+        let sent =
+            steady_load(&daemon.url("/v1/chat/completions"), fill_rate, Duration::from_secs(args.fill / fill_rate))
+                .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (rss, hwm) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
+        println!(
+            "RSS {:.1} MiB (peak {:.1} MiB) after {sent} more requests on the traces view (tail full at 10,000)",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        );
+    }
     Ok(())
 }
 

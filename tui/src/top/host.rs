@@ -5,9 +5,10 @@ use super::state::{GpuHistory, Host, Link, SPARK_POINTS, TRACE_TAIL_CAPACITY};
 
 /// Resolved alerts kept per host; firing and acknowledged ones are never dropped.
 const RESOLVED_ALERTS_KEPT: usize = 200;
-/// How far into the newest finished traces a FINISHED event looks for a copy already listed (the feed opens
-/// the watch before listing, so the first events may repeat listed traces).
-const DUPLICATE_WINDOW: usize = 2_000;
+/// How far into the newest finished traces a FINISHED event looks for a copy already listed. The feed opens
+/// the watch (with the daemon's recently finished traces, at most 256) before listing, so only those first
+/// events can repeat listed traces, and they are among the newest.
+const DUPLICATE_WINDOW: usize = 512;
 
 /// One piece of news from a host's feed task, applied in the main loop.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +42,11 @@ pub enum HostUpdate {
     TraceDetail {
         id: String,
         result: Result<pb::Trace, String>,
+    },
+    /// Telemetry from while a fetched trace ran (after `TraceDetail`), or why there is none.
+    TraceGpu {
+        id: String,
+        result: Result<Vec<pb::TelemetrySample>, String>,
     },
     /// The stream of `Effect::Replay`.
     Replay(ReplayUpdate),
@@ -113,7 +119,10 @@ impl Host {
             HostUpdate::Unavailable { panel, reason } => {
                 self.unavailable.insert(panel, reason);
             }
-            HostUpdate::TraceDetail { .. } | HostUpdate::Replay(_) | HostUpdate::Notice { .. } => {}
+            HostUpdate::TraceDetail { .. }
+            | HostUpdate::TraceGpu { .. }
+            | HostUpdate::Replay(_)
+            | HostUpdate::Notice { .. } => {}
         }
     }
 
@@ -126,7 +135,9 @@ impl Host {
             }
             Ok(pb::trace_event::Kind::Finished) => {
                 tail.in_flight.retain(|t| t.id != trace.id);
-                if tail.finished.iter().take(DUPLICATE_WINDOW).any(|t| t.id == trace.id) {
+                // The start time first: an integer compare rules out nearly every candidate.
+                let seen = |t: &pb::Trace| t.started_at_unix_ms == trace.started_at_unix_ms && t.id == trace.id;
+                if tail.finished.iter().take(DUPLICATE_WINDOW).any(seen) {
                     return;
                 }
                 tail.finished.push_front(trace);

@@ -116,6 +116,8 @@ pub struct DetailUi {
     pub trace: Option<pb::Trace>,
     pub error: Option<String>,
     pub scroll: u16,
+    /// The daemon's telemetry samples from while the trace ran (`QueryTelemetry`), or why there are none.
+    pub gpu: Option<Result<Vec<pb::TelemetrySample>, String>>,
 }
 
 /// One recorded chunk for playback.

@@ -105,6 +105,11 @@ impl App {
                     }
                 }
             }
+            HostUpdate::TraceGpu { id, result } => {
+                if let Some(detail) = self.detail.as_mut().filter(|d| focused && d.trace_id == id) {
+                    detail.gpu = Some(result);
+                }
+            }
             HostUpdate::Replay(event) => {
                 if let Some(rerun) = self.replay.as_mut().and_then(|r| r.rerun.as_mut()).filter(|_| focused) {
                     apply_replay(rerun, event);
@@ -148,6 +153,7 @@ impl App {
                     | U::TracesMissed(_)
                     | U::EngineLogs(_)
                     | U::TraceDetail { .. }
+                    | U::TraceGpu { .. }
                     | U::Replay(_)
             ),
             _ if host != self.focus => false,
@@ -156,7 +162,7 @@ impl App {
             U::Alerts(_) | U::AlertEvent(_) => matches!(view, View::Overview | View::Alerts),
             U::Traces(_) | U::TraceEvent(_) | U::TracesMissed(_) => view == View::Traces,
             U::EngineLogs(_) => view == View::Budgets,
-            U::TraceDetail { .. } => view == View::Detail,
+            U::TraceDetail { .. } | U::TraceGpu { .. } => view == View::Detail,
             U::Replay(_) => view == View::Replay,
         }
     }
@@ -323,7 +329,7 @@ impl App {
                 let Some(id) = self.trace_rows().get(self.traces.selected).map(|t| t.id.clone()) else {
                     return;
                 };
-                self.detail = Some(DetailUi { trace_id: id.clone(), trace: None, error: None, scroll: 0 });
+                self.detail = Some(DetailUi { trace_id: id.clone(), trace: None, error: None, scroll: 0, gpu: None });
                 self.go(View::Detail, effects);
                 effects.push(Effect::FetchTrace { host: self.focus, id });
             }

@@ -36,6 +36,10 @@ fn enter_opens_the_detail_and_fetches_the_whole_trace() {
     assert_eq!(app.detail.as_ref().map(|d| d.trace_id.as_str()), Some("b"));
     app.apply_update(0, HostUpdate::TraceDetail { id: "b".into(), result: Ok(trace("b", "chat")) });
     assert!(app.detail.as_ref().is_some_and(|d| d.trace.is_some()));
+    app.apply_update(0, HostUpdate::TraceGpu { id: "a".into(), result: Ok(vec![]) });
+    assert!(app.detail.as_ref().is_some_and(|d| d.gpu.is_none()), "another trace's telemetry is ignored");
+    app.apply_update(0, HostUpdate::TraceGpu { id: "b".into(), result: Ok(vec![]) });
+    assert_eq!(app.detail.as_ref().and_then(|d| d.gpu.clone()), Some(Ok(vec![])));
 }
 
 #[test]

@@ -21,7 +21,12 @@ pub(super) async fn perform(feed: HostFeed, daemon: Daemon, effect: Effect) {
                 }
                 Err(status) => Err(explain(&status)),
             };
-            feed.send(HostUpdate::TraceDetail { id, result }).await;
+            let window = result.as_ref().ok().map(|t| (t.started_at_unix_ms, t.ended_at_unix_ms));
+            feed.send(HostUpdate::TraceDetail { id: id.clone(), result }).await;
+            if let Some((from, to)) = window {
+                let result = gpu_during(&daemon, from, to).await.map_err(|status| explain(&status));
+                feed.send(HostUpdate::TraceGpu { id, result }).await;
+            }
         }
         Effect::Ack { alert_id, .. } => {
             let by = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "llmops-top".into());
@@ -89,6 +94,15 @@ pub(super) fn failure(effect: &Effect, reason: String) -> HostUpdate {
         Effect::Replay { .. } => HostUpdate::Replay(ReplayUpdate::Failed(reason)),
         Effect::Ack { .. } | Effect::FetchLogs { .. } => HostUpdate::Notice { text: reason, error: true },
     }
+}
+
+/// The telemetry samples taken while a request ran, with one interval of margin on each side so a request
+/// shorter than the sampling interval still gets the samples around it.
+async fn gpu_during(daemon: &Daemon, from_ms: i64, to_ms: i64) -> Result<Vec<pb::TelemetrySample>, tonic::Status> {
+    const MARGIN_MS: i64 = 1_000;
+    let (from_unix_ms, to_unix_ms) = (from_ms - MARGIN_MS, to_ms.max(from_ms) + MARGIN_MS);
+    let request = pb::QueryTelemetryRequest { from_unix_ms, to_unix_ms, step: 1 };
+    Ok(daemon.telemetry().query_telemetry(request).await?.into_inner().samples)
 }
 
 #[cfg(test)]

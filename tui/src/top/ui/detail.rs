@@ -33,7 +33,9 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
         }
         return;
     };
-    let summary = summary_lines(trace, ctx);
+    let mut summary = summary_lines(trace, ctx);
+    summary.extend(super::trace_gpu::lines(detail.gpu.as_ref(), &theme, 4));
+    summary.push(Line::styled("feedback: not recorded by this llmopsd", theme.dim()));
     let summary_height = u16::try_from(summary.len()).unwrap_or(u16::MAX).min(inner.height.saturating_sub(3));
     let [summary_area, body_area] =
         Layout::vertical([Constraint::Length(summary_height), Constraint::Min(0)]).areas(inner);
@@ -131,10 +133,6 @@ fn summary_lines(trace: &pb::Trace, ctx: Ctx<'_>) -> Vec<Line<'static>> {
         dim("tags ".into()),
         Span::raw(if tags.is_empty() { "none".to_owned() } else { tags.join(" ") }),
     ]));
-    lines.push(Line::styled(
-        format!("GPU state at the time: not recorded per trace{}feedback: not recorded by this llmopsd", theme.sep()),
-        theme.dim(),
-    ));
     lines
 }
 

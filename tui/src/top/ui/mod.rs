@@ -19,6 +19,7 @@ mod help;
 mod overview;
 mod replay;
 mod theme;
+mod trace_gpu;
 mod traces;
 mod widgets;
 
