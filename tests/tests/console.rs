@@ -123,3 +123,38 @@ async fn console_says_when_the_daemon_is_unreachable_and_quits_cleanly() {
     let screen = wait_for(&tmux, "the console to exit", |s| s.contains("top exited")).await;
     assert!(screen.contains("top exited 0"), "{screen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_view_has_a_row_per_daemon_and_enter_drills_in() {
+    if !Tmux::available() {
+        panic!("tmux is not installed: run scripts/setup.sh (it installs tmux for this test)");
+    }
+    let (dir_a, dir_b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let daemon_a = Daemon::start("", dir_a.path()).await.expect("first llmopsd");
+    let daemon_b = Daemon::start("", dir_b.path()).await.expect("second llmopsd");
+    let gone = dir_a.path().join("gone.sock");
+    let top = binary("llmops-top").expect("llmops-top is built");
+    let command = format!(
+        "{} --connect unix:{} --connect unix:{} --connect unix:{}; sleep 60",
+        top.display(),
+        daemon_a.grpc_socket.display(),
+        daemon_b.grpc_socket.display(),
+        gone.display()
+    );
+    let tmux = Tmux::start(&command, 120, 30).expect("tmux starts");
+    let screen = wait_for(&tmux, "three rows, two up and one down", |s| {
+        s.contains("3 hosts") && s.matches("● up").count() == 2 && s.contains("down")
+    })
+    .await;
+    assert!(screen.contains("0 Fleet"), "{screen}");
+    // The first row is selected; down once and Enter opens the second daemon's overview.
+    keys(&tmux, &["Down", "Enter"]);
+    let second = daemon_b.grpc_socket.display().to_string();
+    let screen =
+        wait_for(&tmux, "the second daemon's overview", |s| s.lines().next().is_some_and(|l| l.contains("1 Overview")))
+            .await;
+    let header = screen.lines().next().unwrap_or_default();
+    assert!(header.contains(&second[second.len().saturating_sub(20)..]), "header names the second daemon: {header}");
+    keys(&tmux, &["0"]);
+    wait_for(&tmux, "back to the fleet", |s| s.contains("3 hosts")).await;
+}
