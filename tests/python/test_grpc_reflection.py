@@ -74,13 +74,15 @@ def test_reflection_lists_the_services(reflected: Reflected) -> None:
 def test_reflection_describes_the_trace_service(reflected: Reflected) -> None:
     service = reflected.pool.FindServiceByName("llmops.v1.TraceService")
     methods = {method.name: method for method in service.methods}
-    assert set(methods) == {"ListTraces", "GetTrace", "WatchTraces"}, sorted(methods)
+    assert set(methods) == {"ListTraces", "GetTrace", "WatchTraces", "Replay"}, sorted(methods)
     assert methods["ListTraces"].input_type.full_name == "llmops.v1.ListTracesRequest"
     assert methods["ListTraces"].output_type.full_name == "llmops.v1.ListTracesResponse"
     assert methods["GetTrace"].output_type.full_name == "llmops.v1.Trace"
     assert methods["WatchTraces"].server_streaming and not methods["WatchTraces"].client_streaming
+    assert methods["Replay"].server_streaming and methods["Replay"].output_type.full_name == "llmops.v1.ReplayEvent"
     trace_fields = reflected.pool.FindMessageTypeByName("llmops.v1.Trace").fields_by_name
-    for field in ("id", "status", "input_tokens", "output_tokens", "ttft_ms", "chunk_offsets_ms", "attempts"):
+    for field in ("id", "status", "input_tokens", "output_tokens", "ttft_ms", "chunk_offsets_ms", "chunk_chars",
+                  "replay_of", "attempts"):
         assert field in trace_fields, f"llmops.v1.Trace has no field {field}"
 
 

@@ -39,6 +39,11 @@ fn compare(a: &pb::Trace, b: &pb::Trace, key: SortKey) -> Ordering {
     }
 }
 
+/// Whether one trace passes the `/` filter `filter` (the same words as the traces view).
+pub fn matches(filter: &str, trace: &pb::Trace) -> bool {
+    Filter::parse(filter).matches(trace)
+}
+
 pub fn served_or_requested(trace: &pb::Trace) -> &str {
     if trace.model_served.is_empty() {
         &trace.model_requested

@@ -2,13 +2,10 @@
 //! needs the daemon comes back as an `Effect` for the feed.
 use llmops_proto::v1 as pb;
 
-use super::command::{self, Command, SORT_COLUMNS};
 use super::feed::Effect;
-use super::host::{HostUpdate, ReplayUpdate};
+use super::host::HostUpdate;
 use super::input::Intent;
-use super::state::{
-    App, DetailUi, Notice, Playback, Prompt, ReRun, ReplayUi, RoutePicker, SortKey, TraceTail, TracesUi, View,
-};
+use super::state::{App, DetailUi, Notice, Playback, Prompt, SortKey, TracesUi, View};
 use super::tail;
 use super::ui::Hitmap;
 
@@ -112,7 +109,7 @@ impl App {
             }
             HostUpdate::Replay(event) => {
                 if let Some(rerun) = self.replay.as_mut().and_then(|r| r.rerun.as_mut()).filter(|_| focused) {
-                    apply_replay(rerun, event);
+                    replay::apply_replay(rerun, event);
                 }
             }
             HostUpdate::Notice { text, error } => {
@@ -190,7 +187,7 @@ impl App {
     /// stays selected (assuming, as is usual, it sits below the running ones).
     fn keep_paused_row(&mut self, event: &pb::TraceEvent) {
         let Some(trace) = &event.trace else { return };
-        if self.traces.sort != SortKey::Time || !self.traces.descending || !matches_filter(&self.traces, trace) {
+        if self.traces.sort != SortKey::Time || !self.traces.descending || !tail::matches(&self.traces.filter, trace) {
             return;
         }
         let was_running = self.host().traces.in_flight.iter().any(|t| t.id == trace.id);
@@ -352,49 +349,6 @@ impl App {
         self.back.retain(|v| !matches!(v, View::Detail | View::Replay));
     }
 
-    fn open_replay(&mut self) {
-        let trace = match &self.detail {
-            Some(DetailUi { trace: Some(trace), .. }) => trace.clone(),
-            Some(DetailUi { error: Some(error), .. }) => return self.error(format!("cannot replay: {error}")),
-            Some(_) => return self.error("the trace is still loading".into()),
-            None => return self.error("open a trace first (Enter in the traces view)".into()),
-        };
-        let playback = Playback::from_trace(&trace);
-        self.replay = Some(ReplayUi { original: trace, playback, picker: None, rerun: None });
-        self.go(View::Replay, &mut Vec::new());
-    }
-
-    /// The routes to re-run on, the original's first.
-    fn open_route_picker(&mut self) {
-        let routes: Vec<String> = self.host().status.iter().flat_map(|s| &s.routes).map(|r| r.name.clone()).collect();
-        let Some(replay) = self.replay.as_mut().filter(|_| self.view == View::Replay) else {
-            return self.error("open a trace's replay first (r in the detail view)".into());
-        };
-        let original = &replay.original.route;
-        let others: Vec<String> = routes.into_iter().filter(|r| r != original).collect();
-        let routes = std::iter::once(original.clone()).filter(|r| !r.is_empty()).chain(others).collect();
-        replay.picker = Some(RoutePicker { routes, selected: 0 });
-    }
-
-    fn start_rerun(&mut self, effects: &mut Vec<Effect>) {
-        let host = self.focus;
-        let Some(replay) = self.replay.as_mut() else { return };
-        let Some(picker) = replay.picker.take() else { return };
-        let Some(route) = picker.routes.get(picker.selected).cloned() else { return };
-        let same_route = route == replay.original.route;
-        replay.rerun = Some(ReRun {
-            route: route.clone(),
-            trace_id: None,
-            text: String::new(),
-            chunks: 0,
-            elapsed_ms: 0.0,
-            done: None,
-            error: None,
-        });
-        let route = (!same_route).then_some(route);
-        effects.push(Effect::Replay { host, trace_id: replay.original.id.clone(), route });
-    }
-
     fn acknowledge(&mut self, effects: &mut Vec<Effect>) {
         let Some(alert) = self.host().alerts.get(self.alerts_selected) else {
             return self.error("no alert selected".into());
@@ -409,135 +363,9 @@ impl App {
         }
     }
 
-    /// Typing in the filter prompt filters as you type; in the command prompt it drops stale completions.
-    fn edit_prompt(&mut self, edit: impl FnOnce(&mut String)) {
-        match &mut self.prompt {
-            Some(Prompt::Filter { input }) => {
-                edit(input);
-                self.traces.filter = input.clone();
-                self.traces.selected = 0;
-            }
-            Some(Prompt::Command { input, completions, pick }) => {
-                edit(input);
-                completions.clear();
-                *pick = 0;
-            }
-            None => {}
-        }
-    }
-
-    /// First `Tab` completes (or offers the choices), further ones cycle through them.
-    fn complete_command(&mut self) {
-        let hosts = self.hosts.len();
-        let Some(Prompt::Command { input, completions, pick }) = &mut self.prompt else { return };
-        if completions.is_empty() {
-            *completions = command::completions(input, hosts);
-            *pick = 0;
-        } else {
-            *pick = (*pick + 1) % completions.len();
-        }
-        if let Some(choice) = completions.get(*pick) {
-            input.clone_from(choice);
-        }
-        // A single match is simply taken; the next Tab completes from it afresh (e.g. `sort ` to its columns).
-        if completions.len() == 1 {
-            completions.clear();
-        }
-    }
-
-    fn submit_prompt(&mut self, effects: &mut Vec<Effect>) {
-        match self.prompt.take() {
-            Some(Prompt::Command { input, .. }) => match command::parse_command(&input, self.hosts.len()) {
-                Ok(command) => self.run_command(command, effects),
-                Err(error) => self.error(error),
-            },
-            // The filter was applied while typing; Enter keeps it.
-            Some(Prompt::Filter { .. }) | None => {}
-        }
-    }
-
-    fn run_command(&mut self, command: Command, effects: &mut Vec<Effect>) {
-        match command {
-            Command::Show(view) => self.show(view, effects),
-            Command::Help => self.help = true,
-            Command::Quit => self.quit = true,
-            Command::Follow(follow) => {
-                self.traces.follow = follow;
-                self.go(View::Traces, effects);
-            }
-            Command::Sort(Some(key)) => self.traces.sort = key,
-            Command::Sort(None) => self.cycle_sort(),
-            Command::Filter(filter) => {
-                (self.traces.filter, self.traces.selected) = (filter, 0);
-                self.go(View::Traces, effects);
-            }
-            Command::Host(index) => {
-                self.focus_host(index);
-                self.go(View::Overview, effects);
-            }
-            Command::Replay => self.open_replay(),
-            Command::Rerun => {
-                if self.view == View::Detail {
-                    self.open_replay();
-                }
-                if self.view == View::Replay {
-                    self.open_route_picker();
-                } else if self.notice.is_none() {
-                    self.error("open a trace first (Enter in the traces view)".into());
-                }
-            }
-            Command::Ack if self.view == View::Alerts => self.acknowledge(effects),
-            Command::Ack => self.error("ack works in the alerts view (3): select an alert first".into()),
-            Command::Nothing => {}
-        }
-    }
-
-    fn cycle_sort(&mut self) {
-        let at = SORT_COLUMNS.iter().position(|(_, key)| *key == self.traces.sort).unwrap_or(0);
-        self.traces.sort = SORT_COLUMNS[(at + 1) % SORT_COLUMNS.len()].1;
-    }
-
-    fn with_playback(&mut self, change: impl FnOnce(&mut Playback)) {
-        if let Some(replay) = self.replay.as_mut().filter(|_| self.view == View::Replay) {
-            change(&mut replay.playback);
-        }
-    }
-
     fn error(&mut self, text: String) {
         self.notice = Some(Notice { text, error: true });
     }
-}
-
-fn apply_replay(rerun: &mut ReRun, event: ReplayUpdate) {
-    match event {
-        ReplayUpdate::Started(started) => {
-            rerun.trace_id = Some(started.trace_id);
-            if !started.route.is_empty() {
-                rerun.route = started.route;
-            }
-        }
-        ReplayUpdate::Chunk(chunk) => {
-            rerun.text.push_str(&chunk.text);
-            rerun.chunks += 1;
-            rerun.elapsed_ms = chunk.offset_ms;
-        }
-        ReplayUpdate::Done(done) => {
-            if let Some(replay) = &done.replay {
-                rerun.elapsed_ms = replay.latency_ms;
-            }
-            rerun.done = Some(*done);
-        }
-        ReplayUpdate::Failed(error) => rerun.error = Some(error),
-    }
-}
-
-/// Whether the traces view's filter lets `trace` through (via `tail`, which owns the filter's meaning).
-fn matches_filter(ui: &TracesUi, trace: &pb::Trace) -> bool {
-    if ui.filter.trim().is_empty() {
-        return true;
-    }
-    let one = TraceTail { finished: [trace.clone()].into(), ..TraceTail::default() };
-    !tail::visible(&one, ui).is_empty()
 }
 
 /// A generous count of the detail view's lines, so scrolling stops near the end rather than far past it.
@@ -546,5 +374,7 @@ fn body_lines(trace: &pb::Trace) -> usize {
     FIXED_LINES + trace.attempts.len() * 2 + trace.prompt_text.lines().count() + trace.response_text.lines().count()
 }
 
+mod prompt;
+mod replay;
 #[cfg(test)]
 mod tests;

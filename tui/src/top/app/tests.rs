@@ -1,6 +1,7 @@
 use ratatui::layout::Rect;
 
 use super::*;
+use crate::top::host::ReplayUpdate;
 use crate::top::state::Look;
 use crate::top::ui::ListHit;
 
