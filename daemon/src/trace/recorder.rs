@@ -12,8 +12,9 @@ use tokio::sync::broadcast;
 
 /// Events buffered per live viewer before it counts as too slow.
 pub const WATCH_BUFFER: usize = 1024;
-/// Finished traces kept for viewers that list and then watch (`subscribe_with_recent`): more than the writer
-/// falls behind by in its gather window at thousands of requests per second.
+/// Finished traces not yet in the store, kept for viewers that list and then watch (`subscribe_with_recent`);
+/// a trace leaves once written. More than the writer falls behind by in its gather window at thousands of
+/// requests per second; past it the oldest go (a full queue's dropped traces, never written, leave that way).
 pub const RECENT_FINISHED: usize = 256;
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// How long the writer gathers traces into one transaction after the first arrives.
@@ -56,13 +57,15 @@ enum Message {
     Shutdown,
 }
 
+type Recent = Arc<Mutex<VecDeque<Arc<Trace>>>>;
+
 /// Cheap to clone; every clone feeds the same writer.
 #[derive(Clone)]
 pub struct Recorder {
     queue: SyncSender<Message>,
     events: broadcast::Sender<TraceEvent>,
-    /// The last `RECENT_FINISHED` finished traces, oldest first.
-    recent: Arc<Mutex<VecDeque<Arc<Trace>>>>,
+    /// Finished traces the writer has not written yet (at most `RECENT_FINISHED`), oldest first.
+    recent: Recent,
     stats: Arc<RecorderStats>,
     settings: RecorderSettings,
 }
@@ -79,10 +82,11 @@ impl Recorder {
         let stats = Arc::new(RecorderStats::default());
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let writer_stats = stats.clone();
+        let recent: Recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT_FINISHED)));
+        let unwritten = recent.clone();
         let thread = std::thread::Builder::new()
             .name("trace-writer".into())
-            .spawn(move || write_loop(store, receiver, writer_stats, settings))?;
-        let recent = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT_FINISHED)));
+            .spawn(move || write_loop(store, receiver, (writer_stats, unwritten), settings))?;
         let recorder = Recorder { queue: queue.clone(), events, recent, stats, settings };
         Ok((recorder, WriterHandle { queue, thread }))
     }
@@ -165,7 +169,12 @@ impl WriterHandle {
     }
 }
 
-fn write_loop(mut store: Store, receiver: Receiver<Message>, stats: Arc<RecorderStats>, settings: RecorderSettings) {
+fn write_loop(
+    mut store: Store,
+    receiver: Receiver<Message>,
+    (stats, unwritten): (Arc<RecorderStats>, Recent),
+    settings: RecorderSettings,
+) {
     let mut last_retention: Option<Instant> = None;
     let mut batch: Vec<Arc<Trace>> = Vec::with_capacity(settings.batch_size);
     let mut stopping = false;
@@ -196,11 +205,16 @@ fn write_loop(mut store: Store, receiver: Receiver<Message>, stats: Arc<Recorder
                 batch.push(trace);
             }
         }
-        flush(&mut store, &mut batch, &stats);
+        flush(&mut store, &mut batch, &stats, &unwritten);
     }
 }
 
-fn flush(store: &mut Store, batch: &mut Vec<Arc<Trace>>, stats: &RecorderStats) {
+fn flush(
+    store: &mut Store,
+    batch: &mut Vec<Arc<Trace>>,
+    stats: &RecorderStats,
+    unwritten: &Mutex<VecDeque<Arc<Trace>>>,
+) {
     if batch.is_empty() {
         return;
     }
@@ -209,6 +223,9 @@ fn flush(store: &mut Store, batch: &mut Vec<Arc<Trace>>, stats: &RecorderStats) 
     match store.insert_batch(batch) {
         Ok(()) => {
             stats.written.fetch_add(count, Ordering::Relaxed);
+            // In the store now, so a listing finds them: the ring need not hold them (nor their bodies).
+            let mut recent = unwritten.lock().unwrap_or_else(PoisonError::into_inner);
+            recent.retain(|held| !batch.iter().any(|written| Arc::ptr_eq(held, written)));
         }
         Err(error) => {
             stats.write_errors.fetch_add(count, Ordering::Relaxed);
@@ -286,19 +303,30 @@ mod tests {
     }
 
     #[test]
-    fn a_late_viewer_gets_the_recent_traces_then_live_ones() {
+    fn a_late_viewer_gets_the_unwritten_traces_then_live_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("t.db")).expect("open");
-        let (recorder, writer) = Recorder::start(store, settings(10_000, false)).expect("start");
-        for i in 0..RECENT_FINISHED + 10 {
+        let path = dir.path().join("t.db");
+        // Many more traces than the ring holds, finished faster than the writer can empty it: the ring keeps
+        // the newest of those not written yet.
+        let (recorder, writer) =
+            Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
+        for i in 0..RECENT_FINISHED * 4 {
             recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
         }
         let (mut live, recent) = recorder.subscribe_with_recent();
-        let ids: Vec<&str> = recent.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids.len(), RECENT_FINISHED, "the ring keeps the newest");
-        assert_eq!((ids[0], ids[RECENT_FINISHED - 1]), ("t10", "t265"), "oldest first");
+        assert!(recent.len() <= RECENT_FINISHED);
+        let numbers: Vec<usize> = recent.iter().filter_map(|t| t.id[1..].parse().ok()).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "oldest first");
         recorder.finished(Trace { id: "after".into(), ..Trace::default() });
         assert_eq!(live.try_recv().expect("live event").trace.id, "after");
         writer.shutdown();
+        // Every trace the ring no longer held is in the store: a listing after subscribing finds it.
+        let store = Store::open(&path).expect("reopen");
+        for i in 0..RECENT_FINISHED * 4 {
+            let id = format!("t{i}");
+            assert!(store.get(&id).expect("get").is_some() || recent.iter().any(|t| t.id == id), "{id} lost");
+        }
+        let (_, after_writes) = recorder.subscribe_with_recent();
+        assert!(after_writes.is_empty(), "written traces leave the ring: {}", after_writes.len());
     }
 }
