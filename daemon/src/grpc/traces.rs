@@ -11,6 +11,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 const DEFAULT_PAGE: usize = 50;
+/// Live trace events go out in bursts at most this far apart: at hundreds of requests per second a viewer
+/// then wakes a few times a second instead of once per event (its CPU), for at most this much delay.
+const WATCH_BURST: std::time::Duration = std::time::Duration::from_millis(100);
+/// Events per burst at most (a burst is sent as soon as it is full).
+const WATCH_BURST_EVENTS: usize = 256;
 
 pub struct TraceApi {
     /// A read connection of its own, so queries never wait behind the writer's transactions (WAL).
@@ -132,7 +137,9 @@ impl pb::trace_service_server::TraceService for TraceApi {
                 Err(RecvError::Closed) => None,
             }
         });
-        Ok(Response::new(Box::pin(futures::StreamExt::chain(recent, stream))))
+        let bursts = tokio_stream::StreamExt::chunks_timeout(stream, WATCH_BURST_EVENTS, WATCH_BURST);
+        let live = futures::StreamExt::flat_map(bursts, futures::stream::iter);
+        Ok(Response::new(Box::pin(futures::StreamExt::chain(recent, live))))
     }
 
     type ReplayStream = ReplayEvents;
