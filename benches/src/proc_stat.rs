@@ -1,4 +1,4 @@
-//! CPU time of a process from `/proc/PID/stat`.
+//! CPU time of a process from `/proc/PID/stat`, and its memory from `/proc/PID/status`.
 use anyhow::Context;
 
 /// utime + stime of a process (all its threads), in clock ticks.
@@ -19,4 +19,14 @@ pub fn clock_ticks() -> anyhow::Result<f64> {
     let output = std::process::Command::new("getconf").arg("CLK_TCK").output().context("cannot run getconf")?;
     let text = String::from_utf8_lossy(&output.stdout);
     text.trim().parse::<f64>().with_context(|| format!("getconf CLK_TCK printed {text:?}"))
+}
+
+/// A `/proc/PID/status` field in kB, e.g. `status_kib(pid, "VmRSS:")`.
+// Each benchmark binary includes this file; not all of them read memory.
+#[allow(dead_code)]
+pub fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let line = status.lines().find_map(|l| l.strip_prefix(field)).with_context(|| format!("no {field} in {path}"))?;
+    line.trim().trim_end_matches("kB").trim().parse().with_context(|| format!("{field} is not a number of kB"))
 }

@@ -159,7 +159,7 @@ async fn measure(args: &Args, interval_ms: u64, ticks_per_sec: f64) -> anyhow::R
     let (start_a, start_b, started, from_unix_ms) = (cpu_ticks(pid_a)?, cpu_ticks(pid_b)?, Instant::now(), unix_ms());
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let (end_a, end_b, window, to_unix_ms) = (cpu_ticks(pid_a)?, cpu_ticks(pid_b)?, started.elapsed(), unix_ms());
-    let (rss_a, rss_b) = (rss_kib(pid_a)?, rss_kib(pid_b)?);
+    let (rss_a, rss_b) = (proc_stat::status_kib(pid_a, "VmRSS:")?, proc_stat::status_kib(pid_b, "VmRSS:")?);
 
     // Counted after the CPU readings: the queries cost the daemons CPU too.
     let samples_a = count_samples(&a, from_unix_ms, to_unix_ms).await?;
@@ -275,13 +275,6 @@ async fn count_samples(daemon: &Daemon, from_unix_ms: i64, to_unix_ms: i64) -> a
 
 fn pid(daemon: &Daemon) -> anyhow::Result<u32> {
     daemon.pid().context("llmopsd exited")
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).context("no VmRSS")?;
-    line.trim().trim_end_matches("kB").trim().parse().context("VmRSS is not a number of kB")
 }
 
 fn unix_ms() -> i64 {

@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
         format!("traces view (live), {} req/s", args.rate),
         traces
     );
-    let rss = status_kib(pid, "VmRSS:")?;
+    let rss = proc_stat::status_kib(pid, "VmRSS:")?;
     println!("RSS {:.1} MiB after {} requests", rss as f64 / 1024.0, 2 * args.rate * args.seconds);
     if args.fill > 0 {
         let fill_rate = 500;
@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
             steady_load(&daemon.url("/v1/chat/completions"), fill_rate, Duration::from_secs(args.fill / fill_rate))
                 .await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let (rss, hwm) = (status_kib(pid, "VmRSS:")?, status_kib(pid, "VmHWM:")?);
+        let (rss, hwm) = (proc_stat::status_kib(pid, "VmRSS:")?, proc_stat::status_kib(pid, "VmHWM:")?);
         println!(
             "RSS {:.1} MiB (peak {:.1} MiB) after {sent} more requests on the traces view (tail full at 10,000)",
             rss as f64 / 1024.0,
@@ -111,11 +111,4 @@ async fn steady_load(url: &str, rate: u64, length: Duration) -> anyhow::Result<u
         done += u64::from(matches!(result, Ok(Some(_))));
     }
     Ok(done)
-}
-
-fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let line = status.lines().find_map(|l| l.strip_prefix(field)).with_context(|| format!("no {field}"))?;
-    line.trim().trim_end_matches("kB").trim().parse().context("not a number of kB")
 }

@@ -92,15 +92,13 @@ impl Filter {
     }
 }
 
-/// Lower-case status word as the filter and the status column use it.
+/// Lower-case status word as the filter and the status column use it: the shared names, except that a trace
+/// in flight reads "running" and an unknown status "unknown" on screen.
 pub fn status_name(status: i32) -> &'static str {
-    match pb::TraceStatus::try_from(status).unwrap_or(pb::TraceStatus::Unspecified) {
-        pb::TraceStatus::Ok => "ok",
-        pb::TraceStatus::Rejected => "rejected",
-        pb::TraceStatus::Error => "error",
-        pb::TraceStatus::Cancelled => "cancelled",
-        pb::TraceStatus::InFlight => "running",
-        pb::TraceStatus::Unspecified => "unknown",
+    match crate::names::trace_status_name(status) {
+        "in_flight" => "running",
+        "unspecified" => "unknown",
+        name => name,
     }
 }
 
