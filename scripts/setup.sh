@@ -14,10 +14,11 @@ apt_install() {
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# The embedded engine builds llama.cpp from source: cmake drives it, bindgen needs libclang.
+# The embedded engine builds llama.cpp from source: cmake drives it, bindgen needs libclang. curl: run.sh waits
+# for /readyz with it.
 missing=()
 # tmux runs llmops-top in a real terminal for its end-to-end test.
-for package in cmake libclang1-14 libclang-common-14-dev tmux; do
+for package in cmake libclang1-14 libclang-common-14-dev tmux curl prometheus; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then

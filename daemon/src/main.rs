@@ -1,6 +1,7 @@
 //! The `llmopsd` binary: command line, configuration precedence and logging; `app::run` does the rest.
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use llmopsd::config::{Config, LogFormat};
+use llmopsd::engine::embedded::cpu::CpuFeatures;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -62,7 +63,24 @@ enum ModelCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cpu = CpuFeatures::current();
+    // `--version` also says what the engine was built for and what this host has (`-V`: the version alone).
+    // Leaked once: clap keeps a &'static str.
+    let long_version: &'static str = format!("{}\n{}", env!("CARGO_PKG_VERSION"), cpu.describe().trim_end()).leak();
+    let matches = Cli::command().long_version(long_version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    if !cpu.missing_on_host.is_empty() {
+        return fail(&anyhow::anyhow!(
+            "this llmopsd was built for target-cpu {} and needs {}, which this CPU lacks (it would crash on the \
+             first request): rebuild on this host with `LLMOPS_TARGET_CPU=native scripts/run.sh`, or for a lower \
+             level such as LLMOPS_TARGET_CPU=x86-64-v2",
+            llmopsd::engine::embedded::cpu::TARGET_CPU,
+            cpu.missing_on_host.join(", ")
+        ));
+    }
     match &cli.command {
         Some(Command::Model(command)) => return model_command(command),
         Some(Command::HashKey) => return hash_key(),

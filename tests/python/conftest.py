@@ -1,6 +1,6 @@
 """Fixtures that start the real binaries: the fake OpenAI-compatible upstream and llmopsd, plus llmopsctl.
 
-Binaries come from $LLMOPS_BIN_DIR, else <repo>/target/debug (build them with `cargo build --workspace --bins`).
+Binaries come from $LLMOPS_BIN_DIR, else <repo>/target/release (build them with `cargo build --release --workspace --bins`).
 Nothing is skipped: a missing binary fails the test with the command that builds it.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(os.environ.get("LLMOPS_BIN_DIR") or REPO_ROOT / "target" / "debug")
+BIN_DIR = Path(os.environ.get("LLMOPS_BIN_DIR") or REPO_ROOT / "target" / "release")
 
 MODEL = "fake-model"
 ENGINE = "fake"

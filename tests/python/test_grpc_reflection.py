@@ -138,6 +138,22 @@ def test_status_over_reflection(reflected: Reflected, fake_upstream) -> None:
     assert engine.kind == "openai"
     assert engine.base_url.rstrip("/") == fake_upstream.base_url.rstrip("/")
     assert list(engine.models) == [MODEL]
+    # What the embedded engine was built for, and what this host has (`llmopsd --version` says the same).
+    build = status.engine_build
+    assert build.target_cpu, status
+    assert build.built_with and not build.missing_on_host, status
+
+
+def test_plain_unix_channel_is_refused_by_the_http2_stack(daemon) -> None:
+    """The README's note, checked: grpc-core sends the percent-encoded socket path (``tmp%2F...sock``) as
+    :authority; Rust's ``http`` crate, under h2 and tonic, refuses ``%`` in a host name, so h2 resets the stream
+    (PROTOCOL_ERROR) before the daemon sees the call. If an upgrade lifts that, this fails: drop the workaround."""
+    with grpc.insecure_channel(daemon.grpc_target) as channel:
+        health = channel.unary_unary("/grpc.health.v1.Health/Check")
+        with pytest.raises(grpc.RpcError) as refused:
+            health(b"", timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INTERNAL, refused.value
+    assert "RST_STREAM" in (refused.value.details() or ""), refused.value
 
 
 def test_health_check_is_serving(reflected: Reflected) -> None:

@@ -37,7 +37,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
             return Ok(path);
         }
         bail!(
-            "{} does not exist (LLMOPS_BIN_DIR is set); build it with `cargo build --workspace --bins`",
+            "{} does not exist (LLMOPS_BIN_DIR is set); build it with `cargo build --release --workspace --bins`",
             path.display()
         );
     }
@@ -50,8 +50,8 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     }
     let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     bail!(
-        "binary `{name}` not found (looked at {}); build it first with `cargo build --workspace --bins` \
-         (add --release for release tests), or set LLMOPS_BIN_DIR",
+        "binary `{name}` not found (looked at {}); build it first with `cargo build --release --workspace --bins` \
+         (the tests run release binaries), or set LLMOPS_BIN_DIR",
         looked.join(", ")
     )
 }

@@ -113,6 +113,14 @@ pub fn status_to_json(status: &Status) -> Value {
         "routes": status.routes.iter().map(route_to_json).collect::<Vec<_>>(),
         "store": status.store.as_ref().map(store_to_json),
         "requests_in_flight": status.requests_in_flight,
+        "engine_build": status.engine_build.as_ref().map(|b| json!({
+            "target_cpu": b.target_cpu,
+            "built_with": b.built_with,
+            "in_use": b.in_use,
+            "host": b.host,
+            "missing_on_host": b.missing_on_host,
+            "unused_on_host": b.unused_on_host,
+        })),
     })
 }
 

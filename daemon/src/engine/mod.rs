@@ -115,6 +115,23 @@ impl Engine {
         }
     }
 
+    /// Whether the engine can answer now, else why not (`/readyz`). A launched engine is ready once its process
+    /// answers; the embedded one once its model has loaded; any other upstream unless its last check or request
+    /// failed (one never checked yet, such as a hosted API, counts as ready: there is nothing to wait for).
+    pub fn ready(&self) -> Result<(), String> {
+        match self {
+            Self::OpenAi(_, Some(supervisor)) => match supervisor.state() {
+                ProcessState { phase: supervisor::Phase::Healthy, .. } => Ok(()),
+                state => Err(format!("launched process is {}", state.phase.as_str())),
+            },
+            Self::OpenAi(engine, None) => match engine.health() {
+                HealthState { health: Health::Unhealthy, last_error, .. } => Err(last_error),
+                _ => Ok(()),
+            },
+            Self::Embedded(engine) => engine.ready(),
+        }
+    }
+
     /// Running and waiting requests and KV-cache use, where known: the embedded engine's own counts, or what
     /// an upstream's metrics said at the last telemetry scrape.
     pub fn load(&self) -> Option<EngineLoad> {

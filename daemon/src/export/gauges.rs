@@ -83,7 +83,7 @@ fn render_host(w: &mut MetricWriter, sample: &TelemetrySample) {
     let host = &sample.host;
     let gauges: [(&str, &str, f64); 6] = [
         ("llmops_host_cpu_utilization_ratio", "Busy share of all CPU cores (0-1).", host.cpu_percent / 100.0),
-        ("llmops_host_cpu_count", "CPU cores (logical).", f64::from(host.cpu_count)),
+        ("llmops_host_logical_cpus", "CPU cores (logical).", f64::from(host.cpu_count)),
         ("llmops_host_memory_total_bytes", "Host memory in total.", host.memory_total_bytes as f64),
         ("llmops_host_memory_used_bytes", "Host memory in use.", host.memory_used_bytes as f64),
         ("llmops_host_load1", "Load average over 1 minute.", host.load_1m),

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible HTTP API.
 mod admission;
 pub mod error;
+mod health;
 mod proxy;
 pub mod request;
 mod stream;
@@ -86,7 +87,8 @@ pub fn http_router(gateway: Arc<Gateway>) -> axum::Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::map_response(ensure_request_id))
@@ -150,8 +152,8 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, crate::export::prometheus::CONTENT_TYPE)], text).into_response()
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
+    health::readyz(&gateway.router)
 }
 
 /// Generation requests set `x-request-id` to their trace id; every other answer gets a fresh one.

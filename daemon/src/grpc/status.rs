@@ -1,5 +1,6 @@
 //! `llmops.v1.StatusService`: what the daemon is, what it serves and how its store is doing, and the output of
 //! the engines it launches.
+use crate::engine::embedded::cpu::{self, CpuFeatures};
 use crate::engine::{Engine, Engines, Health, ProcessState};
 use crate::router::Router;
 use crate::trace::{Recorder, Store};
@@ -20,6 +21,17 @@ pub struct StatusApi {
     pub recorder: Recorder,
     pub store: Arc<Mutex<Store>>,
     pub in_flight: Arc<AtomicU64>,
+}
+
+fn engine_build(features: &CpuFeatures) -> pb::EngineBuild {
+    pb::EngineBuild {
+        target_cpu: cpu::TARGET_CPU.into(),
+        built_with: features.built_with.clone(),
+        in_use: features.in_use(),
+        host: features.host.clone(),
+        missing_on_host: features.missing_on_host.clone(),
+        unused_on_host: features.unused_on_host.clone(),
+    }
 }
 
 fn health_to_proto(health: Health) -> pb::EngineHealth {
@@ -126,6 +138,7 @@ impl pb::status_service_server::StatusService for StatusApi {
                 retention_deleted: stats.retention_deleted.load(Ordering::Relaxed),
             }),
             requests_in_flight: self.in_flight.load(Ordering::Relaxed),
+            engine_build: Some(engine_build(CpuFeatures::current())),
         }))
     }
 

@@ -2,7 +2,7 @@
 use std::fmt::Display;
 
 use chrono::TimeZone;
-use llmops_proto::v1::{EngineStatus, Status, StoreStatus};
+use llmops_proto::v1::{EngineBuild, EngineStatus, Status, StoreStatus};
 
 use super::Report;
 use crate::names::engine_health_name;
@@ -34,6 +34,18 @@ fn engine_load(engine: &EngineStatus) -> String {
     }
 }
 
+/// "x86-64-v3: AVX AVX2 FMA ... (host also has AVX512 AMX_INT8, unused)".
+fn engine_build(build: &EngineBuild) -> String {
+    let mut text = format!("{}: {}", dash_if_empty(&build.target_cpu), dash_if_empty(&build.in_use.join(" ")));
+    if !build.missing_on_host.is_empty() {
+        text.push_str(&format!(" (MISSING on this host: {})", build.missing_on_host.join(" ")));
+    }
+    if !build.unused_on_host.is_empty() {
+        text.push_str(&format!(" (host also has {}, unused)", build.unused_on_host.join(" ")));
+    }
+    text
+}
+
 pub fn render_status<Tz: TimeZone>(status: &Status, zone: &Tz) -> String
 where
     Tz::Offset: Display,
@@ -48,6 +60,9 @@ where
     let privacy = if status.privacy_mode { "on (only hashes and lengths of bodies are stored)" } else { "off" };
     report.field("privacy mode", privacy);
     report.field("in flight", status.requests_in_flight);
+    if let Some(build) = &status.engine_build {
+        report.field("engine build", engine_build(build));
+    }
 
     report.section("ENGINES");
     let mut engines = Table::new(&[
@@ -155,5 +170,24 @@ mod tests {
         assert!(text.contains("small  ollama/a -> x/b\n"), "{text}");
         assert!(text.contains("write queue       3 / 1024\n"), "{text}");
         assert!(!text.contains("(not reported)"), "{text}");
+        assert!(!text.contains("engine build"), "{text}");
+    }
+
+    #[test]
+    fn engine_build_names_the_level_the_features_in_use_and_what_the_host_leaves_unused() {
+        let build = EngineBuild {
+            target_cpu: "x86-64-v3".into(),
+            in_use: vec!["AVX2".into(), "FMA".into()],
+            unused_on_host: vec!["AVX512".into(), "AMX_INT8".into()],
+            ..EngineBuild::default()
+        };
+        let status = Status { engine_build: Some(build.clone()), ..Status::default() };
+        let text = render_status(&status, &Utc);
+        assert!(
+            text.contains("engine build      x86-64-v3: AVX2 FMA (host also has AVX512 AMX_INT8, unused)\n"),
+            "{text}"
+        );
+        let missing = EngineBuild { missing_on_host: vec!["AVX2".into()], unused_on_host: vec![], ..build };
+        assert_eq!(engine_build(&missing), "x86-64-v3: AVX2 FMA (MISSING on this host: AVX2)");
     }
 }

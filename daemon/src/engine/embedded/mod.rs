@@ -3,6 +3,7 @@
 //! runs the decode loop (see `batcher`). The model loads in the background: until it has, or when it cannot
 //! be loaded, requests get a 503 that says why and what fixes it.
 mod batcher;
+pub mod cpu;
 mod format;
 mod job;
 mod model;
@@ -35,6 +36,8 @@ pub struct Load {
     waiting: AtomicU64,
     /// f64 bits of the share of KV-cache cells in use.
     kv_used: AtomicU64,
+    /// How much of the model file llama.cpp has loaded, in percent (while loading).
+    loaded_percent: AtomicU64,
 }
 
 impl Load {
@@ -92,7 +95,17 @@ impl EmbeddedEngine {
         let settings = settings.clone();
         let engine_name = name.to_string();
         let spawned = std::thread::Builder::new().name(format!("engine-{name}")).spawn(move || {
-            let model = match open(&model_path, catalog_name, &settings) {
+            let progress = load.clone();
+            let log_name = engine_name.clone();
+            let on_progress = move |fraction: f32| {
+                // A large GGUF takes minutes: say how far it is every 10% (and on /readyz, every percent).
+                let percent = (fraction.clamp(0.0, 1.0) * 100.0) as u64;
+                let before = progress.loaded_percent.swap(percent, Ordering::Relaxed);
+                if percent / 10 > before / 10 {
+                    tracing::info!(engine = log_name, percent, "loading the model");
+                }
+            };
+            let model = match open(&model_path, catalog_name, &settings, on_progress) {
                 Ok(model) => Arc::new(model),
                 Err(reason) => {
                     tracing::error!(engine = engine_name, %reason, "embedded engine unavailable");
@@ -140,12 +153,22 @@ impl EmbeddedEngine {
 
     pub fn health(&self) -> HealthState {
         let (health, last_error) = match &*read_state(&self.state) {
-            State::Loading => (Health::Unknown, "loading the model".to_string()),
+            State::Loading => {
+                (Health::Unknown, format!("loading the model ({}%)", self.load.loaded_percent.load(Ordering::Relaxed)))
+            }
             State::Ready(_) => (Health::Healthy, String::new()),
             State::Failed(reason) => (Health::Unhealthy, reason.clone()),
             State::Stopped => (Health::Unhealthy, "stopped".to_string()),
         };
         HealthState { health, last_error, last_checked_unix_ms: crate::clock::unix_ms() }
+    }
+
+    /// Whether requests can be answered now, else why not (for `/readyz`).
+    pub fn ready(&self) -> Result<(), String> {
+        match self.health() {
+            HealthState { health: Health::Healthy, .. } => Ok(()),
+            HealthState { last_error, .. } => Err(last_error),
+        }
     }
 
     pub fn load(&self) -> EngineLoad {
@@ -269,7 +292,12 @@ fn resolve_model(model: &str) -> (PathBuf, Option<&'static str>) {
     }
 }
 
-fn open(path: &Path, catalog_name: Option<&str>, settings: &EmbeddedEngineConfig) -> Result<LoadedModel, String> {
+fn open(
+    path: &Path,
+    catalog_name: Option<&str>,
+    settings: &EmbeddedEngineConfig,
+    on_progress: impl FnMut(f32) + 'static,
+) -> Result<LoadedModel, String> {
     if !path.is_file() {
         return Err(match catalog_name {
             Some(name) => format!(
@@ -279,7 +307,7 @@ fn open(path: &Path, catalog_name: Option<&str>, settings: &EmbeddedEngineConfig
             None => format!("the GGUF file {} does not exist", path.display()),
         });
     }
-    LoadedModel::load(path, settings)
+    LoadedModel::load(path, settings, on_progress)
 }
 
 fn read_state(state: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {

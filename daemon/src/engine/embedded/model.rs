@@ -33,9 +33,20 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    pub fn load(path: &Path, settings: &EmbeddedEngineConfig) -> Result<Self, String> {
+    /// Loads the GGUF file, calling `on_progress` with the share loaded (0.0 to 1.0) as llama.cpp reads it.
+    pub fn load(
+        path: &Path,
+        settings: &EmbeddedEngineConfig,
+        mut on_progress: impl FnMut(f32) + 'static,
+    ) -> Result<Self, String> {
         let backend = backend()?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers);
+        let params = LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers).with_progress_callback(
+            move |fraction| {
+                on_progress(fraction);
+                // true: go on loading.
+                true
+            },
+        );
         let model = LlamaModel::load_from_file(backend, path, &params)
             .map_err(|e| format!("cannot load the GGUF file {}: {e}", path.display()))?;
         let trained = model.n_ctx_train();
