@@ -5,7 +5,7 @@ fn main() {
     let target_cpu = flags
         .split('\x1f')
         .filter_map(|flag| flag.strip_prefix("target-cpu=").or_else(|| flag.strip_prefix("-Ctarget-cpu=")))
-        .last()
+        .next_back()
         .unwrap_or("generic");
     println!("cargo:rustc-env=LLMOPS_TARGET_CPU={target_cpu}");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");

@@ -25,8 +25,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let started_at_unix_ms = crate::clock::unix_ms();
     let data_dir = config.data_dir();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create the data dir {} (server.data_dir)", data_dir.display()))?;
+    // Prompts, answers and key hashes live here: owner only (0700), and each database 0600, whatever the umask.
+    crate::state_db::private_dir(&data_dir)
+        .with_context(|| format!("cannot create the data dir {} (server.data_dir) as 0700", data_dir.display()))?;
+    // Made private before anything opens it (the key store opens it first, without `state_db::open`).
+    let state_path = config.state_path();
+    crate::state_db::private_db_file(&state_path)
+        .with_context(|| format!("cannot make {} private (mode 0600)", state_path.display()))?;
 
     let store_path = config.store_path();
     let writer_store = Store::open(&store_path)?;
@@ -70,6 +75,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         retry: config.resilience.retry.clone(),
         max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
+        cors_origins: config.server.cors_origins.clone(),
         closing,
     };
     let alerts = AlertManager::open(&config.state_path(), config.alerts.webhooks.clone())
@@ -133,15 +140,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stdout.flush();
 
     let mut http_stop = shutdown_signal.clone();
-    // No Nagle: an SSE chunk must leave now, not wait ~40 ms for the client's delayed ACK.
-    let server = axum::serve(http_listener, http_router(gateway.clone()))
-        .tcp_nodelay(true)
-        .with_graceful_shutdown(async move { http_stop.wait().await });
-    let server = std::future::IntoFuture::into_future(server);
+    let limits = crate::gateway::server::Limits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+    };
+    let server = crate::gateway::server::serve(http_listener, http_router(gateway.clone()), limits, async move {
+        http_stop.wait().await
+    });
     tokio::pin!(server);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tokio::select! {
-        result = &mut server => result.context("HTTP server failed")?,
+        () = &mut server => {}
         signal = termination_signal() => {
             tracing::info!(signal, in_flight = gateway.in_flight.load(Ordering::Relaxed), "shutting down");
             trigger.fire();

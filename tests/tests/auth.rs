@@ -1,6 +1,6 @@
-//! API keys and tenants end to end: open on loopback until a key exists, then 401s (OpenAI-shaped) for a
-//! missing, wrong or revoked key; a valid key's tenant on the trace; the key in no trace or log; keys kept
-//! across a restart.
+//! API keys and tenants end to end: open on loopback until a key exists, then 401s (OpenAI-shaped, counted but
+//! not stored as traces) for a missing, wrong or revoked key; a valid key's tenant on the trace; the key in no
+//! trace or log; keys kept across a restart.
 use llmops_e2e::daemon::Daemon;
 use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 use llmops_proto::v1 as pb;
@@ -62,8 +62,13 @@ async fn keys_select_tenants_and_wrong_missing_or_revoked_keys_get_401() {
         assert_eq!(status, 401, "{body}");
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["code"], code, "{body}");
-        assert_eq!(trace(&daemon, &id).await.status, pb::TraceStatus::Rejected as i32);
+        // Refused before the body is read: counted, not stored (an unauthenticated loop cannot fill the store).
+        let mut traces = TraceServiceClient::new(daemon.grpc_channel().await.expect("channel"));
+        let stored = traces.get_trace(pb::GetTraceRequest { id: id.clone() }).await;
+        assert_eq!(stored.expect_err("no trace").code(), tonic::Code::NotFound);
     }
+    let metrics = reqwest::get(daemon.url("/metrics")).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("llmops_http_refused_total{reason=\"unauthenticated\"} 2\n"), "{metrics}");
     let (status, _, id) = chat(&daemon, Some(&secret)).await;
     assert_eq!(status, 200);
     let recorded = trace(&daemon, &id).await;

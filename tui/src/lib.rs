@@ -8,6 +8,7 @@ pub mod json;
 pub mod names;
 pub mod query;
 pub mod report;
+pub mod safe_output;
 pub mod table;
 pub mod text;
 pub mod top;

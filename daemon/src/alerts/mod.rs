@@ -2,14 +2,19 @@
 //! one alert per key, keeps the firing -> acknowledged -> resolved lifecycle in SQLite, and fans every change
 //! out to watchers ([`AlertManager::subscribe`]), the log and webhooks.
 //!
-//! Webhooks hear of new alerts, severity escalations, acknowledgements and resolutions (not of every folded
-//! duplicate). Each (event, webhook) is delivered by a task of its own, so `raise` never waits on the network;
-//! the events of one alert reach one webhook in order. `raise`, `resolve` and `acknowledge` do one small
-//! SQLite write each (blocking, under the busy timeout); rules evaluate every few seconds, so that is cheap.
+//! Webhooks hear of new alerts, severity escalations, acknowledgements, resolutions and one-off alerts that
+//! recur after an acknowledgement (not of every folded duplicate). Each (event, webhook) is delivered by a task
+//! of its own, so `raise` never waits on the network; the events of one alert reach one webhook in order.
+//! Deliveries run on the tokio runtime the manager was opened on (or, opened outside one, on a small runtime of
+//! its own), so rules may raise from any thread: the request path, the sampler, the drift thread.
+//! `raise`, `resolve` and `acknowledge` do one small SQLite write each (blocking, under the busy timeout); rules
+//! evaluate every few seconds, so that is cheap.
 mod model;
 mod store;
 mod webhook;
 
+#[cfg(test)]
+mod delivery_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -36,6 +41,29 @@ const EVENTS_CAPACITY: usize = 256;
 #[derive(Clone)]
 pub struct AlertManager {
     inner: Arc<Inner>,
+    /// The runtime deliveries run on when the manager was opened outside one; shut down with the last clone.
+    /// Held here rather than in `Inner`, which delivery tasks hold: a runtime must not be dropped by its own task.
+    _own_runtime: Option<Arc<OwnRuntime>>,
+}
+
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        // Deliveries still under way are abandoned (as at a daemon stop); never blocks, even in async code.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Whether a raise that finds an acknowledged alert notifies again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recurrence {
+    /// The rule's condition still holds: the acknowledgement covers it.
+    Holds,
+    /// A new one-off event (a change point, an anomalous request): fire again.
+    Recurs,
 }
 
 struct Inner {
@@ -43,6 +71,8 @@ struct Inner {
     events: broadcast::Sender<AlertEvent>,
     webhooks: Vec<Webhook>,
     client: reqwest::Client,
+    /// Where delivery tasks run, captured at `open`: never the caller's context, which may have no runtime.
+    runtime: tokio::runtime::Handle,
     /// Delivery tasks not yet finished, for [`AlertManager::wait_idle`].
     inflight: watch::Sender<usize>,
 }
@@ -73,7 +103,8 @@ fn persist(store: &Store, alert: &Alert) {
 }
 
 impl AlertManager {
-    /// Opens (creating if needed) the alert table in `path` and reloads the active alerts.
+    /// Opens (creating if needed) the alert table in `path` and reloads the active alerts. Webhook deliveries
+    /// run on the current tokio runtime; called outside one, the manager starts a one-thread runtime of its own.
     pub fn open(path: &Path, webhooks: Vec<WebhookConfig>) -> Result<AlertManager, AlertError> {
         let webhooks = webhooks.iter().map(Webhook::new).collect::<Result<Vec<_>, _>>()?;
         // A redirect would turn the POST into a GET; count it as a failed attempt instead.
@@ -91,25 +122,50 @@ impl AlertManager {
             .into_iter()
             .map(|a| (a.key.clone(), Active::new(a, webhooks.len())))
             .collect::<HashMap<_, _>>();
+        let (runtime, own_runtime) = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => (handle, None),
+            Err(_) => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("llmops-alerts")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| AlertError::Client(format!("cannot start the webhook runtime: {e}")))?;
+                (runtime.handle().clone(), Some(Arc::new(OwnRuntime(Some(runtime)))))
+            }
+        };
         let (events, _) = broadcast::channel(EVENTS_CAPACITY);
         let inner = Inner {
             state: Mutex::new(State { store, active }),
             events,
             webhooks,
             client,
+            runtime,
             inflight: watch::Sender::new(0),
         };
-        Ok(AlertManager { inner: Arc::new(inner) })
+        Ok(AlertManager { inner: Arc::new(inner), _own_runtime: own_runtime })
     }
 
     /// Records that a rule's condition holds. A firing or acknowledged alert with the same key absorbs it
     /// (occurrences + 1, latest evidence and text, highest severity); otherwise a new firing alert starts.
     pub fn raise(&self, raised: Raised) -> Alert {
+        self.raise_as(raised, Recurrence::Holds)
+    }
+
+    /// Records a one-off event (a change point, an anomalous request), which no later condition clears: like
+    /// [`AlertManager::raise`], except that an acknowledged alert with the same key fires again (state firing,
+    /// the acknowledgement cleared) and webhooks hear of it as `raised` anew. A firing one absorbs it silently.
+    pub fn raise_recurring(&self, raised: Raised) -> Alert {
+        self.raise_as(raised, Recurrence::Recurs)
+    }
+
+    fn raise_as(&self, raised: Raised, recurrence: Recurrence) -> Alert {
         let now = unix_ms();
         let mut guard = self.inner.lock();
         let State { store, active } = &mut *guard;
         if let Some(current) = active.get_mut(&raised.key) {
             let a = &mut current.alert;
+            let refires = recurrence == Recurrence::Recurs && a.state == AlertState::Acknowledged;
             let rose = raised.severity > a.severity;
             a.severity = a.severity.max(raised.severity);
             a.occurrences = a.occurrences.saturating_add(1);
@@ -118,14 +174,25 @@ impl AlertManager {
             a.message = raised.message;
             a.labels.extend(raised.labels);
             a.updated_at_unix_ms = now;
-            if rose {
+            let kind = if refires {
+                a.state = AlertState::Firing;
+                a.acknowledged_at_unix_ms = None;
+                a.acknowledged_by = None;
                 tracing::warn!(alert = %a.id, key = %a.key, severity = a.severity.as_str(), title = %a.title,
-                    "alert escalated");
-                self.notify(current, AlertEventKind::Updated);
-            }
+                    message = %a.message, "acknowledged alert fired again");
+                self.notify(current, AlertEventKind::Raised);
+                AlertEventKind::Raised
+            } else {
+                if rose {
+                    tracing::warn!(alert = %a.id, key = %a.key, severity = a.severity.as_str(), title = %a.title,
+                        "alert escalated");
+                    self.notify(current, AlertEventKind::Updated);
+                }
+                AlertEventKind::Updated
+            };
             let alert = current.alert.clone();
             persist(store, &alert);
-            self.emit(AlertEventKind::Updated, &alert);
+            self.emit(kind, &alert);
             return alert;
         }
         let alert = Alert {
@@ -264,9 +331,6 @@ impl AlertManager {
             Ok(body) => body,
             Err(e) => return self.fail_all(current, kind, &format!("payload: {e}")),
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return self.fail_all(current, kind, "no tokio runtime to deliver on");
-        };
         for hook in 0..inner.webhooks.len() {
             let (done, next) = oneshot::channel();
             let after = current.lanes.get_mut(hook).and_then(|lane| lane.replace(next));
@@ -279,7 +343,7 @@ impl AlertManager {
                 done,
                 in_flight: InFlight::start(inner),
             };
-            runtime.spawn(webhook::deliver(inner.clone(), job));
+            inner.runtime.spawn(webhook::deliver(inner.clone(), job));
         }
     }
 

@@ -155,7 +155,8 @@ pub struct Raised {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertEventKind {
-    /// A new alert.
+    /// A new alert, or an acknowledged one-off alert (a CUSUM shift, an input anomaly) that occurred again and
+    /// fires anew (same id, state firing, `occurrences` counting on).
     Raised,
     /// A duplicate folded into an active alert (webhooks hear of it only when the severity rose).
     Updated,
@@ -185,6 +186,8 @@ pub enum AlertError {
     AlreadyResolved(String),
     #[error("create directory {path}: {source}")]
     CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot make {path} private (mode 0600): {source}")]
+    Private { path: PathBuf, source: std::io::Error },
     #[error("open alert store {path}: {source}")]
     Open { path: PathBuf, source: rusqlite::Error },
     #[error("alert store: {0}")]

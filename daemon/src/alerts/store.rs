@@ -116,6 +116,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, AlertError> {
         let conn = crate::state_db::open(path, SCHEMA).map_err(|error| match error {
             crate::state_db::OpenError::CreateDir { path, source } => AlertError::CreateDir { path, source },
+            crate::state_db::OpenError::Private { path, source } => AlertError::Private { path, source },
             crate::state_db::OpenError::Open { path, source } => AlertError::Open { path, source },
         })?;
         Ok(Store { conn })

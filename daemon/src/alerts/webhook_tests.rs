@@ -8,17 +8,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Clone, Default)]
-struct Receiver {
+pub(super) struct Receiver {
     /// Answer 500 to this many requests before answering 200.
-    fail_first: usize,
+    pub fail_first: usize,
     /// Never answer (within any test's timeout).
-    hang: bool,
-    calls: Arc<AtomicUsize>,
-    received: Arc<Mutex<Vec<(HeaderMap, serde_json::Value)>>>,
+    pub hang: bool,
+    pub calls: Arc<AtomicUsize>,
+    pub received: Arc<Mutex<Vec<(HeaderMap, serde_json::Value)>>>,
 }
 
 impl Receiver {
-    fn received(&self) -> Vec<(HeaderMap, serde_json::Value)> {
+    pub fn received(&self) -> Vec<(HeaderMap, serde_json::Value)> {
         self.received.lock().expect("lock").clone()
     }
 }
@@ -37,7 +37,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
 }
 
 /// Serves `receiver` on 127.0.0.1 and returns its webhook URL.
-async fn serve(receiver: Receiver) -> String {
+pub(super) async fn serve(receiver: Receiver) -> String {
     let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(receiver);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("local address");
@@ -45,7 +45,7 @@ async fn serve(receiver: Receiver) -> String {
     format!("http://{address}/hook")
 }
 
-fn config(url: &str, max_attempts: u32) -> WebhookConfig {
+pub(super) fn config(url: &str, max_attempts: u32) -> WebhookConfig {
     WebhookConfig { timeout_ms: 2_000, max_attempts, backoff_ms: 10, ..WebhookConfig::new(url) }
 }
 

@@ -85,6 +85,11 @@ impl RateLimiter {
     }
 
     /// Takes one request and `tokens` (the estimate: prompt + `max_tokens`) from `key`'s buckets, or neither.
+    /// The tokens-per-minute limit, if one is set.
+    pub fn tokens_per_min(&self) -> Option<u32> {
+        self.tokens_per_min
+    }
+
     pub fn check(&self, key: &str, tokens: u64, now: Instant) -> Result<(), RateLimited> {
         if self.requests_per_min.is_none() && self.tokens_per_min.is_none() {
             return Ok(());

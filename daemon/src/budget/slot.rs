@@ -34,7 +34,21 @@ pub struct BudgetAlert {
     pub threshold: f64,
     pub used: f64,
     pub limit: f64,
+    /// What `used` and `limit` count.
+    pub kind: Limit,
     pub window_start: i64,
+}
+
+impl BudgetAlert {
+    /// "$2.20 of $2.50" or "1200 of 1500 tokens": the amounts with their unit.
+    pub fn amounts(&self) -> String {
+        match self.kind {
+            Limit::Usd(_) => format!("${:.2} of ${:.2}", self.used, self.limit),
+            Limit::Tokens(_) => format!("{:.0} of {:.0} tokens", self.used, self.limit),
+            Limit::Requests(_) => format!("{:.0} of {:.0} requests", self.used, self.limit),
+            Limit::Concurrent(_) => format!("{:.0} of {:.0} concurrent requests", self.used, self.limit),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +166,8 @@ impl Slot {
             if wanted && self.alerted & bit == 0 && used >= threshold * limit {
                 self.alerted |= bit;
                 let (budget, action, window_start) = (self.spec.name.clone(), self.spec.action, self.window_start);
-                out.push(BudgetAlert { budget, action, threshold, used, limit, window_start });
+                let kind = self.spec.limit;
+                out.push(BudgetAlert { budget, action, threshold, used, limit, kind, window_start });
             }
         }
     }

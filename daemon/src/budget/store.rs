@@ -50,6 +50,8 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, BudgetError> {
         let conn = crate::state_db::open(path, SCHEMA).map_err(|error| match error {
             crate::state_db::OpenError::CreateDir { path, source } => BudgetError::CreateDir { path, source },
+            // Making the database 0600 failed (io::Error); BudgetError has no variant of its own for it yet.
+            crate::state_db::OpenError::Private { path, source } => BudgetError::CreateDir { path, source },
             crate::state_db::OpenError::Open { path, source } => BudgetError::Open { path, source },
         })?;
         Ok(Store { conn })

@@ -58,9 +58,14 @@ pub struct OpenAiEngineConfig {
     /// to answer `GET {base_url}/models`, restarts it with backoff when it exits, and stops it on shutdown.
     #[serde(default)]
     pub launch: Vec<String>,
-    /// Extra environment for the launched command.
+    /// Environment of the launched command, over the few variables it takes from the daemon's own
+    /// environment (`OpenAiEngineConfig::LAUNCH_INHERITED_ENV`); nothing else is passed on.
     #[serde(default)]
     pub launch_env: std::collections::BTreeMap<String, String>,
+    /// Names of further variables passed from the daemon's environment to the launched command, for secrets
+    /// it needs that must not be written in this file (e.g. `VLLM_API_KEY`, `HF_TOKEN`).
+    #[serde(default)]
+    pub launch_inherit_env: Vec<String>,
     /// Working directory of the launched command (default: the daemon's).
     #[serde(default)]
     pub launch_dir: Option<String>,
@@ -106,6 +111,40 @@ impl PriceConfig {
 }
 
 impl OpenAiEngineConfig {
+    /// What a launched engine takes from the daemon's environment: where to find programs and libraries, who and
+    /// where it is, locale and time zone, temporary and cache directories, and which GPUs it may use. Not the
+    /// daemon's tokens or upstream keys: those reach it only through `launch_env` or `launch_inherit_env`.
+    pub const LAUNCH_INHERITED_ENV: &'static [&'static str] = &[
+        "PATH",
+        "LD_LIBRARY_PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "LC_*",
+        "TZ",
+        "TMPDIR",
+        "XDG_RUNTIME_DIR",
+        "XDG_CACHE_HOME",
+        "CUDA_VISIBLE_DEVICES",
+        "CUDA_DEVICE_ORDER",
+        "NVIDIA_VISIBLE_DEVICES",
+        "NVIDIA_DRIVER_CAPABILITIES",
+        "HIP_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+    ];
+
+    /// Whether the launched command gets the daemon's variable `name`: it is on the list above (`LC_*`: any
+    /// name starting with `LC_`) or in `launch_inherit_env`. (`launch_env` is set over these.)
+    pub fn launch_inherits(&self, name: &str) -> bool {
+        let listed = |pattern: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == pattern,
+        };
+        Self::LAUNCH_INHERITED_ENV.iter().any(|p| listed(p)) || self.launch_inherit_env.iter().any(|n| n == name)
+    }
+
     /// Where this engine's Prometheus metrics are scraped, if anywhere.
     pub fn effective_metrics_url(&self) -> Option<String> {
         match self.metrics_url.as_deref().map(str::trim) {
@@ -124,6 +163,16 @@ impl OpenAiEngineConfig {
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
         if self.launch.first().is_some_and(|program| program.trim().is_empty()) {
             return Err(ConfigError::Invalid(format!("engines.{name}.launch[0] (the program) is empty")));
+        }
+        let names = self
+            .launch_env
+            .keys()
+            .map(|n| ("launch_env", n))
+            .chain(self.launch_inherit_env.iter().map(|n| ("launch_inherit_env", n)));
+        if let Some((key, bad)) = names.into_iter().find(|(_, n)| n.is_empty() || n.contains(['=', '\0'])) {
+            return Err(ConfigError::Invalid(format!(
+                "engines.{name}.{key}: {bad:?} is not an environment variable name"
+            )));
         }
         let url = reqwest::Url::parse(&self.base_url).map_err(|e| {
             ConfigError::Invalid(format!("engines.{name}.base_url = {:?} is not a URL: {e}", self.base_url))
@@ -259,6 +308,22 @@ mod tests {
         assert!(err.contains("base_url"), "{err}");
         let err = parse("[engines.x]\nkind = \"vllm\"\n").expect_err("refused");
         assert!(err.contains("openai") && err.contains("embedded"), "{err}");
+    }
+
+    #[test]
+    fn launch_environment_names_are_checked() {
+        let engine = "[engines.e]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\"]\n";
+        let config = parse(&format!("{engine}launch_inherit_env = [\"HF_TOKEN\"]\n")).expect("parses");
+        let Some(EngineConfig::Openai(e)) = config.engines.get("e") else { panic!("openai engine") };
+        assert_eq!(e.launch_inherit_env, ["HF_TOKEN"]);
+        assert!(e.launch_inherits("PATH") && e.launch_inherits("LC_ALL") && e.launch_inherits("HF_TOKEN"));
+        assert!(
+            !e.launch_inherits("LLMOPS_TOKEN") && !e.launch_inherits("OPENAI_API_KEY") && !e.launch_inherits("PATHX")
+        );
+        let err = parse(&format!("{engine}launch_inherit_env = [\"A=B\"]\n")).expect_err("refused");
+        assert!(err.contains("engines.e.launch_inherit_env") && err.contains("A=B"), "{err}");
+        let err = parse(&format!("{engine}launch_env = {{ \"\" = \"x\" }}\n")).expect_err("refused");
+        assert!(err.contains("engines.e.launch_env"), "{err}");
     }
 
     #[test]

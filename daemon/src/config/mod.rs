@@ -60,6 +60,40 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     /// Log format: "text" or "json".
     pub log_format: LogFormat,
+    /// Web origins (`https://app.example.com`) whose pages may call the API from a browser. Requests that carry
+    /// any other `Origin` get a 403; with none listed, no browser page can.
+    pub cors_origins: Vec<String>,
+    /// Open client connections at most; past it new ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this long, and an idle keep-alive connection is closed
+    /// after it (HTTP/1).
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this long once its headers have.
+    pub body_read_timeout_ms: u64,
+}
+
+impl ServerConfig {
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let zero = [
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("max_body_bytes", self.max_body_bytes as u64),
+        ];
+        if let Some((key, _)) = zero.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid(format!("server.{key} = 0: it must be at least 1")));
+        }
+        for origin in &self.cors_origins {
+            let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+            let valid = authority.is_some_and(|a| !a.is_empty() && !a.contains(['/', '?', '#', ' ']));
+            if !valid || origin.len() > 512 {
+                return Err(ConfigError::Invalid(format!(
+                    "server.cors_origins: {origin:?} is not an origin (scheme://host[:port], no path or trailing /)"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -73,6 +107,10 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             worker_threads: 0,
             log_format: LogFormat::Text,
+            cors_origins: Vec::new(),
+            max_connections: 1024,
+            header_read_timeout_ms: 15_000,
+            body_read_timeout_ms: 30_000,
         }
     }
 }
@@ -244,6 +282,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.http_listen_addr()?;
         self.grpc_listen()?;
+        self.server.validate_limits()?;
         let telemetry = &self.telemetry;
         if !(100..=3_600_000).contains(&telemetry.interval_ms) {
             return Err(ConfigError::Invalid(format!(

@@ -50,6 +50,9 @@ pub struct Change {
     pub statistic: f64,
     /// Observations since the previous reset, warm-up included.
     pub samples: u64,
+    /// The last observations that built the statistic up to the alarm (since it was last at its minimum: for
+    /// CUSUM, zero): the detector's estimate of how long ago the change began, the alarming one included.
+    pub run: u64,
 }
 
 /// Page-Hinkley test (Page 1954; Hinkley 1971; as in river's `PageHinkley`, with a separate statistic per
@@ -89,6 +92,9 @@ pub struct PageHinkley {
     mean: f64,
     up: (f64, f64),
     down: (f64, f64),
+    /// Observation counts at which `up.1` and `down.1` (the minima) were last set.
+    up_min_at: u64,
+    down_min_at: u64,
     last_change: Option<Change>,
 }
 
@@ -102,6 +108,8 @@ impl PageHinkley {
             mean: 0.0,
             up: (0.0, 0.0),
             down: (0.0, 0.0),
+            up_min_at: 0,
+            down_min_at: 0,
             last_change: None,
         }
     }
@@ -123,6 +131,7 @@ impl PageHinkley {
                 let mean = self.warmup_sum / warmup as f64;
                 self.scale = if mean > 0.0 { mean } else { 1.0 };
                 self.mean = mean / self.scale;
+                (self.up_min_at, self.down_min_at) = (self.n, self.n);
             }
             return false;
         }
@@ -130,9 +139,13 @@ impl PageHinkley {
         self.mean += (x - self.mean) / self.n as f64;
         let (alpha, delta) = (self.config.alpha, self.config.delta);
         self.up.0 = alpha * self.up.0 + (x - self.mean - delta);
-        self.up.1 = self.up.1.min(self.up.0);
+        if self.up.0 <= self.up.1 {
+            (self.up.1, self.up_min_at) = (self.up.0, self.n);
+        }
         self.down.0 = alpha * self.down.0 + (self.mean - x - delta);
-        self.down.1 = self.down.1.min(self.down.0);
+        if self.down.0 <= self.down.1 {
+            (self.down.1, self.down_min_at) = (self.down.0, self.n);
+        }
         let (up, down) = (self.statistic_up(), self.statistic_down());
         let direction = if self.config.direction.up() && up > self.config.lambda {
             Direction::Up
@@ -141,8 +154,9 @@ impl PageHinkley {
         } else {
             return false;
         };
-        let statistic = if direction == Direction::Up { up } else { down };
-        let change = Change { direction, statistic, samples: self.n };
+        let (statistic, min_at) =
+            if direction == Direction::Up { (up, self.up_min_at) } else { (down, self.down_min_at) };
+        let change = Change { direction, statistic, samples: self.n, run: self.n - min_at };
         *self = Self::new(self.config);
         self.last_change = Some(change);
         true
@@ -206,12 +220,26 @@ pub struct Cusum {
     sigma: f64,
     upper: f64,
     lower: f64,
+    /// Observations since `upper` (`lower`) was last zero.
+    upper_run: u64,
+    lower_run: u64,
     last_change: Option<Change>,
 }
 
 impl Cusum {
     pub fn new(config: CusumConfig) -> Self {
-        Self { config, n: 0, mean: 0.0, m2: 0.0, sigma: 0.0, upper: 0.0, lower: 0.0, last_change: None }
+        Self {
+            config,
+            n: 0,
+            mean: 0.0,
+            m2: 0.0,
+            sigma: 0.0,
+            upper: 0.0,
+            lower: 0.0,
+            upper_run: 0,
+            lower_run: 0,
+            last_change: None,
+        }
     }
 
     pub fn config(&self) -> &CusumConfig {
@@ -240,6 +268,8 @@ impl Cusum {
         let z = ((x - self.mean) / self.sigma).clamp(-clip, clip);
         self.upper = (self.upper + z - self.config.k).max(0.0);
         self.lower = (self.lower - z - self.config.k).max(0.0);
+        self.upper_run = if self.upper > 0.0 { self.upper_run + 1 } else { 0 };
+        self.lower_run = if self.lower > 0.0 { self.lower_run + 1 } else { 0 };
         let direction = if self.config.direction.up() && self.upper > self.config.h {
             Direction::Up
         } else if self.config.direction.down() && self.lower > self.config.h {
@@ -247,8 +277,9 @@ impl Cusum {
         } else {
             return false;
         };
-        let statistic = if direction == Direction::Up { self.upper } else { self.lower };
-        let change = Change { direction, statistic, samples: self.n };
+        let (statistic, run) =
+            if direction == Direction::Up { (self.upper, self.upper_run) } else { (self.lower, self.lower_run) };
+        let change = Change { direction, statistic, samples: self.n, run };
         *self = Self::new(self.config);
         self.last_change = Some(change);
         true
@@ -282,143 +313,5 @@ impl Cusum {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// splitmix64 (Steele, Lea, Flood 2014) + Box-Muller: deterministic lognormal noise.
-    struct Rng(u64);
-    impl Rng {
-        fn next_f64(&mut self) -> f64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        }
-        fn normal(&mut self) -> f64 {
-            let u1 = 1.0 - self.next_f64(); // (0, 1]
-            let u2 = self.next_f64();
-            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-        }
-        fn lognormal(&mut self, sigma: f64) -> f64 {
-            (sigma * self.normal()).exp()
-        }
-    }
-
-    trait Detector {
-        fn feed(&mut self, x: f64) -> bool;
-    }
-    impl Detector for PageHinkley {
-        fn feed(&mut self, x: f64) -> bool {
-            self.update(x)
-        }
-    }
-    impl Detector for Cusum {
-        fn feed(&mut self, x: f64) -> bool {
-            self.update(x)
-        }
-    }
-
-    struct Measured {
-        false_alarms_per_10k: f64,
-        /// Trials (of 200) with a false alarm during the 300 pre-change samples; left out of `delays`.
-        spoiled: usize,
-        /// Sorted delays of the other trials; `usize::MAX` = not detected within 300 shifted samples.
-        delays: Vec<usize>,
-    }
-
-    fn measure<D: Detector>(make: impl Fn() -> D, sigma: f64, seed: u64) -> Measured {
-        let mut rng = Rng(seed);
-        let (mut alarms, mut total) = (0usize, 0usize);
-        for _ in 0..100 {
-            let mut d = make();
-            for _ in 0..5000 {
-                alarms += usize::from(d.feed(rng.lognormal(sigma)));
-                total += 1;
-            }
-        }
-        let (mut spoiled, mut delays) = (0, Vec::new());
-        for _ in 0..200 {
-            let mut d = make();
-            let early = (0..300).fold(false, |early, _| d.feed(rng.lognormal(sigma)) | early);
-            let delay = (1..=300).find(|_| d.feed(1.5 * rng.lognormal(sigma))).unwrap_or(usize::MAX);
-            if early {
-                spoiled += 1;
-            } else {
-                delays.push(delay);
-            }
-        }
-        delays.sort_unstable();
-        Measured { false_alarms_per_10k: alarms as f64 * 1e4 / total as f64, spoiled, delays }
-    }
-
-    fn report(name: &str, sigma: f64, m: &Measured) -> (usize, usize, usize) {
-        let q = |p: f64| m.delays[((m.delays.len() - 1) as f64 * p).round() as usize];
-        let (median, p95, max) = (q(0.5), q(0.95), q(1.0));
-        let missed = m.delays.iter().filter(|&&d| d == usize::MAX).count();
-        eprintln!(
-            "{name} sigma={sigma}: {:.2} false alarms/10k samples; {} of 200 trials with a pre-change false alarm; \
-             delay median {median} p95 {p95} max {max} ({missed} missed)",
-            m.false_alarms_per_10k, m.spoiled
-        );
-        (median, p95, max)
-    }
-
-    #[test]
-    fn page_hinkley_defaults_detect_a_50_percent_jump_within_tens_of_samples() {
-        let low = measure(|| PageHinkley::new(PageHinkleyConfig::default()), 0.3, 1);
-        let (median, p95, max) = report("page-hinkley", 0.3, &low);
-        assert!(low.false_alarms_per_10k <= 0.5 && median <= 25 && p95 <= 40 && max <= 60);
-        let high = measure(|| PageHinkley::new(PageHinkleyConfig::default()), 0.5, 2);
-        let (median, p95, _) = report("page-hinkley", 0.5, &high);
-        assert!(high.false_alarms_per_10k <= 10.0 && median <= 25 && p95 <= 60);
-    }
-
-    #[test]
-    fn cusum_defaults_detect_a_50_percent_jump_within_tens_of_samples() {
-        let low = measure(|| Cusum::new(CusumConfig::default()), 0.3, 3);
-        let (median, p95, max) = report("cusum", 0.3, &low);
-        assert!(low.false_alarms_per_10k <= 3.0 && median <= 15 && p95 <= 30 && max <= 60);
-        let high = measure(|| Cusum::new(CusumConfig::default()), 0.5, 4);
-        let (median, p95, _) = report("cusum", 0.5, &high);
-        assert!(high.false_alarms_per_10k <= 3.0 && median <= 30 && p95 <= 100);
-    }
-
-    #[test]
-    fn directions_are_respected_and_detectors_reset() {
-        let mut rng = Rng(7);
-        let config = PageHinkleyConfig { direction: Direction::Up, ..Default::default() };
-        let (mut up_only, mut both) = (PageHinkley::new(config), Cusum::new(CusumConfig::default()));
-        for _ in 0..200 {
-            let x = 100.0 * rng.lognormal(0.2);
-            assert!(!up_only.update(x) && !both.update(x));
-        }
-        let mut up_alarm = false;
-        for _ in 0..300 {
-            let x = 50.0 * rng.lognormal(0.2); // latency halves
-            up_alarm |= up_only.update(x);
-            both.update(x);
-        }
-        assert!(!up_alarm, "an Up-only detector ignores a decrease");
-        let change = both.last_change().expect("decrease detected");
-        assert_eq!(change.direction, Direction::Down);
-        assert!(change.statistic > both.config().h && change.samples > 100);
-        assert!(both.baseline().is_none_or(|(mu, _)| mu < 80.0), "re-learnt the new level after the reset");
-        assert!(!up_only.update(f64::NAN) && up_only.statistic() >= 0.0);
-    }
-
-    #[test]
-    fn constant_baseline_then_step_alarms_within_a_few_samples() {
-        let mut ph = PageHinkley::new(PageHinkleyConfig::default());
-        let mut cusum = Cusum::new(CusumConfig::default());
-        for _ in 0..100 {
-            assert!(!ph.update(10.0) && !cusum.update(10.0));
-        }
-        assert_eq!(ph.statistic(), 0.0);
-        let steps = (1..=50).find(|_| cusum.update(20.0)).expect("cusum alarms");
-        assert_eq!(steps, 3, "clipped z = 4 per sample against h = 10");
-        let steps = (1..=50).find(|_| ph.update(20.0)).expect("page-hinkley alarms");
-        assert!(steps <= 10, "page-hinkley took {steps} samples");
-        assert_eq!(ph.last_change().map(|c| c.direction), Some(Direction::Up));
-    }
-}
+#[path = "changepoint_tests.rs"]
+mod tests;

@@ -4,10 +4,13 @@
 //! to `ks_max_reference`) or normed Wasserstein distance, rates by a two-proportion z-test. One check tests
 //! every signal, so the test level is Bonferroni-corrected over them; an alert needs `consecutive` drifted
 //! windows in a row and resolves at the first clean one. Latency and output length also feed CUSUM
-//! detectors, which alert on a sudden shift within tens of requests.
-use super::changepoint::{Cusum, CusumConfig};
-use super::stats;
-use crate::alerts::{Evidence, Raised, Severity, Summary};
+//! detectors, which alert on a sudden shift within tens of requests; a shift, like an unusually long prompt, is
+//! a one-off event ([`Verdict::Event`]) that no later window clears: the runner ends it after
+//! `event_alert_timeout_secs` without a recurrence.
+use super::changepoint::CusumConfig;
+use super::shift::{percentile, rate_summary, summary, ShiftDetector};
+use super::{stats, texts};
+use crate::alerts::{Evidence, Raised, Summary};
 use crate::trace::{Trace, TraceStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +36,9 @@ pub struct DriftConfig {
     pub refusal_patterns: Vec<String>,
     /// A prompt this many times the reference's p99 input tokens raises an input anomaly (0: off).
     pub input_anomaly_factor: f64,
+    /// CUSUM shift and input anomaly alerts mark one-off events that no later request clears: each resolves
+    /// this long after its last occurrence (an acknowledged one that recurs fires again).
+    pub event_alert_timeout_secs: u64,
 }
 
 impl DriftConfig {
@@ -56,6 +62,9 @@ impl DriftConfig {
         }
         if self.consecutive == 0 {
             return Err("drift.consecutive must be at least 1".into());
+        }
+        if self.event_alert_timeout_secs == 0 {
+            return Err("drift.event_alert_timeout_secs must be at least 1".into());
         }
         Ok(())
     }
@@ -85,6 +94,7 @@ impl Default for DriftConfig {
             .map(String::from)
             .to_vec(),
             input_anomaly_factor: 5.0,
+            event_alert_timeout_secs: 3600,
         }
     }
 }
@@ -150,15 +160,24 @@ struct KeyState {
     numbers: [Signal; 5],
     rates: [RateSignal; 4],
     /// On latency and output tokens.
-    cusum: [Cusum; 2],
+    cusum: [ShiftDetector; 2],
     input_p99: Option<f64>,
+    /// The reference's input tokens, for input anomaly evidence.
+    input_reference: Option<Summary>,
 }
 
 /// What one observation changed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
+    /// A condition that holds (a drifted window); a later clean window resolves it.
     Raise(Box<Raised>),
-    Resolve { key: String, reason: String },
+    /// A one-off event (a change point, an anomalous prompt) that nothing clears: it ends by timeout, and
+    /// fires again if it recurs after an acknowledgement.
+    Event(Box<Raised>),
+    Resolve {
+        key: String,
+        reason: String,
+    },
 }
 
 /// The detectors of every key; synchronous and deterministic (the daemon runs it on its own thread).
@@ -188,9 +207,16 @@ impl DriftEngine {
         let position = position.unwrap_or_else(|| {
             // The baseline comes from the whole reference: a short warm-up misjudges skewed latencies.
             let warmup = config.reference_size.max(2) as u64;
-            let cusum = [0, 1].map(|_| Cusum::new(CusumConfig { h: config.cusum_h, warmup, ..CusumConfig::default() }));
-            let state =
-                KeyState { seen: 0, numbers: Default::default(), rates: Default::default(), cusum, input_p99: None };
+            let cusum =
+                [0, 1].map(|_| ShiftDetector::new(CusumConfig { h: config.cusum_h, warmup, ..CusumConfig::default() }));
+            let state = KeyState {
+                seen: 0,
+                numbers: Default::default(),
+                rates: Default::default(),
+                cusum,
+                input_p99: None,
+                input_reference: None,
+            };
             versions.push((obs.model.clone(), obs.prompt_version.clone(), state));
             versions.len() - 1
         });
@@ -209,38 +235,25 @@ impl DriftEngine {
 
         if let (Some(p99), Some(input)) = (state.input_p99, obs.numbers[1]) {
             if config.input_anomaly_factor > 0.0 && input > p99 * config.input_anomaly_factor {
-                verdicts.push(Verdict::Raise(Box::new(input_anomaly(
-                    obs,
+                verdicts.push(Verdict::Event(Box::new(texts::input_anomaly(
+                    format!("input_anomaly:{}:{}", obs.route, obs.model),
                     input,
                     p99,
                     config.input_anomaly_factor,
-                    labels(),
+                    state.input_reference.clone(),
+                    &labels(),
+                    config.event_alert_timeout_secs,
                 ))));
             }
         }
         if config.cusum_h > 0.0 {
             for (detector, (index, name)) in state.cusum.iter_mut().zip([(3, "latency_ms"), (0, "output_tokens")]) {
                 let Some(x) = obs.numbers[index] else { continue };
-                // Latencies and lengths are right-skewed (roughly lognormal): on their logarithm the CUSUM's
-                // normal-theory false-alarm rate holds, and a shift by a factor is a shift by a constant.
-                let log_x = x.max(1e-3).ln();
-                // Read before the update: a detection resets the detector, baseline included.
-                let baseline = detector.baseline();
-                if detector.update(log_x) {
-                    let change = detector.last_change();
-                    let (log_mean, log_sigma) = baseline.unwrap_or((f64::NAN, f64::NAN));
-                    let (mean, sigma) = (log_mean.exp(), log_sigma);
-                    let evidence = Evidence {
-                        statistic: "cusum".into(),
-                        value: change.map_or(f64::NAN, |c| c.statistic),
-                        threshold: config.cusum_h,
-                        detail: format!(
-                            "{name} shifted {:?} from a baseline geometric mean of {mean:.1} (log sd {sigma:.2}); last value {x:.1}",
-                            change.map(|c| c.direction)
-                        ),
-                        ..Evidence::default()
-                    };
-                    verdicts.push(raise(key_of(&format!("{name}:shift")), name, "shift", evidence, labels()));
+                if let Some(shift) = detector.update(x) {
+                    let key = key_of(&format!("{name}:shift"));
+                    let raised =
+                        texts::shift(key, name, &shift, config.cusum_h, &labels(), config.event_alert_timeout_secs);
+                    verdicts.push(Verdict::Event(Box::new(raised)));
                 }
             }
         }
@@ -260,6 +273,7 @@ impl DriftEngine {
         }
         if state.seen == config.reference_size {
             state.input_p99 = percentile(&state.numbers[1].reference, 0.99);
+            state.input_reference = Some(summary(&state.numbers[1].reference));
         }
         let window_full = !in_reference && (state.seen - config.reference_size).is_multiple_of(config.window_size);
         if window_full {
@@ -282,15 +296,19 @@ fn check_window(
         Some(evidence) => {
             *streak += 1;
             if *streak >= config.consecutive {
-                verdicts.push(raise(key_of(name), name, "distribution", evidence, labels()));
+                let (key, labels, size) = (key_of(name), labels(), config.window_size);
+                let raised = if name.ends_with("_rate") {
+                    texts::rate_drift(key, name, evidence, &labels, size)
+                } else {
+                    texts::window_drift(key, name, evidence, &labels, size)
+                };
+                verdicts.push(Verdict::Raise(Box::new(raised)));
             }
         }
         None => {
             if *streak >= config.consecutive {
-                verdicts.push(Verdict::Resolve {
-                    key: key_of(name),
-                    reason: "a later window matches the reference".into(),
-                });
+                verdicts
+                    .push(Verdict::Resolve { key: key_of(name), reason: texts::window_resolved(config.window_size) });
             }
             *streak = 0;
         }
@@ -313,19 +331,19 @@ fn check_window(
             continue;
         }
         let test = stats::two_proportion_z(rate.reference.0, rate.reference.1, window.0, window.1).ok();
-        let drifted = test.filter(|t| t.p_value < alpha).map(|t| Evidence {
-            statistic: "z_test_p_value".into(),
-            value: t.p_value,
-            threshold: alpha,
-            reference_n: rate.reference.1,
-            current_n: window.1,
-            detail: format!(
-                "{name} {:.3} in the reference, {:.3} now (z = {:.2})",
-                rate.reference.0 as f64 / rate.reference.1.max(1) as f64,
-                window.0 as f64 / window.1.max(1) as f64,
-                t.statistic
-            ),
-            ..Evidence::default()
+        let drifted = test.filter(|t| t.p_value < alpha).map(|t| {
+            let (reference, current) =
+                (rate_summary(rate.reference.0, rate.reference.1), rate_summary(window.0, window.1));
+            Evidence {
+                statistic: "z_test_p_value".into(),
+                value: t.p_value,
+                threshold: alpha,
+                reference_n: rate.reference.1,
+                current_n: window.1,
+                detail: format!("{name} {:.3} -> {:.3}, z = {:.2}", reference.mean, current.mean, t.statistic),
+                reference: Some(reference),
+                current: Some(current),
+            }
         });
         judge(&mut rate.streak, name, drifted);
     }
@@ -352,61 +370,6 @@ fn numeric_drift(reference: &[f64], window: &[f64], config: &DriftConfig, alpha:
         current_n: window.len() as u64,
         detail: String::new(),
     })
-}
-
-fn raise(key: String, signal: &str, kind: &str, evidence: Evidence, labels: BTreeMap<String, String>) -> Verdict {
-    let route = labels.get("route").cloned().unwrap_or_default();
-    let model = labels.get("model").cloned().unwrap_or_default();
-    let title = format!("{signal} {kind} drift on {route} ({model})");
-    let message = match (&evidence.reference, &evidence.current) {
-        (Some(r), Some(c)) => format!("{title}: mean {:.1} -> {:.1}, p95 {:.1} -> {:.1}", r.mean, c.mean, r.p95, c.p95),
-        _ => format!("{title}: {}", evidence.detail),
-    };
-    Verdict::Raise(Box::new(Raised {
-        key,
-        rule: "drift".into(),
-        severity: Severity::Warning,
-        title,
-        message,
-        evidence,
-        labels,
-    }))
-}
-
-fn input_anomaly(obs: &Observation, input: f64, p99: f64, factor: f64, labels: BTreeMap<String, String>) -> Raised {
-    let title = format!("unusually long prompt on {}", obs.route);
-    Raised {
-        key: format!("input_anomaly:{}:{}", obs.route, obs.model),
-        rule: "input_anomaly".into(),
-        severity: Severity::Warning,
-        message: format!("{title}: {input:.0} input tokens, over {factor} x the usual p99 of {p99:.0}"),
-        title,
-        evidence: Evidence {
-            statistic: "input_tokens".into(),
-            value: input,
-            threshold: p99 * factor,
-            detail: "a possible prompt injection or runaway loop".into(),
-            ..Evidence::default()
-        },
-        labels,
-    }
-}
-
-fn percentile(values: &[f64], q: f64) -> Option<f64> {
-    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    sorted.sort_by(f64::total_cmp);
-    let last = sorted.len().checked_sub(1)?;
-    Some(sorted[((last as f64) * q).round() as usize])
-}
-
-fn summary(values: &[f64]) -> Summary {
-    let n = values.len();
-    Summary {
-        n: n as u64,
-        mean: values.iter().sum::<f64>() / n.max(1) as f64,
-        p50: percentile(values, 0.5).unwrap_or(f64::NAN),
-        p95: percentile(values, 0.95).unwrap_or(f64::NAN),
-    }
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ fn raised(verdicts: Vec<Verdict>) -> Vec<Raised> {
     verdicts
         .into_iter()
         .filter_map(|v| match v {
-            Verdict::Raise(r) => Some(*r),
+            Verdict::Raise(r) | Verdict::Event(r) => Some(*r),
             Verdict::Resolve { .. } => None,
         })
         .collect()
@@ -141,4 +141,106 @@ fn a_new_prompt_version_gets_its_own_reference_and_a_huge_prompt_is_an_anomaly()
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].rule, "input_anomaly");
     assert_eq!(alerts[0].evidence.value, 50_000.0);
+}
+
+/// A steady request of the "chat" route: `output` tokens, refused or not.
+fn steady(output: f64, refused: bool) -> Observation {
+    Observation {
+        route: "chat".into(),
+        model: "qwen".into(),
+        prompt_version: "v1".into(),
+        numbers: [Some(output), Some(50.0), Some(100.0), Some(400.0), Some(25.0)],
+        flags: [false, refused, false, false],
+    }
+}
+
+#[test]
+fn window_and_rate_drift_read_as_sentences_with_both_windows() {
+    let config =
+        DriftConfig { reference_size: 30, window_size: 30, consecutive: 1, cusum_h: 0.0, ..Default::default() };
+    let mut engine = DriftEngine::new(config);
+    let mut verdicts = Vec::new();
+    for i in 0..60 {
+        verdicts.extend(engine.observe(&if i < 30 { steady(10.0, false) } else { steady(20.0, true) }));
+    }
+    let alerts = raised(verdicts);
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    let output = alerts.iter().find(|a| a.key == "drift:chat:qwen:v1:output_tokens").expect("output length");
+    assert_eq!(output.title, "output length drifted up on route chat (model qwen, prompt version v1)");
+    assert!(
+        output.message.starts_with(
+            "Output length drifted up on route chat (model qwen, prompt version v1): mean from 10 tokens to \
+             20 tokens (+100%), median from 10 tokens to 20 tokens, p95 from 10 tokens to 20 tokens, \
+             over the last 30 requests against 30 reference requests (Kolmogorov-Smirnov p = "
+        ),
+        "{}",
+        output.message
+    );
+    assert!(output.message.ends_with("matches the reference again."), "{}", output.message);
+    assert_eq!(output.labels.get("signal").map(String::as_str), Some("output_tokens"));
+
+    let refusals = alerts.iter().find(|a| a.key.ends_with(":refusal_rate")).expect("refusal rate");
+    assert!(
+        refusals.message.contains("Refusal rate drifted up on route chat (model qwen, prompt version v1): from 0.0% of 30 reference requests to 100.0% of the last 30 (two-proportion z-test p = "),
+        "{}",
+        refusals.message
+    );
+    let e = &refusals.evidence;
+    assert_eq!((e.statistic.as_str(), e.reference_n, e.current_n), ("z_test_p_value", 30, 30));
+    assert_eq!(e.reference.as_ref().map(|s| (s.n, s.mean)), Some((30, 0.0)));
+    assert_eq!(e.current.as_ref().map(|s| (s.n, s.mean, s.p50)), Some((30, 1.0, 1.0)));
+    for alert in &alerts {
+        assert!(!format!("{} {} {}", alert.title, alert.message, alert.evidence.detail).contains("Some("), "{alert:?}");
+    }
+
+    // Back to the reference: both resolve, saying why.
+    let mut resolved = Vec::new();
+    for _ in 0..30 {
+        for verdict in engine.observe(&steady(10.0, false)) {
+            if let Verdict::Resolve { key, reason } = verdict {
+                resolved.push((key, reason));
+            }
+        }
+    }
+    resolved.sort();
+    let reason = "the last 30 requests match the reference again".to_string();
+    assert_eq!(
+        resolved,
+        [
+            ("drift:chat:qwen:v1:output_tokens".to_string(), reason.clone()),
+            ("drift:chat:qwen:v1:refusal_rate".to_string(), reason)
+        ]
+    );
+}
+
+#[test]
+fn a_cusum_shift_carries_the_reference_and_recent_windows() {
+    let config = DriftConfig { reference_size: 30, window_size: 1000, ..Default::default() };
+    let mut engine = DriftEngine::new(config);
+    // Ends on 38, where the upward statistic is back at zero.
+    for i in 0..41 {
+        assert!(engine.observe(&steady(38.0 + f64::from(i % 2), false)).is_empty());
+    }
+    let event = (0..20)
+        .flat_map(|_| engine.observe(&steady(57.0, false)))
+        .find_map(|v| match v {
+            Verdict::Event(raised) => Some(*raised),
+            _ => None,
+        })
+        .expect("a shift event");
+    assert_eq!(event.key, "drift:chat:qwen:v1:output_tokens:shift");
+    assert_eq!(event.title, "output length shifted up on route chat (model qwen, prompt version v1)");
+    let e = &event.evidence;
+    assert_eq!((e.statistic.as_str(), e.threshold, e.reference_n), ("cusum", 15.0, 30));
+    assert!(e.value > 15.0 && e.current_n >= 1 && e.current_n < 20, "{e:?}");
+    assert_eq!(e.reference.as_ref().map(|s| s.n), Some(30));
+    assert_eq!(e.current.as_ref().map(|s| (s.n, s.mean)), Some((e.current_n, 57.0)));
+    assert!(e.detail.starts_with("output_tokens shifted up: geometric mean 38.5 tokens -> 57"), "{e:?}");
+    let expected = format!(
+        "Output length shifted up on route chat (model qwen, prompt version v1): mean from 38.5 tokens over 30 \
+         reference requests to 57 tokens (+48%) over the last {}, p95 from 39 tokens to 57 tokens",
+        e.current_n
+    );
+    assert!(event.message.starts_with(&expected), "{}\n{expected}", event.message);
+    assert!(event.message.ends_with("acknowledge it to silence it until the next one."), "{}", event.message);
 }

@@ -189,7 +189,10 @@ impl OpenAiEngine {
             self.mark(Health::Healthy, String::new());
             return Ok(Answer { status, body });
         }
-        let text = tokio::time::timeout(Duration::from_secs(5), response.text()).await.ok().and_then(Result::ok);
+        let text = tokio::time::timeout(Duration::from_secs(5), read_prefix(response, MAX_ERROR_BODY_BYTES))
+            .await
+            .ok()
+            .and_then(Result::ok);
         let body = text
             .as_deref()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
@@ -232,6 +235,23 @@ impl OpenAiEngine {
         };
         *state = HealthState { health, last_error, last_checked_unix_ms: crate::clock::unix_ms() };
     }
+}
+
+/// How much of an engine's error answer is kept (it is quoted to the client and on the trace).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// At most `limit` bytes of the body, as text; the rest is not read.
+async fn read_prefix(response: reqwest::Response, limit: usize) -> Result<String, reqwest::Error> {
+    let mut body = response.bytes_stream();
+    let mut kept = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        kept.extend_from_slice(&chunk[..chunk.len().min(limit - kept.len())]);
+        if kept.len() >= limit {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&kept).into_owned())
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); the chain says "connection refused".

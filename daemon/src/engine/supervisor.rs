@@ -1,14 +1,18 @@
-//! Engines the daemon runs itself (`launch = [...]`): started in their own process group, watched until they
-//! answer, restarted with exponential backoff when they exit (so one that dies at once does not loop hot),
-//! their output's tail kept for `status`, and stopped with SIGTERM, then SIGKILL, when the daemon stops.
+//! Engines the daemon runs itself (`launch = [...]`): started in their own process group with an explicit
+//! environment, watched until they answer, restarted with exponential backoff when they exit (so one that
+//! dies at once does not loop hot), their output's tail kept for `status`, and their whole process group
+//! stopped with SIGTERM, then SIGKILL, when the leader exits or the daemon stops. Their command line is only
+//! ever logged or shown with its secrets as `***`.
+mod command;
+mod group;
+mod output;
+
 use super::OpenAiEngine;
 use crate::config::OpenAiEngineConfig;
 use crate::shutdown::Shutdown;
-use std::collections::VecDeque;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -53,11 +57,13 @@ pub struct ProcessState {
 
 pub struct Supervisor {
     engine: String,
-    command: Vec<String>,
-    env: Vec<(String, String)>,
-    dir: Option<String>,
+    /// What it runs with: the command, its environment settings (`launch_env`, `launch_inherit_env`), its
+    /// working directory.
+    config: OpenAiEngineConfig,
+    /// The command as it may be logged or shown (secrets as `***`).
+    shown: Vec<String>,
     state: Mutex<ProcessState>,
-    log: Arc<Mutex<VecDeque<String>>>,
+    log: output::Tail,
 }
 
 impl Supervisor {
@@ -67,17 +73,21 @@ impl Supervisor {
         }
         Some(Arc::new(Self {
             engine: engine.to_string(),
-            command: config.launch.clone(),
-            env: config.launch_env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            dir: config.launch_dir.clone(),
+            config: config.clone(),
+            shown: command::redact(&config.launch),
             state: Mutex::new(ProcessState {
                 phase: Phase::Starting,
                 restarts: 0,
                 pid: None,
                 last_exit: String::new(),
             }),
-            log: Arc::new(Mutex::new(VecDeque::new())),
+            log: output::Tail::default(),
         }))
+    }
+
+    /// The command line with its secrets as `***`: the only form in which it may be logged or shown.
+    pub fn command(&self) -> &[String] {
+        &self.shown
     }
 
     pub fn state(&self) -> ProcessState {
@@ -107,7 +117,9 @@ impl Supervisor {
                     }
                     ended
                 }
-                Err(error) => Some(format!("cannot start {:?}: {error}", self.command[0])),
+                Err(error) => {
+                    Some(format!("cannot start {:?}: {error}", self.shown.first().map_or("", String::as_str)))
+                }
             };
             let Some(how) = ended else {
                 self.update(|s| {
@@ -135,46 +147,59 @@ impl Supervisor {
     }
 
     fn spawn(&self) -> std::io::Result<Child> {
-        let mut command = Command::new(&self.command[0]);
+        let (program, args) = self.config.launch.split_first().ok_or(std::io::ErrorKind::InvalidInput)?;
+        let mut command = Command::new(program);
         command
-            .args(&self.command[1..])
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(args)
+            // Not the daemon's tokens and upstream keys: a short allow-list, then `launch_env`.
+            .env_clear()
+            .envs(command::environment(&self.config, std::env::vars_os()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own group, so stopping it reaches the workers it forks (vLLM, SGLang) too.
             .process_group(0)
             .kill_on_drop(true);
-        if let Some(dir) = &self.dir {
+        if let Some(dir) = &self.config.launch_dir {
             command.current_dir(dir);
         }
         let mut child = command.spawn()?;
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(keep_tail(out, self.log.clone()));
+            tokio::spawn(output::keep_tail(out, self.log.clone(), LOG_TAIL_LINES));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(keep_tail(err, self.log.clone()));
+            tokio::spawn(output::keep_tail(err, self.log.clone(), LOG_TAIL_LINES));
         }
         let pid = child.id();
-        tracing::info!(engine = self.engine, pid, command = ?self.command, "launched engine");
+        tracing::info!(engine = self.engine, pid, command = ?self.shown, "launched engine");
         self.update(|s| s.pid = pid);
         Ok(child)
     }
 
     /// Probes the running process until it exits (Some: how) or the daemon stops (None, after stopping it).
+    /// Either way its process group is stopped, so nothing it forked outlives it.
     async fn watch(&self, mut child: Child, engine: &OpenAiEngine, stop: &mut Shutdown) -> Option<String> {
+        let group = child.id();
         let mut ever_healthy = false;
         loop {
             let every = if ever_healthy { PROBE_HEALTHY_EVERY } else { PROBE_EVERY };
             tokio::select! {
                 exit = child.wait() => {
-                    return Some(match exit {
+                    let how = match exit {
                         Ok(status) => format!("exited: {status}"),
                         Err(error) => format!("lost: {error}"),
+                    };
+                    // Not serving any more, while its workers (which would keep GPU memory and the port from the
+                    // next run) are stopped.
+                    self.update(|s| {
+                        s.phase = Phase::Restarting;
+                        s.pid = None;
                     });
+                    group::stop(group, &mut child, STOP_GRACE, &self.engine).await;
+                    return Some(how);
                 }
                 _ = stop.wait() => {
-                    terminate(&mut child, &self.engine).await;
+                    group::stop(group, &mut child, STOP_GRACE, &self.engine).await;
                     return None;
                 }
                 _ = tokio::time::sleep(every) => {
@@ -189,33 +214,5 @@ impl Supervisor {
                 }
             }
         }
-    }
-}
-
-/// SIGTERM to the process group, SIGKILL after the grace.
-async fn terminate(child: &mut Child, engine: &str) {
-    let group = child.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32));
-    if let Some(group) = group {
-        if let Err(error) = rustix::process::kill_process_group(group, rustix::process::Signal::TERM) {
-            tracing::warn!(engine, %error, "cannot signal the launched engine");
-        }
-    }
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
-        tracing::warn!(engine, grace_secs = STOP_GRACE.as_secs(), "launched engine ignored SIGTERM; killing it");
-        if let Some(group) = group {
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        }
-        let _ = child.wait().await;
-    }
-}
-
-async fn keep_tail(stream: impl AsyncRead + Unpin, log: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let mut log = log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if log.len() == LOG_TAIL_LINES {
-            log.pop_front();
-        }
-        log.push_back(line);
     }
 }

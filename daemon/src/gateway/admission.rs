@@ -22,6 +22,8 @@ pub struct Admission {
 pub struct Estimate {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// The output estimate is the client's own `max_tokens` (not the default).
+    pub output_from_client: bool,
 }
 
 impl Estimate {
@@ -29,14 +31,18 @@ impl Estimate {
         let max_tokens = ["max_completion_tokens", "max_tokens"]
             .iter()
             .find_map(|field| request.body.get(field).and_then(serde_json::Value::as_u64));
+        // `n` choices each generate up to max_tokens.
+        let choices = request.body.get("n").and_then(serde_json::Value::as_u64).unwrap_or(1).max(1);
         Self {
             input_tokens: estimate_tokens(&request.prompt_text),
-            output_tokens: max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE),
+            output_tokens: max_tokens.unwrap_or(DEFAULT_OUTPUT_ESTIMATE).saturating_mul(choices),
+            output_from_client: max_tokens.is_some(),
         }
     }
 
+    /// Saturating: a client's `max_tokens` of 2^64-1 must not wrap to a small number past a token limit.
     pub fn tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
 
     fn amount(&self, target: &Target) -> Amount {
@@ -56,6 +62,20 @@ impl Admission {
     /// The key's (or, without a key, the tenant's) requests and tokens per minute.
     pub fn rate_limit(&self, principal: &Principal, estimate: &Estimate) -> Result<(), GatewayError> {
         let key = principal.key_id.as_deref().unwrap_or(&principal.tenant);
+        let limit = self.rate_limiter.tokens_per_min().filter(|_| estimate.output_from_client);
+        if let Some(per_min) = limit.filter(|limit| estimate.tokens() > u64::from(*limit)) {
+            // It could never fit: waiting would not help, so say what to change instead of a 429.
+            return Err(GatewayError::invalid_param(
+                "max_tokens",
+                format!(
+                    "this request may use up to {} tokens (about {} in the prompt, up to {} generated, `n` \
+                     included), more than the limit of {per_min} tokens per minute for {key}: lower max_tokens",
+                    estimate.tokens(),
+                    estimate.input_tokens,
+                    estimate.output_tokens
+                ),
+            ));
+        }
         self.rate_limiter.check(key, estimate.tokens(), Instant::now()).map_err(|limited| GatewayError::RateLimited {
             message: format!(
                 "Rate limit reached for {key}: {} {} per minute. Try again in {:.1} s.",

@@ -33,6 +33,15 @@ pub enum GatewayError {
     /// No valid API key; `code` is OpenAI's (`invalid_api_key`, ...).
     #[error("{message}")]
     Unauthorized { message: String, code: &'static str },
+    /// Refused before it is read: a browser origin or host that is not allowed.
+    #[error("{message}")]
+    Forbidden { message: String, code: &'static str },
+    /// A POST whose body is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The client did not send the body within `server.body_read_timeout_ms`.
+    #[error("{0}")]
+    BodyTimeout(String),
     /// The upstream refused the request itself (4xx): passed through with its status and body.
     #[error("upstream answered {status}")]
     UpstreamRejected { status: StatusCode, body: serde_json::Value },
@@ -57,6 +66,9 @@ impl GatewayError {
             Self::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamRejected { status, .. } => *status,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BudgetExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -67,7 +79,10 @@ impl GatewayError {
             Self::InvalidRequest { .. }
             | Self::ModelNotFound(_)
             | Self::BodyTooLarge { .. }
-            | Self::Unauthorized { .. } => "invalid_request_error",
+            | Self::Unauthorized { .. }
+            | Self::Forbidden { .. }
+            | Self::UnsupportedMediaType(_)
+            | Self::BodyTimeout(_) => "invalid_request_error",
             Self::NotFound(_) => "not_found_error",
             Self::Upstream(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",
@@ -85,7 +100,9 @@ impl GatewayError {
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),
             Self::EngineUnavailable(_) => Some("engine_unavailable"),
             Self::InvalidRequest { .. } => Some("invalid_request"),
-            Self::Unauthorized { code, .. } => Some(code),
+            Self::Unauthorized { code, .. } | Self::Forbidden { code, .. } => Some(code),
+            Self::UnsupportedMediaType(_) => Some("unsupported_media_type"),
+            Self::BodyTimeout(_) => Some("request_timeout"),
             Self::BudgetExceeded { .. } => Some("budget_exceeded"),
             Self::RateLimited { .. } => Some("rate_limit_exceeded"),
             _ => None,

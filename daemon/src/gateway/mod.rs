@@ -1,9 +1,13 @@
 //! The OpenAI-compatible HTTP API.
 mod admission;
+mod answer;
+mod browser;
 pub mod error;
 mod health;
 mod proxy;
+mod refusals;
 pub mod request;
+pub mod server;
 mod stream;
 mod trace_guard;
 
@@ -17,10 +21,9 @@ use crate::auth::{AuthError, Authenticator};
 use crate::engine::Engines;
 use crate::router::Router as ModelRouter;
 use crate::trace::Recorder;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
@@ -45,6 +48,12 @@ pub struct Gateway {
     pub admission: admission::Admission,
     pub retry: crate::resilience::RetryPolicy,
     pub max_body_bytes: usize,
+    /// How long a client may take to send a request's body.
+    pub body_read_timeout: std::time::Duration,
+    /// Origins, content types and hosts a browser may use.
+    browser: browser::BrowserPolicy,
+    /// Requests refused before they were authenticated: counted, never stored as traces.
+    pub refusals: refusals::Refusals,
     /// Requests being answered now.
     pub in_flight: Arc<AtomicU64>,
     /// Fired when shutdown's grace period is over: requests still running end now and record their traces.
@@ -59,6 +68,9 @@ pub struct GatewayParts {
     pub rate_limiter: crate::budget::RateLimiter,
     pub retry: crate::resilience::RetryPolicy,
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
+    /// `server.cors_origins`.
+    pub cors_origins: Vec<String>,
     /// Fired when shutdown's grace period is over.
     pub closing: crate::shutdown::Shutdown,
 }
@@ -74,6 +86,9 @@ impl Gateway {
             admission: admission::Admission { budgets: parts.budgets, rate_limiter: parts.rate_limiter },
             retry: parts.retry,
             max_body_bytes: parts.max_body_bytes,
+            body_read_timeout: parts.body_read_timeout,
+            browser: browser::BrowserPolicy::new(&parts.cors_origins),
+            refusals: refusals::Refusals::default(),
             in_flight: Arc::new(AtomicU64::new(0)),
             closing: parts.closing,
         }
@@ -81,7 +96,6 @@ impl Gateway {
 }
 
 pub fn http_router(gateway: Arc<Gateway>) -> axum::Router {
-    let limit = gateway.max_body_bytes;
     axum::Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
@@ -91,23 +105,81 @@ pub fn http_router(gateway: Arc<Gateway>) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(gateway.clone(), browser_guard))
         .layer(axum::middleware::map_response(ensure_request_id))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
 
-type Body = Result<Bytes, BytesRejection>;
+/// Refuses what a web page should not be able to send (see `browser`) before any handler runs, answers CORS
+/// preflights for allowed origins, and marks their answers readable.
+async fn browser_guard(
+    State(gateway): State<Arc<Gateway>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let loopback_only = !gateway.auth.key_required();
+    let origin = match gateway.browser.check(request.method(), request.headers(), loopback_only) {
+        Ok(origin) => origin,
+        Err((refused, error)) => {
+            gateway.refusals.count(refused.as_str());
+            return error.into_response();
+        }
+    };
+    if let (Some(origin), &Method::OPTIONS) = (&origin, request.method()) {
+        return browser::preflight(origin.clone());
+    }
+    let mut response = next.run(request).await;
+    if let Some(origin) = origin {
+        browser::allow(response.headers_mut(), origin);
+    }
+    response
+}
 
 async fn chat_completions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    proxy::handle(gateway, Endpoint::ChatCompletions, Caller::Client, headers, body).await
+    from_client(gateway, Endpoint::ChatCompletions, headers, body).await
 }
 
 async fn completions(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    proxy::handle(gateway, Endpoint::Completions, Caller::Client, headers, body).await
+    from_client(gateway, Endpoint::Completions, headers, body).await
 }
 
 async fn embeddings(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    proxy::handle(gateway, Endpoint::Embeddings, Caller::Client, headers, body).await
+    from_client(gateway, Endpoint::Embeddings, headers, body).await
+}
+
+/// A request from an HTTP client: authenticated before its body is read (an unauthenticated client costs no
+/// more than its headers, and leaves no trace, only a count), then read within the size and time limits.
+async fn from_client(gateway: Arc<Gateway>, endpoint: Endpoint, headers: HeaderMap, body: Body) -> Response {
+    let principal = match authenticate(&gateway, &headers) {
+        Ok(principal) => principal,
+        Err(error) => {
+            gateway.refusals.count("unauthenticated");
+            return error.into_response();
+        }
+    };
+    let body = read_body(body, gateway.max_body_bytes, gateway.body_read_timeout).await;
+    proxy::handle(gateway, endpoint, Caller::Client(principal), headers, body).await
+}
+
+/// The whole body, at most `limit` bytes, within `timeout`.
+async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Result<Bytes, GatewayError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            // The length limit surfaces as an error whose source is http-body's LengthLimitError.
+            let too_large = std::iter::successors(std::error::Error::source(&error), |e| e.source())
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(GatewayError::BodyTooLarge { limit })
+            } else {
+                Err(GatewayError::invalid(format!("cannot read request body: {error}")))
+            }
+        }
+        Err(_) => Err(GatewayError::BodyTimeout(format!(
+            "the request body did not arrive within {} ms (server.body_read_timeout_ms)",
+            timeout.as_millis()
+        ))),
+    }
 }
 
 /// Runs a request in-process as if it had come over HTTP (replay): same routing, budgets, fallbacks and trace.
@@ -148,7 +220,8 @@ pub fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<crate::aut
 
 /// Prometheus text exposition: request metrics (OpenTelemetry GenAI names), GPUs, host, engines, trace store.
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
-    let text = crate::export::gauges::render_all(&gateway.observers.telemetry, &gateway.recorder, &gateway.engines);
+    let mut text = crate::export::gauges::render_all(&gateway.observers.telemetry, &gateway.recorder, &gateway.engines);
+    gateway.refusals.render(&mut text);
     ([(axum::http::header::CONTENT_TYPE, crate::export::prometheus::CONTENT_TYPE)], text).into_response()
 }
 

@@ -1,6 +1,7 @@
 //! The path of one generation or embedding request: read it, route it, call the engine, answer, and leave a
 //! trace whatever happens.
 use super::admission::{self, Estimate, Refusal};
+use super::answer::{read_whole, MAX_UPSTREAM_BODY_BYTES};
 use super::error::GatewayError;
 use super::request::{ClientRequest, Endpoint};
 use super::stream;
@@ -13,18 +14,16 @@ use crate::router::Target;
 use crate::shutdown::Shutdown;
 use crate::trace::{Attempt, TraceStatus};
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Who a request is from.
 pub enum Caller {
-    /// An HTTP client, known by its API key.
-    Client,
+    /// An HTTP client, known by its API key (checked before its body was read).
+    Client(Principal),
     /// A re-run of a recorded trace (asked for over the authenticated gRPC API), on behalf of the original's
     /// tenant so its budgets and limits apply.
     Replay { principal: Principal, replay_of: String },
@@ -35,7 +34,7 @@ pub async fn handle(
     endpoint: Endpoint,
     caller: Caller,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, GatewayError>,
 ) -> Response {
     let mut guard = TraceGuard::new(
         gateway.recorder.clone(),
@@ -45,21 +44,20 @@ pub async fn handle(
     );
     let request_id = guard.id().to_string();
     let principal = match caller {
-        Caller::Client => super::authenticate(&gateway, &headers),
+        Caller::Client(principal) => principal,
         Caller::Replay { principal, replay_of } => {
             guard.trace_mut().replay_of = replay_of;
-            Ok(principal)
+            principal
         }
     };
-    let prepared = principal.and_then(|principal| {
-        guard.trace_mut().tenant = principal.tenant.clone();
-        let (request, targets) = prepare(&gateway, endpoint, &headers, body, &mut guard)?;
+    guard.trace_mut().tenant = principal.tenant.clone();
+    let prepared = prepare(&gateway, endpoint, &headers, body, &mut guard).and_then(|(request, targets)| {
         let estimate = Estimate::of(&request);
         gateway.admission.rate_limit(&principal, &estimate)?;
-        Ok((principal, estimate, request, targets))
+        Ok((estimate, request, targets))
     });
     let mut response = match prepared {
-        Ok((principal, estimate, request, targets)) => {
+        Ok((estimate, request, targets)) => {
             guard.enter_route(&request.model);
             guard.announce();
             let plan = Plan { endpoint, principal, estimate, targets };
@@ -81,27 +79,21 @@ fn prepare(
     gateway: &Gateway,
     endpoint: Endpoint,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, GatewayError>,
     guard: &mut TraceGuard,
 ) -> Result<(ClientRequest, Vec<Target>), GatewayError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            GatewayError::BodyTooLarge { limit: gateway.max_body_bytes }
-        } else {
-            GatewayError::invalid(format!("cannot read request body: {}", rejection.body_text()))
-        }
-    })?;
+    let bytes = body?;
     let trace = guard.trace_mut();
     // Kept even when the body is refused, so a rejected request's trace shows what was sent.
     trace.request_json = String::from_utf8_lossy(&bytes).into_owned();
     let request = ClientRequest::parse(endpoint, &bytes, headers).inspect_err(|_| {
-        // Refused, but the trace still says which model was asked for when the body names one.
-        if let Some(model) = requested_model(&bytes) {
-            trace.route = model.clone();
+        // Refused, but the trace still says which model was asked for when the body names one (within bounds).
+        if let Some(model) = requested_model(&bytes).filter(|m| m.len() <= super::request::MAX_MODEL_BYTES) {
             trace.model_requested = model;
         }
     })?;
-    trace.route = request.model.clone();
+    // The route (a metric label and a drift key) is set only once the router knows it: a client cannot mint
+    // label values with made-up model names.
     trace.model_requested = request.model.clone();
     trace.stream = request.stream;
     trace.user = request.user.clone();
@@ -116,6 +108,7 @@ fn prepare(
         .filter(|targets| !targets.is_empty())
         .ok_or_else(|| unknown_model(gateway, &request.model))?
         .to_vec();
+    guard.trace_mut().route = request.model.clone();
     Ok((request, targets))
 }
 
@@ -367,7 +360,7 @@ async fn complete(
 ) -> Response {
     let engine = guard.trace_mut().engine.clone();
     let read = tokio::select! {
-        read = tokio::time::timeout_at(deadline.into(), read_whole(upstream)) => read,
+        read = tokio::time::timeout_at(deadline.into(), read_whole(upstream, MAX_UPSTREAM_BODY_BYTES)) => read,
         _ = closing.wait() => {
             return fail(guard, GatewayError::Upstream("the daemon is shutting down; the answer was not complete".into()));
         }
@@ -421,18 +414,6 @@ async fn complete(
 }
 
 /// The whole body of a non-streaming answer.
-async fn read_whole(answer: Answer) -> Result<Bytes, String> {
-    let mut body = answer.body;
-    let Some(first) = body.next().await.transpose()? else { return Ok(Bytes::new()) };
-    let Some(second) = body.next().await.transpose()? else { return Ok(first) };
-    let mut whole = bytes::BytesMut::from(&first[..]);
-    whole.extend_from_slice(&second);
-    while let Some(chunk) = body.next().await.transpose()? {
-        whole.extend_from_slice(&chunk);
-    }
-    Ok(whole.freeze())
-}
-
 fn response_text(endpoint: Endpoint, value: &Value) -> String {
     match endpoint {
         Endpoint::ChatCompletions => value.pointer("/choices/0/message/content"),

@@ -8,6 +8,15 @@ use std::collections::BTreeMap;
 
 pub use crate::engine::Endpoint;
 
+/// Bounds on what a client names, before it reaches a trace, a metric label or a monitor: longer or more get a
+/// 400 that names the limit.
+pub const MAX_MODEL_BYTES: usize = 256;
+/// `user`, session and prompt ids and versions, and each tag's value.
+pub const MAX_TAG_VALUE_BYTES: usize = 256;
+pub const MAX_TAG_KEY_BYTES: usize = 64;
+/// Tags from `metadata` and `x-llmops-tag-*` headers together.
+pub const MAX_TAGS: usize = 32;
+
 /// What the gateway needs to know about a request; `body` is forwarded.
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
@@ -173,12 +182,18 @@ impl ClientRequest {
         if common.model.trim().is_empty() {
             return Err(GatewayError::invalid_param("model", "`model` must not be empty"));
         }
+        if common.model.len() > MAX_MODEL_BYTES {
+            return Err(GatewayError::invalid_param(
+                "model",
+                format!("`model` is {} bytes long; at most {MAX_MODEL_BYTES} are accepted", common.model.len()),
+            ));
+        }
         let stream = common.stream.unwrap_or(false);
         let mut request = ClientRequest {
             model: common.model,
             stream,
             wants_stream_usage: stream && common.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
-            user: common.user.unwrap_or_default(),
+            user: bounded("user", common.user.unwrap_or_default())?,
             session_id: String::new(),
             prompt_id: String::new(),
             prompt_version: String::new(),
@@ -187,34 +202,50 @@ impl ClientRequest {
             body,
         };
         for (key, value) in common.metadata.unwrap_or_default() {
-            request.set_tag(&key, value);
+            request.set_tag(&key, value)?;
         }
-        request.read_tag_headers(headers);
+        request.read_tag_headers(headers)?;
         Ok(request)
     }
 
     /// `x-llmops-session-id`, `x-llmops-prompt-id`, `x-llmops-prompt-version`, `x-llmops-user` and
     /// `x-llmops-tag-<name>` headers; headers win over `metadata`.
-    fn read_tag_headers(&mut self, headers: &HeaderMap) {
+    fn read_tag_headers(&mut self, headers: &HeaderMap) -> Result<(), GatewayError> {
         for (name, value) in headers {
             let Some(key) = name.as_str().strip_prefix("x-llmops-") else { continue };
             let Ok(value) = value.to_str() else { continue };
             match key {
-                "user" => self.user = value.to_string(),
-                _ => self.set_tag(key.strip_prefix("tag-").unwrap_or(key), value.to_string()),
+                "user" => self.user = bounded("x-llmops-user", value.to_string())?,
+                _ => self.set_tag(key.strip_prefix("tag-").unwrap_or(key), value.to_string())?,
             }
         }
+        Ok(())
     }
 
-    fn set_tag(&mut self, key: &str, value: String) {
+    fn set_tag(&mut self, key: &str, value: String) -> Result<(), GatewayError> {
+        let value = bounded(key, value)?;
         match key.replace('-', "_").as_str() {
             "session_id" => self.session_id = value,
             "prompt_id" => self.prompt_id = value,
             "prompt_version" => self.prompt_version = value,
             _ => {
+                if key.len() > MAX_TAG_KEY_BYTES || key.is_empty() {
+                    let shown: String = key.chars().take(MAX_TAG_KEY_BYTES).collect();
+                    return Err(GatewayError::invalid_param(
+                        "metadata",
+                        format!("tag name {shown:?}... must be 1 to {MAX_TAG_KEY_BYTES} bytes long"),
+                    ));
+                }
+                if self.tags.len() >= MAX_TAGS && !self.tags.contains_key(key) {
+                    return Err(GatewayError::invalid_param(
+                        "metadata",
+                        format!("more than {MAX_TAGS} tags (metadata and x-llmops-tag-* headers together)"),
+                    ));
+                }
                 self.tags.insert(key.to_string(), value);
             }
         }
+        Ok(())
     }
 
     /// The body for the engine: its model name, and usage requested in streams so token counts are exact.
@@ -231,6 +262,18 @@ impl ClientRequest {
         }
         &self.body
     }
+}
+
+/// `value` if it is within [`MAX_TAG_VALUE_BYTES`], else a 400 naming `what`.
+fn bounded(what: &str, value: String) -> Result<String, GatewayError> {
+    if value.len() <= MAX_TAG_VALUE_BYTES {
+        return Ok(value);
+    }
+    let what: String = what.chars().take(MAX_TAG_KEY_BYTES).collect();
+    Err(GatewayError::invalid_param(
+        what.clone(),
+        format!("`{what}` is {} bytes long; at most {MAX_TAG_VALUE_BYTES} are accepted", value.len()),
+    ))
 }
 
 fn render_messages(messages: &[ChatMessage]) -> String {
@@ -318,6 +361,35 @@ mod tests {
         .expect("valid");
         assert_eq!(request.prompt_version, "v2");
         assert_eq!(request.tags.get("env").map(String::as_str), Some("prod"));
+    }
+
+    #[test]
+    fn client_named_values_are_bounded() {
+        let long = "m".repeat(MAX_MODEL_BYTES + 1);
+        let refused = message_of(parse(Endpoint::Completions, &format!(r#"{{"model":"{long}","prompt":"p"}}"#)));
+        assert!(refused.contains("`model` is 257 bytes long; at most 256"), "{refused}");
+        let at_limit = "m".repeat(MAX_MODEL_BYTES);
+        assert!(parse(Endpoint::Completions, &format!(r#"{{"model":"{at_limit}","prompt":"p"}}"#)).is_ok());
+
+        let value = "v".repeat(MAX_TAG_VALUE_BYTES + 1);
+        for field in ["session_id", "prompt_version", "team"] {
+            let body = format!(r#"{{"model":"m","prompt":"p","metadata":{{"{field}":"{value}"}}}}"#);
+            assert!(message_of(parse(Endpoint::Completions, &body)).contains("at most 256"), "{field}");
+        }
+        let body = format!(r#"{{"model":"m","prompt":"p","user":"{value}"}}"#);
+        assert!(message_of(parse(Endpoint::Completions, &body)).contains("`user`"));
+
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!(r#""t{i}":"x""#)).collect();
+        let body = format!(r#"{{"model":"m","prompt":"p","metadata":{{{}}}}}"#, many.join(","));
+        assert!(message_of(parse(Endpoint::Completions, &body)).contains("more than 32 tags"));
+        let key = "k".repeat(MAX_TAG_KEY_BYTES + 1);
+        let body = format!(r#"{{"model":"m","prompt":"p","metadata":{{"{key}":"x"}}}}"#);
+        assert!(message_of(parse(Endpoint::Completions, &body)).contains("must be 1 to 64 bytes"));
+
+        let mut headers = HeaderMap::new();
+        headers.insert("x-llmops-prompt-version", value.parse().expect("header"));
+        let refused = ClientRequest::parse(Endpoint::Completions, br#"{"model":"m","prompt":"p"}"#, &headers);
+        assert!(message_of(refused).contains("prompt-version"));
     }
 
     #[test]

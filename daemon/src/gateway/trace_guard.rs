@@ -30,7 +30,11 @@ fn budget_alert(alert: &BudgetAlert) -> Raised {
         key: format!("budget:{}:{}:{percent}", alert.budget, alert.window_start),
         rule: "budget".into(),
         severity: if alert.threshold >= 1.0 { Severity::Critical } else { Severity::Warning },
-        message: format!("{title}: {:.4} used of {:.4} in the window", alert.used, alert.limit),
+        message: format!(
+            "{title}: {} used in the window that started at {}",
+            alert.amounts(),
+            crate::budget::rfc3339(alert.window_start)
+        ),
         title,
         evidence: Evidence {
             statistic: "budget_used_fraction".into(),

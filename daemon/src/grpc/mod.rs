@@ -149,9 +149,44 @@ async fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, GrpcError> {
         }
         std::fs::remove_file(path).map_err(bind_err)?;
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    let (listener, staged) = bind_staged(path).map_err(bind_err)?;
+    publish(&staged, path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => GrpcError::SocketInUse(path.to_path_buf()),
+        _ => bind_err(source),
+    })?;
     Ok(listener)
+}
+
+/// A socket bound, and made 0600, inside a fresh 0700 directory beside its final path, so that no one else
+/// can connect to it at any moment, whatever the umask and the mode of the socket's directory.
+struct Staged {
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+fn bind_staged(path: &Path) -> std::io::Result<(tokio::net::UnixListener, Staged)> {
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    // A short name: the staged path must fit in a socket address wherever the final one does.
+    let dir = tempfile::Builder::new().prefix(".l").rand_bytes(6).tempdir_in(parent)?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    let socket = dir.path().join("s");
+    let listener = tokio::net::UnixListener::bind(&socket)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok((listener, Staged { dir, socket }))
+}
+
+/// Gives the staged socket its final name: a hard link, which fails if another daemon got there first
+/// (rename where the file system refuses links), then drops the staging directory.
+fn publish(staged: &Staged, path: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(&staged.socket, path) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Err(error),
+        Err(_) => std::fs::rename(&staged.socket, path),
+    }?;
+    // The listener stays bound: the socket is the inode, now reached by `path`.
+    let _ = std::fs::remove_file(&staged.socket);
+    let _ = std::fs::remove_dir(staged.dir.path());
+    Ok(())
 }
 
 /// Compares secrets without leaking where they differ through timing.
@@ -178,6 +213,24 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("socket").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(matches!(bind_unix(&path).await, Err(GrpcError::SocketInUse(_))));
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_bound_where_no_one_else_can_reach_it_then_published() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A directory everyone may enter: binding there directly would leave a window before the chmod.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let path = dir.path().join("llmopsd.sock");
+        let (_listener, staged) = bind_staged(&path).expect("bind");
+        assert!(!path.exists(), "nothing at the final path before it is private");
+        let staged_dir = staged.socket.parent().expect("staging directory");
+        assert_eq!(std::fs::metadata(staged_dir).expect("dir").permissions().mode() & 0o777, 0o700);
+        assert_eq!(std::fs::metadata(&staged.socket).expect("socket").permissions().mode() & 0o777, 0o600);
+        publish(&staged, &path).expect("publish");
+        tokio::net::UnixStream::connect(&path).await.expect("the published socket answers");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("read_dir").filter_map(Result::ok).collect();
+        assert_eq!(left.len(), 1, "only the socket is left: {left:?}");
+        drop(staged);
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@ pub enum StoreError {
     Open { path: PathBuf, source: rusqlite::Error },
     #[error("cannot create the directory of the trace store {path}: {source}")]
     CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot make the trace store {path} private (mode 0600): {source}")]
+    Private { path: PathBuf, source: std::io::Error },
     #[error("trace store was written by a newer llmopsd (schema {found}, this build knows {known})")]
     NewerSchema { found: i64, known: usize },
     #[error("trace store: {0}")]
@@ -99,9 +101,11 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
-        }
+        crate::state_db::create_parent(path)
+            .map_err(|source| StoreError::CreateDir { path: path.parent().unwrap_or(path).to_path_buf(), source })?;
+        // Prompts and answers: 0600 (and its -wal/-shm the same) before SQLite writes a byte, whatever the umask.
+        crate::state_db::private_db_file(path)
+            .map_err(|source| StoreError::Private { path: path.to_path_buf(), source })?;
         let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
         let conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;

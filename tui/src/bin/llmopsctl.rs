@@ -133,7 +133,8 @@ async fn main() -> ExitCode {
 async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure> {
     let daemon = Daemon::connect(target, auth).await.map_err(Failure::Unreachable)?;
     let rpc_failure = |status| Failure::from_rpc(target, status);
-    let mut out = io::stdout().lock();
+    // Prompts, answers and logs come from clients and engines: their control characters are shown, not obeyed.
+    let mut out = llmops_tui::safe_output::SafeOutput::new(io::stdout().lock());
     match &cli.command {
         Command::Status => {
             let response = daemon.status().get_status(GetStatusRequest {}).await;

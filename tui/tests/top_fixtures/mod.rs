@@ -22,6 +22,7 @@ pub fn status() -> pb::Status {
         grpc_listen: "127.0.0.1:7070".into(),
         privacy_mode: false,
         requests_in_flight: 2,
+        engine_build: None,
         engines: vec![
             pb::EngineStatus {
                 name: "llama-local".into(),
