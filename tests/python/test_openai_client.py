@@ -246,6 +246,28 @@ def test_stream_from_upstream_without_usage_is_estimated(openai_client: openai.O
     assert_stream_timing(trace, chunks=len(deltas))
 
 
+def test_usage_asked_for_comes_even_when_the_upstream_sends_none(openai_client: openai.OpenAI, fake_upstream) -> None:
+    prompt = "count these words for me"
+    fake_upstream.control(omit_usage=True)
+    try:
+        stream = openai_client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": prompt}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+    finally:
+        fake_upstream.control()
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    # The last chunk carries the daemon's own count, as OpenAI's would: no choices, usage set.
+    last = chunks[-1]
+    assert last.choices == [] and last.usage is not None, last
+    assert last.usage.completion_tokens == len(deltas), last.usage
+    assert last.usage.prompt_tokens > 0, last.usage
+    assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+
+
 def test_completions(openai_client: openai.OpenAI, daemon) -> None:
     prompt = "say hi"
     raw = openai_client.completions.with_raw_response.create(model=MODEL, prompt=prompt)

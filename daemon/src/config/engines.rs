@@ -54,6 +54,10 @@ pub struct OpenAiEngineConfig {
     /// Longest a whole request may take, then 504 (or, mid-stream, an error event).
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Longest silence between two reads of a streamed answer once it has begun, then the client gets an error
+    /// event (a stream that stalls mid-way does not hold the request until `request_timeout_ms`).
+    #[serde(default = "default_stream_idle_timeout_ms")]
+    pub stream_idle_timeout_ms: u64,
     /// A command that runs this engine (program and arguments, no shell). The daemon starts it, waits for it
     /// to answer `GET {base_url}/models`, restarts it with backoff when it exits, and stops it on shutdown.
     #[serde(default)]
@@ -280,6 +284,9 @@ pub fn default_connect_timeout_ms() -> u64 {
 }
 pub fn default_first_token_timeout_ms() -> u64 {
     60_000
+}
+pub fn default_stream_idle_timeout_ms() -> u64 {
+    120_000
 }
 pub fn default_request_timeout_ms() -> u64 {
     600_000

@@ -157,6 +157,8 @@ struct RateSignal {
 
 struct KeyState {
     seen: usize,
+    /// The engine's observation count when this key last had one: the least recent is evicted first.
+    last_seen: u64,
     numbers: [Signal; 5],
     rates: [RateSignal; 4],
     /// On latency and output tokens.
@@ -184,15 +186,27 @@ pub enum Verdict {
 pub struct DriftEngine {
     config: DriftConfig,
     keys: HashMap<String, Vec<(String, String, KeyState)>>,
+    /// Observations so far, the clock of `KeyState::last_seen`.
+    observed: u64,
 }
+
+/// (model, prompt version) pairs watched per route. Routes come from the config, but prompt versions come from
+/// clients: past this many, the pair seen least recently is forgotten, so a stream of made-up versions keeps
+/// memory flat and can only push out other idle versions, never stop a route from being watched.
+pub const MAX_KEYS_PER_ROUTE: usize = 32;
 
 impl DriftEngine {
     pub fn new(config: DriftConfig) -> Self {
-        Self { config: config.normalized(), keys: HashMap::new() }
+        Self { config: config.normalized(), keys: HashMap::new(), observed: 0 }
     }
 
     pub fn config(&self) -> &DriftConfig {
         &self.config
+    }
+
+    /// (model, prompt version) pairs watched now, over all routes.
+    pub fn watched(&self) -> usize {
+        self.keys.values().map(Vec::len).sum()
     }
 
     pub fn observe(&mut self, obs: &Observation) -> Vec<Verdict> {
@@ -204,13 +218,21 @@ impl DriftEngine {
         };
         let position =
             versions.iter().position(|(model, version, _)| *model == obs.model && *version == obs.prompt_version);
+        self.observed += 1;
+        let now = self.observed;
         let position = position.unwrap_or_else(|| {
+            if versions.len() >= MAX_KEYS_PER_ROUTE {
+                if let Some(oldest) = (0..versions.len()).min_by_key(|&i| versions[i].2.last_seen) {
+                    versions.swap_remove(oldest);
+                }
+            }
             // The baseline comes from the whole reference: a short warm-up misjudges skewed latencies.
             let warmup = config.reference_size.max(2) as u64;
             let cusum =
                 [0, 1].map(|_| ShiftDetector::new(CusumConfig { h: config.cusum_h, warmup, ..CusumConfig::default() }));
             let state = KeyState {
                 seen: 0,
+                last_seen: now,
                 numbers: Default::default(),
                 rates: Default::default(),
                 cusum,
@@ -221,6 +243,7 @@ impl DriftEngine {
             versions.len() - 1
         });
         let state = &mut versions[position].2;
+        state.last_seen = now;
         let labels = || {
             BTreeMap::from([
                 ("route".to_string(), obs.route.clone()),

@@ -143,6 +143,23 @@ fn a_new_prompt_version_gets_its_own_reference_and_a_huge_prompt_is_an_anomaly()
     assert_eq!(alerts[0].evidence.value, 50_000.0);
 }
 
+#[test]
+fn made_up_prompt_versions_keep_memory_flat_and_the_busy_version_watched() {
+    let mut rng = Rng(11);
+    let mut engine = DriftEngine::new(DriftConfig::default());
+    // The version in real use keeps getting traffic between 9,000 one-off versions from a client.
+    for i in 0..9_000 {
+        let mut junk = request(&mut rng, 1.0, 1.0);
+        junk.prompt_version = format!("junk-{i}");
+        engine.observe(&junk);
+        engine.observe(&request(&mut rng, 1.0, 1.0));
+        assert!(engine.watched() <= MAX_KEYS_PER_ROUTE);
+    }
+    let busy = engine.keys.get("chat").and_then(|v| v.iter().find(|(_, version, _)| version == "v1"));
+    let busy = busy.expect("the busy version is still watched");
+    assert_eq!(busy.2.seen, 9_000, "and has kept its whole history");
+}
+
 /// A steady request of the "chat" route: `output` tokens, refused or not.
 fn steady(output: f64, refused: bool) -> Observation {
     Observation {

@@ -51,6 +51,7 @@ pub struct OpenAiEngine {
     pub base_url: String,
     pub models: Vec<String>,
     pub first_token_timeout: Duration,
+    pub stream_idle_timeout: Duration,
     pub request_timeout: Duration,
     api_key: Option<String>,
     client: reqwest::Client,
@@ -95,6 +96,7 @@ impl OpenAiEngine {
             urls,
             models: config.models.clone(),
             first_token_timeout: Duration::from_millis(config.first_token_timeout_ms),
+            stream_idle_timeout: Duration::from_millis(config.stream_idle_timeout_ms.max(1)),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             api_key,
             client,
@@ -184,7 +186,7 @@ impl OpenAiEngine {
                     self.mark(Health::Unhealthy, error.to_string());
                     return Err(error);
                 };
-                body = futures::stream::iter(first).chain(body).boxed();
+                body = idle_bounded(futures::stream::iter(first).chain(body).boxed(), self.stream_idle_timeout);
             }
             self.mark(Health::Healthy, String::new());
             return Ok(Answer { status, body });
@@ -235,6 +237,25 @@ impl OpenAiEngine {
         };
         *state = HealthState { health, last_error, last_checked_unix_ms: crate::clock::unix_ms() };
     }
+}
+
+/// `body`, ended with an error when the engine sends nothing for `idle`.
+fn idle_bounded(
+    body: futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
+    idle: Duration,
+) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, String>> {
+    futures::stream::unfold(Some(body), move |state| async move {
+        let mut body = state?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(read)) => Some((read, Some(body))),
+            Ok(None) => None,
+            Err(_) => {
+                let message = format!("no data for {} ms (stream_idle_timeout_ms)", idle.as_millis());
+                Some((Err(message), None))
+            }
+        }
+    })
+    .boxed()
 }
 
 /// How much of an engine's error answer is kept (it is quoted to the client and on the trace).

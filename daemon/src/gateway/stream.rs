@@ -30,7 +30,15 @@ pub fn respond(
     deadline: Instant,
     closing: Shutdown,
 ) -> Response {
+    let mut guard = guard;
+    let trace = guard.trace_mut();
+    let fallback_usage = FallbackUsage {
+        prompt_tokens: estimate_tokens(&trace.prompt_text),
+        object: if trace.endpoint == "completions" { "text_completion" } else { "chat.completion.chunk" },
+        id: format!("llmops-{}", trace.id),
+    };
     let relay = Relay {
+        fallback_usage,
         guard: Some(guard),
         upstream: upstream.body,
         events: SseSplitter::default(),
@@ -56,8 +64,37 @@ enum End {
     Timeout,
 }
 
+/// For a client that asked for usage (`stream_options.include_usage`) from an engine that sent none: the final
+/// usage chunk the daemon sends from its own count (the trace says `tokens_estimated`).
+struct FallbackUsage {
+    prompt_tokens: u64,
+    object: &'static str,
+    id: String,
+}
+
+impl FallbackUsage {
+    fn event(&self, seen: &StreamSummary) -> String {
+        let completion = seen.content_chunks;
+        let created = crate::clock::unix_ms() / 1000;
+        let chunk = json!({
+            "id": self.id,
+            "object": self.object,
+            "created": created,
+            "model": seen.model.as_deref().unwrap_or_default(),
+            "choices": [],
+            "usage": {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": completion,
+                "total_tokens": self.prompt_tokens.saturating_add(completion),
+            },
+        });
+        format!("data: {chunk}\n\n")
+    }
+}
+
 /// The state of one relayed stream; dropped by hyper when the client disconnects.
 struct Relay {
+    fallback_usage: FallbackUsage,
     /// Taken when the trace is recorded; still here on drop means the client went away.
     guard: Option<TraceGuard>,
     upstream: BoxStream<'static, Result<Bytes, String>>,
@@ -123,6 +160,9 @@ impl Relay {
         let tokens_before = self.seen.content_chunks;
         for event in self.events.push(&chunk) {
             if self.seen.observe(&event, offset_ms, self.client_wants_usage) {
+                if self.seen.done && self.client_wants_usage && self.seen.usage.is_none() {
+                    self.ready.extend_from_slice(self.fallback_usage.event(&self.seen).as_bytes());
+                }
                 self.ready.extend_from_slice(event.as_bytes());
                 self.ready.extend_from_slice(b"\n\n");
             }

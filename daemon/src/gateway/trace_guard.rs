@@ -207,6 +207,14 @@ impl Drop for TraceGuard {
             if let Some(attempt) = trace.attempts.last_mut().filter(|a| a.error.is_empty()) {
                 attempt.error = "cancelled: client disconnected".into();
             }
+            // An engine was asked and may have generated (a hosted one bills it) but no count arrived: settle the
+            // estimate the request reserved, never $0 and 0 tokens.
+            if !trace.attempts.is_empty() && trace.input_tokens == 0 && trace.output_tokens == 0 {
+                let reserved = self.reservation.as_ref().map_or(0, |r| r.estimate().tokens);
+                trace.input_tokens = super::proxy::estimate_tokens(&trace.prompt_text);
+                trace.output_tokens = reserved.saturating_sub(trace.input_tokens);
+                trace.tokens_estimated = true;
+            }
             self.record(TraceStatus::Cancelled, CLIENT_CLOSED_REQUEST);
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
