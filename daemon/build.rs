@@ -8,5 +8,6 @@ fn main() {
         .next_back()
         .unwrap_or("generic");
     println!("cargo:rustc-env=LLMOPS_TARGET_CPU={target_cpu}");
-    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    // New RUSTFLAGS recompile this script too, so it runs again then; nothing else changes its answer.
+    println!("cargo:rerun-if-changed=build.rs");
 }

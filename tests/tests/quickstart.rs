@@ -20,6 +20,18 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// This process's environment less what cargo and nextest add for tests (`CARGO_MANIFEST_DIR`, `OUT_DIR`,
+/// `LD_LIBRARY_PATH`, ...): what a user's shell has. Some build scripts (ring's) rerun when those change, so
+/// run.sh's `cargo build` would otherwise rebuild the binaries that other tests are running.
+fn user_environment() -> Vec<(String, String)> {
+    let added_for_tests = |name: &str| {
+        (name.starts_with("CARGO") && name != "CARGO_HOME")
+            || name.starts_with("NEXTEST")
+            || ["OUT_DIR", "LD_LIBRARY_PATH", "RUST_RECURSION_COUNT", "FAKE_NVML_LIB"].contains(&name)
+    };
+    std::env::vars().filter(|(name, _)| !added_for_tests(name)).collect()
+}
+
 /// Sends SIGTERM to `pid` with `kill` (unsafe code is denied here).
 fn terminate(pid: u32) {
     let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
@@ -67,6 +79,8 @@ async fn the_quick_start_answers_a_chat_completion_records_its_trace_and_stops_o
     let stderr = std::fs::File::create(&log).expect("log file");
     let mut child = Command::new("bash")
         .arg(repo_root().join("scripts/run.sh"))
+        .env_clear()
+        .envs(user_environment())
         .env("LLMOPS_HTTP_LISTEN", "127.0.0.1:0")
         .env("LLMOPS_DATA_DIR", data.path())
         .stdin(Stdio::null())
@@ -78,7 +92,9 @@ async fn the_quick_start_answers_a_chat_completion_records_its_trace_and_stops_o
     let pid = child.id().expect("run.sh has a pid");
     let _group = Group(pid);
 
+    let started = std::time::Instant::now();
     let http = wait_for_try_line(&mut child, &log).await;
+    eprintln!("quick start ready after {:?}", started.elapsed());
     let ready: Value = reqwest::get(format!("http://{http}/readyz")).await.expect("readyz").json().await.expect("json");
     assert_eq!(ready["status"], "ready", "{ready}");
 
@@ -113,12 +129,14 @@ async fn the_quick_start_answers_a_chat_completion_records_its_trace_and_stops_o
     .await;
     assert!(traces, "trace {trace_id} not listed by `llmopsctl traces --json`\n{}", file_tail(&log, 40));
 
+    eprintln!("answered and traced after {:?}", started.elapsed());
     terminate(pid);
     let status = tokio::time::timeout(STOP_TIMEOUT, child.wait())
         .await
         .unwrap_or_else(|_| panic!("run.sh still running {STOP_TIMEOUT:?} after SIGTERM\n{}", file_tail(&log, 40)))
         .expect("wait");
     assert!(status.success(), "run.sh exited with {status} after SIGTERM\n{}", file_tail(&log, 40));
+    eprintln!("stopped after {:?}", started.elapsed());
     // The daemon itself is gone too: nothing listens on its port any more.
     assert!(reqwest::get(format!("http://{http}/healthz")).await.is_err(), "llmopsd still answers after SIGTERM");
 }

@@ -8,11 +8,13 @@ mod proxy;
 mod refusals;
 pub mod request;
 pub mod server;
+mod sse;
 mod stream;
 mod trace_guard;
 
 pub use proxy::Caller;
-pub use stream::{SseSplitter, StreamSummary};
+pub use sse::SseSplitter;
+pub use stream::StreamSummary;
 pub use trace_guard::Observers;
 
 pub use error::GatewayError;

@@ -9,6 +9,7 @@ use crate::trace::Trace;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Prices that turn a local request's energy and GPU time into USD.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -56,8 +57,8 @@ struct MeterState {
     /// GPUs whose energy or power the last sample could read.
     measurable: HashSet<u32>,
     active: Vec<Arc<Share>>,
-    /// Finished requests waiting for the next sample.
-    pending: Vec<(Arc<Share>, Trace, Deliver)>,
+    /// Finished requests waiting for the next sample, with when they finished.
+    pending: Vec<(Arc<Share>, Trace, Deliver, Instant)>,
     /// Per GPU: (energy counter in J or None, power in W or None, sample time in unix ms).
     last: HashMap<u32, (Option<f64>, Option<f64>, i64)>,
 }
@@ -99,7 +100,26 @@ impl EnergyMeter {
     pub fn finish(&self, ticket: EnergyTicket, trace: Trace, deliver: Deliver) {
         let mut state = self.state();
         state.active.retain(|share| !Arc::ptr_eq(share, &ticket.0));
-        state.pending.push((ticket.0, trace, deliver));
+        state.pending.push((ticket.0, trace, deliver, Instant::now()));
+    }
+
+    /// Delivers the finished requests that have waited longer than `max_wait` for a sample, with the energy
+    /// measured so far and a tag saying it is incomplete: a sampler stuck in a GPU driver call must not hold
+    /// traces and budget settlements back.
+    pub fn flush_overdue(&self, now: Instant, max_wait: Duration) {
+        let overdue: Vec<_> = {
+            let mut state = self.state();
+            let (overdue, waiting) = std::mem::take(&mut state.pending)
+                .into_iter()
+                .partition(|(.., finished)| now.saturating_duration_since(*finished) > max_wait);
+            state.pending = waiting;
+            overdue
+        };
+        for (share, mut trace, deliver, _) in overdue {
+            let note = format!("incomplete: no GPU sample within {} s of the request's end", max_wait.as_secs());
+            trace.tags.insert("energy".into(), note);
+            deliver(self.settle(&share, trace));
+        }
     }
 
     /// Splits what each GPU used since the previous sample among the requests that ran on it, then
@@ -125,7 +145,7 @@ impl EnergyMeter {
             }
             std::mem::take(&mut state.pending)
         };
-        for (share, trace, deliver) in ready {
+        for (share, trace, deliver, _) in ready {
             deliver(self.settle(&share, trace));
         }
     }
@@ -133,7 +153,7 @@ impl EnergyMeter {
     /// Delivers every finished request now, with what it has (at shutdown, or when sampling stops).
     pub fn flush(&self) {
         let pending = std::mem::take(&mut self.state().pending);
-        for (share, trace, deliver) in pending {
+        for (share, trace, deliver, _) in pending {
             deliver(self.settle(&share, trace));
         }
     }
@@ -205,6 +225,24 @@ mod tests {
         Box::new(move |trace| {
             let _ = sender.send(trace);
         })
+    }
+
+    #[test]
+    fn a_sampler_that_never_answers_holds_no_trace_past_the_bound() {
+        let meter = meter(LocalPrices::default());
+        let ticket = meter.begin("vllm").expect("metered");
+        meter.on_sample(&[gpu(0, Some(1400.0), Some(100.0))], 1000);
+        let (sender, received) = mpsc::channel();
+        meter.finish(ticket, Trace { id: "late".into(), ..Trace::default() }, deliver_to(&sender));
+        let finished = Instant::now();
+        meter.flush_overdue(finished + Duration::from_secs(1), Duration::from_secs(5));
+        assert!(received.try_recv().is_err(), "within the bound it waits for the sample");
+        meter.flush_overdue(finished + Duration::from_secs(6), Duration::from_secs(5));
+        let trace = received.try_recv().expect("delivered without a sample");
+        assert_eq!(trace.energy_joules, Some(400.0), "with what was measured before it ended");
+        assert!(trace.tags.get("energy").is_some_and(|t| t.starts_with("incomplete")), "{:?}", trace.tags);
+        meter.on_sample(&[gpu(0, Some(1500.0), Some(100.0))], 2000);
+        assert!(received.try_recv().is_err(), "and delivered once only");
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub fn spawn(
     mut shutdown: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
     let mut settings = settings;
+    spawn_energy_watchdog(telemetry.clone(), shutdown.clone());
     tokio::spawn(async move {
         // Both samplers start lazily: NVML is loaded on the first tick, not at startup.
         let mut readers = Some((GpuSampler::new(settings.nvml_library), HostSampler::new()));
@@ -73,6 +74,24 @@ pub fn spawn(
         }
         telemetry.energy.flush();
     })
+}
+
+/// Hands on, with what they have, the traces the energy meter has held for longer than a few sampling
+/// intervals: the sampling loop may be stuck in a GPU driver call, and traces and budget settlements must not
+/// wait on it.
+fn spawn_energy_watchdog(telemetry: Arc<Telemetry>, mut shutdown: Shutdown) {
+    let interval = telemetry.interval;
+    let max_wait = interval.saturating_mul(3).saturating_add(std::time::Duration::from_secs(5));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => telemetry.energy.flush_overdue(std::time::Instant::now(), max_wait),
+                _ = shutdown.wait() => break,
+            }
+        }
+    });
 }
 
 async fn scrape_engines(engines: &Engines) -> Vec<EngineSample> {
