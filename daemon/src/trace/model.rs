@@ -106,6 +106,17 @@ impl Trace {
         self.prompt_text.clear();
         self.response_text.clear();
         self.request_json.clear();
+        // Per-chunk lengths outline the answer's words; error texts can quote the request (a serde message
+        // naming a bad value, an upstream echoing the prompt): keep only what the daemon itself says.
+        self.chunk_chars.clear();
+        if !self.error_message.is_empty() {
+            self.error_message = format!("{} (details not kept in privacy mode)", self.error_type);
+        }
+        for attempt in &mut self.attempts {
+            if let Some((summary, _)) = attempt.error.split_once(':') {
+                attempt.error = format!("{summary} (details not kept in privacy mode)");
+            }
+        }
     }
 
     /// Fills the lengths (kept in both modes, so sizes stay queryable).
@@ -133,6 +144,26 @@ mod tests {
         assert_eq!(trace.response_chars, 3);
         // sha256("abc"), from `printf abc | sha256sum`.
         assert_eq!(trace.response_sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn redact_keeps_no_request_text_in_errors_or_chunk_lengths() {
+        let mut trace = Trace {
+            error_type: "invalid_request_error".into(),
+            error_message: "invalid value for `temperature`: invalid type: string \"my secret\"".into(),
+            chunk_chars: vec![3, 5, 8],
+            attempts: vec![
+                Attempt { error: "engine up failed with HTTP 400: echo my secret".into(), ..Attempt::default() },
+                Attempt { error: "cancelled".into(), ..Attempt::default() },
+            ],
+            ..Trace::default()
+        };
+        trace.redact();
+        assert!(!format!("{trace:?}").contains("secret"), "{trace:?}");
+        assert!(trace.chunk_chars.is_empty());
+        assert_eq!(trace.error_message, "invalid_request_error (details not kept in privacy mode)");
+        assert_eq!(trace.attempts[0].error, "engine up failed with HTTP 400 (details not kept in privacy mode)");
+        assert_eq!(trace.attempts[1].error, "cancelled", "a daemon-only text stays");
     }
 
     #[test]
