@@ -15,7 +15,7 @@ apt_install() {
 }
 
 # The embedded engine builds llama.cpp from source: cmake drives it, bindgen needs libclang. curl: run.sh waits
-# for /readyz with it.
+# for /readyz with it. prometheus: its promtool checks the daemon's /metrics in the suite.
 missing=()
 # tmux runs llmops-top in a real terminal for its end-to-end test.
 for package in cmake libclang1-14 libclang-common-14-dev tmux curl prometheus; do
