@@ -122,7 +122,7 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-/// `localhost`, `*.localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+/// `localhost`, `*.localhost`, `127.x.y.z`, `[::1]` or `0.0.0.0` (which reaches this host), with or without a port.
 fn is_loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         match rest.split_once(']') {
@@ -136,7 +136,7 @@ fn is_loopback_host(host: &str) -> bool {
     if name == "localhost" || name.ends_with(".localhost") {
         return true;
     }
-    name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
 
 /// A header value for an error message: bounded and without control characters.
