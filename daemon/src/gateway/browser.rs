@@ -9,26 +9,9 @@
 //!
 //! Allowed origins get CORS headers, and their preflight (`OPTIONS`) is answered.
 use super::error::GatewayError;
+use super::refusals::Refused;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-
-/// Why a request was refused here, for the refusal counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    Origin,
-    Host,
-    MediaType,
-}
-
-impl Refused {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Origin => "origin_not_allowed",
-            Self::Host => "host_not_allowed",
-            Self::MediaType => "unsupported_media_type",
-        }
-    }
-}
 
 pub struct BrowserPolicy {
     allowed_origins: Vec<String>,

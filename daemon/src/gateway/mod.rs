@@ -123,7 +123,7 @@ async fn browser_guard(
     let origin = match gateway.browser.check(request.method(), request.headers(), loopback_only) {
         Ok(origin) => origin,
         Err((refused, error)) => {
-            gateway.refusals.count(refused.as_str());
+            gateway.refusals.count(refused);
             return error.into_response();
         }
     };
@@ -155,7 +155,7 @@ async fn from_client(gateway: Arc<Gateway>, endpoint: Endpoint, headers: HeaderM
     let principal = match authenticate(&gateway, &headers) {
         Ok(principal) => principal,
         Err(error) => {
-            gateway.refusals.count("unauthenticated");
+            gateway.refusals.count(refusals::Refused::Unauthenticated);
             return error.into_response();
         }
     };

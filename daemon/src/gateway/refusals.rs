@@ -3,23 +3,38 @@
 //! neither fill the disk nor evict the traces of requests that were served.
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The reasons, a fixed set: the label values of `llmops_http_refused_total`.
-const REASONS: [&str; 4] = ["unauthenticated", "origin_not_allowed", "host_not_allowed", "unsupported_media_type"];
+/// Why a request was refused before authentication; its name is the label value of `llmops_http_refused_total`
+/// and, for the browser checks, the error code the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Unauthenticated,
+    Origin,
+    Host,
+    MediaType,
+}
+
+impl Refused {
+    const ALL: [Refused; 4] = [Self::Unauthenticated, Self::Origin, Self::Host, Self::MediaType];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::Origin => "origin_not_allowed",
+            Self::Host => "host_not_allowed",
+            Self::MediaType => "unsupported_media_type",
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct Refusals {
-    counts: [AtomicU64; REASONS.len()],
+    /// Indexed by `Refused as usize`.
+    counts: [AtomicU64; Refused::ALL.len()],
 }
 
 impl Refusals {
-    pub fn count(&self, reason: &str) {
-        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn get(&self, reason: &str) -> u64 {
-        REASONS.iter().position(|r| *r == reason).map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
+    pub fn count(&self, reason: Refused) {
+        self.counts[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Appends the counter family to a Prometheus exposition.
@@ -32,8 +47,9 @@ impl Refusals {
             "Requests refused before authentication, by reason (not stored as traces).",
             MetricKind::Counter,
         );
-        for (reason, count) in REASONS.iter().zip(&self.counts) {
-            writer.sample(name, &[("reason", reason)], count.load(Ordering::Relaxed) as f64);
+        for reason in Refused::ALL {
+            let count = self.counts[reason as usize].load(Ordering::Relaxed);
+            writer.sample(name, &[("reason", reason.as_str())], count as f64);
         }
         text.push_str(&writer.finish());
     }
@@ -44,16 +60,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_known_reasons_and_ignores_others() {
+    fn every_reason_is_rendered_with_its_count() {
         let refusals = Refusals::default();
-        refusals.count("unauthenticated");
-        refusals.count("unauthenticated");
-        refusals.count("something else");
-        assert_eq!(refusals.get("unauthenticated"), 2);
+        refusals.count(Refused::Unauthenticated);
+        refusals.count(Refused::Unauthenticated);
+        refusals.count(Refused::Host);
         let mut text = String::new();
         refusals.render(&mut text);
         assert!(text.contains("llmops_http_refused_total{reason=\"unauthenticated\"} 2\n"), "{text}");
-        assert!(text.contains("llmops_http_refused_total{reason=\"host_not_allowed\"} 0\n"), "{text}");
-        assert_eq!(text.matches("reason=").count(), REASONS.len());
+        assert!(text.contains("llmops_http_refused_total{reason=\"host_not_allowed\"} 1\n"), "{text}");
+        assert!(text.contains("llmops_http_refused_total{reason=\"origin_not_allowed\"} 0\n"), "{text}");
+        assert_eq!(text.matches("reason=").count(), Refused::ALL.len());
     }
 }
