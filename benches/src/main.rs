@@ -1,7 +1,11 @@
 //! Gateway overhead: the same closed-loop load sent straight to an instant fake upstream, through
 //! `llmopsd`, and through nginx (the one-hop baseline, when `nginx` is on PATH), non-streaming (full
-//! latency) and streaming (time to first chunk), at each concurrency. Then checks that llmopsd persisted
-//! a trace for every request it proxied.
+//! latency) and streaming (time to first chunk), at each concurrency. With `--baseline-daemon`, an older
+//! `llmopsd` build takes its turn in every cell too, so before and after are measured in one run. Then
+//! checks that each llmopsd persisted a trace for every request it proxied.
+//!
+//! The fake upstream runs as a process of its own, and llmopsd and nginx get the same CPU budget (worker
+//! threads = worker processes), so neither the load generator nor an unequal budget decides the ratios.
 //!
 //! Build release binaries first (the daemon is looked up next to this executable), then run:
 //!
@@ -14,12 +18,13 @@
 mod load;
 mod nginx;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use llmops_e2e::daemon::Daemon;
-use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
+use llmops_e2e::daemon::{Daemon, StartOptions};
+use llmops_e2e::upstream_process::UpstreamProcess;
 use serde_json::Value;
 
 use load::{CellResult, Mode};
@@ -30,7 +35,7 @@ const PERSIST_TIMEOUT: Duration = Duration::from_secs(60);
 const PERSIST_SETTLE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Parser)]
-#[command(about = "Latency and throughput added by llmopsd, against direct access and nginx")]
+#[command(about = "Latency and throughput added by llmopsd, against direct access, nginx and an older llmopsd")]
 struct Args {
     /// Measured seconds per cell (target × mode × concurrency).
     #[arg(long, default_value_t = 10)]
@@ -44,19 +49,35 @@ struct Args {
     /// Words in every fake reply (16 chunks per stream).
     #[arg(long, default_value_t = 16)]
     reply_words: usize,
-    /// llmopsd's server.worker_threads (0: one per core; nginx runs one worker process).
+    /// The CPU budget of each proxy: llmopsd's server.worker_threads and nginx's worker_processes
+    /// (0: one per core).
     #[arg(long, default_value_t = 0)]
-    daemon_threads: usize,
+    proxy_threads: usize,
     /// Leave nginx out even when it is installed.
     #[arg(long)]
     no_nginx: bool,
+    /// Another llmopsd executable (an older build) measured in the same cells, as target "baseline".
+    #[arg(long)]
+    baseline_daemon: Option<PathBuf>,
+    /// Times the whole set of cells is repeated; ratios are the median of the per-round ratios.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 struct Cell {
+    round: usize,
     target: &'static str,
     mode: Mode,
     concurrency: usize,
     result: CellResult,
+}
+
+/// A proxy whose traces are checked at the end.
+struct DaemonTarget {
+    name: &'static str,
+    daemon: Daemon,
+    written_before: Option<u64>,
+    _data_dir: tempfile::TempDir,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,32 +85,46 @@ fn main() -> anyhow::Result<()> {
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
         bail!("--concurrency needs positive values");
     }
-    // The fake upstream gets a runtime and thread of its own, so the load generator does not slow it.
-    let upstream_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("fake-upstream")
-        .enable_all()
-        .build()?;
-    let behavior = Behavior { reply_words: Some(args.reply_words), ..Behavior::default() };
-    let upstream = upstream_runtime.block_on(FakeUpstream::start(behavior))?;
-    let load_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let outcome = load_runtime.block_on(run(&args, &upstream));
-    drop(upstream);
-    upstream_runtime.shutdown_timeout(Duration::from_secs(2));
-    outcome
+    if args.rounds == 0 {
+        bail!("--rounds needs a positive value");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(&args))
 }
 
-async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
+async fn start_daemon(
+    name: &'static str,
+    program: Option<PathBuf>,
+    threads: usize,
+    upstream: &UpstreamProcess,
+) -> anyhow::Result<DaemonTarget> {
+    let data_dir = tempfile::tempdir().context("cannot create a data dir for llmopsd")?;
+    let config = format!(
+        "[server]\nworker_threads = {threads}\n\n[engines.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"fake-model\"]\n",
+        upstream.base_url
+    );
+    let options = StartOptions { program, ..StartOptions::default() };
+    let daemon =
+        Daemon::start_with(&config, data_dir.path(), &options).await.with_context(|| format!("cannot start {name}"))?;
+    let written_before = store_counts(&daemon).await.ok().map(|counts| counts.written);
+    Ok(DaemonTarget { name, daemon, written_before, _data_dir: data_dir })
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         println!("warning: debug build; numbers are only meaningful with --release");
     }
-    let data_dir = tempfile::tempdir().context("cannot create a data dir for llmopsd")?;
-    let config = format!(
-        "[server]\nworker_threads = {}\n\n[engines.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"fake-model\"]\n",
-        args.daemon_threads,
-        upstream.base_url()
-    );
-    let mut daemon = Daemon::start(&config, data_dir.path()).await?;
+    let upstream = UpstreamProcess::start(&["--reply-words", &args.reply_words.to_string()]).await?;
+    let threads = match args.proxy_threads {
+        0 => std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        n => n,
+    };
+    println!("CPU budget per proxy: {threads} (llmopsd worker_threads, nginx worker_processes)");
+    let mut daemons = vec![start_daemon("llmopsd", None, threads, &upstream).await?];
+    if let Some(program) = &args.baseline_daemon {
+        println!("baseline: {}", program.display());
+        daemons.push(start_daemon("baseline", Some(program.clone()), threads, &upstream).await?);
+    }
     let nginx = match (args.no_nginx, nginx::find_on_path()) {
         (true, _) => {
             println!("nginx: skipped (--no-nginx)");
@@ -99,70 +134,89 @@ async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
             println!("nginx: skipped (not on PATH)");
             None
         }
-        (false, Some(program)) => Some(nginx::Nginx::start(&program, upstream.addr).await?),
+        (false, Some(program)) => Some(nginx::Nginx::start(&program, upstream.addr, threads).await?),
     };
-    let written_before = store_counts(&daemon).await.ok().map(|counts| counts.written);
 
-    let mut targets = vec![("direct", upstream.base_url()), ("llmopsd", format!("{}/v1", daemon.http_base))];
+    let mut targets = vec![("direct", upstream.base_url.clone())];
+    for target in &daemons {
+        targets.push((target.name, format!("{}/v1", target.daemon.http_base)));
+    }
     if let Some(nginx) = &nginx {
         targets.push(("nginx", nginx.base_url.clone()));
     }
-    let cells_count = (targets.len() * 2 * args.concurrency.len()) as u64;
+    let cells_count = (args.rounds * targets.len() * 2 * args.concurrency.len()) as u64;
     // Each cell may overrun by one request timeout; the rest covers start-up and the trace check.
     let budget = Duration::from_secs(cells_count * (args.seconds + args.warmup_seconds + 10) + 60);
     let measured = tokio::time::timeout(budget, measure_all(args, &targets)).await;
-    let (cells, sent_to_daemon) = match measured {
+    let (cells, sent) = match measured {
         Ok(result) => result?,
         Err(_) => bail!("the load did not finish within {budget:?}"),
     };
 
-    print_table(&cells);
+    print_table(&cells, args.rounds);
     print_comparisons(&cells, args);
-    let persisted = report_persistence(&daemon, written_before, sent_to_daemon).await;
+    let mut persisted = Ok(());
+    for target in &daemons {
+        let sent = sent.iter().find(|(name, _)| *name == target.name).map_or(0, |(_, n)| *n);
+        let outcome = report_persistence(target, sent).await;
+        persisted = persisted.and(outcome);
+    }
 
     if let Some(nginx) = nginx {
         nginx.stop().await;
     }
-    daemon.terminate();
-    if let Err(e) = daemon.wait_exit(Duration::from_secs(15)).await {
-        println!("llmopsd did not stop cleanly: {e:#}");
+    for mut target in daemons {
+        target.daemon.terminate();
+        if let Err(e) = target.daemon.wait_exit(Duration::from_secs(15)).await {
+            println!("{} did not stop cleanly: {e:#}", target.name);
+        }
     }
     persisted
 }
 
-/// Runs every cell, interleaving targets so slow drift of the machine hits them alike; returns the
-/// cells and how many requests (warm-up included) went to llmopsd.
-async fn measure_all(args: &Args, targets: &[(&'static str, String)]) -> anyhow::Result<(Vec<Cell>, u64)> {
+/// Runs every cell `rounds` times, interleaving targets so slow drift of the machine hits them alike;
+/// returns the cells and how many requests (warm-up included) went to each target.
+async fn measure_all(
+    args: &Args,
+    targets: &[(&'static str, String)],
+) -> anyhow::Result<(Vec<Cell>, Vec<(&'static str, u64)>)> {
     let mut cells = Vec::new();
-    let mut sent_to_daemon = 0;
-    for &concurrency in &args.concurrency {
-        for mode in [Mode::Full, Mode::FirstChunk] {
-            for (target, base_url) in targets {
-                let url = format!("{base_url}/chat/completions");
-                eprintln!("running {target} {} c={concurrency}", mode.label());
-                let warmup =
-                    load::run_cell(&url, None, mode, concurrency, Duration::from_secs(args.warmup_seconds)).await?;
-                let result = load::run_cell(&url, None, mode, concurrency, Duration::from_secs(args.seconds)).await?;
-                if *target == "llmopsd" {
-                    sent_to_daemon += warmup.sent() + result.sent();
+    let mut sent: Vec<(&'static str, u64)> = targets.iter().map(|(name, _)| (*name, 0)).collect();
+    for round in 0..args.rounds {
+        for &concurrency in &args.concurrency {
+            for mode in [Mode::Full, Mode::FirstChunk] {
+                // Every other round runs the targets in reverse, so none always follows the same one (a
+                // proxy still writing the last cell's traces slows whichever runs next).
+                let order: Vec<usize> =
+                    if round % 2 == 0 { (0..targets.len()).collect() } else { (0..targets.len()).rev().collect() };
+                for index in order {
+                    let (target, base_url) = &targets[index];
+                    let url = format!("{base_url}/chat/completions");
+                    eprintln!("round {} running {target} {} c={concurrency}", round + 1, mode.label());
+                    let warmup = Duration::from_secs(args.warmup_seconds);
+                    let warmup = load::run_cell(&url, None, mode, concurrency, warmup).await?;
+                    let measured = Duration::from_secs(args.seconds);
+                    let result = load::run_cell(&url, None, mode, concurrency, measured).await?;
+                    sent[index].1 += warmup.sent() + result.sent();
+                    cells.push(Cell { round, target, mode, concurrency, result });
                 }
-                cells.push(Cell { target, mode, concurrency, result });
             }
         }
     }
-    Ok((cells, sent_to_daemon))
+    Ok((cells, sent))
 }
 
-fn print_table(cells: &[Cell]) {
+fn print_table(cells: &[Cell], rounds: usize) {
     println!();
     println!(
-        "{:<8} {:<17} {:>4} {:>9} {:>7} {:>9} {:>9} {:>10}",
-        "target", "mode", "c", "requests", "errors", "p50 ms", "p99 ms", "req/s"
+        "{:<5} {:<8} {:<17} {:>4} {:>9} {:>7} {:>9} {:>9} {:>10}",
+        "round", "target", "mode", "c", "requests", "errors", "p50 ms", "p99 ms", "req/s"
     );
     for cell in cells {
         let r = &cell.result;
         println!(
-            "{:<8} {:<17} {:>4} {:>9} {:>7} {:>9.3} {:>9.3} {:>10.0}",
+            "{:<5} {:<8} {:<17} {:>4} {:>9} {:>7} {:>9.3} {:>9.3} {:>10.0}",
+            format!("{}/{rounds}", cell.round + 1),
             cell.target,
             cell.mode.label(),
             cell.concurrency,
@@ -179,33 +233,61 @@ fn print_table(cells: &[Cell]) {
     println!();
 }
 
-fn find<'a>(cells: &'a [Cell], target: &str, mode: Mode, concurrency: usize) -> Option<&'a CellResult> {
-    cells.iter().find(|c| c.target == target && c.mode == mode && c.concurrency == concurrency).map(|c| &c.result)
+fn find<'a>(cells: &'a [Cell], round: usize, target: &str, mode: Mode, concurrency: usize) -> Option<&'a CellResult> {
+    cells
+        .iter()
+        .find(|c| c.round == round && c.target == target && c.mode == mode && c.concurrency == concurrency)
+        .map(|c| &c.result)
+}
+
+/// The median of `value(a, b)` over the rounds that measured both targets in this mode and concurrency.
+fn median_over_rounds(
+    cells: &[Cell],
+    rounds: usize,
+    (a, b): (&str, &str),
+    mode: Mode,
+    concurrency: usize,
+    value: impl Fn(&CellResult, &CellResult) -> f64,
+) -> Option<f64> {
+    let mut values: Vec<f64> = (0..rounds)
+        .filter_map(|round| {
+            Some(value(find(cells, round, a, mode, concurrency)?, find(cells, round, b, mode, concurrency)?))
+        })
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) { (values[middle - 1] + values[middle]) / 2.0 } else { values[middle] })
 }
 
 fn print_comparisons(cells: &[Cell], args: &Args) {
     let lowest = args.concurrency.iter().copied().min().unwrap_or(1);
-    let highest = args.concurrency.iter().copied().max().unwrap_or(1);
+    let rounds = args.rounds;
+    let of_rounds = if rounds > 1 { format!(" (median of {rounds} rounds)") } else { String::new() };
     for mode in [Mode::Full, Mode::FirstChunk] {
-        if let (Some(direct), Some(daemon)) =
-            (find(cells, "direct", mode, lowest), find(cells, "llmopsd", mode, lowest))
-        {
-            println!(
-                "llmopsd adds at c={lowest}, {}: p50 {:+.3} ms, p99 {:+.3} ms",
-                mode.label(),
-                daemon.quantile_ms(0.5) - direct.quantile_ms(0.5),
-                daemon.quantile_ms(0.99) - direct.quantile_ms(0.99)
-            );
+        let pair = ("llmopsd", "direct");
+        let p50 = median_over_rounds(cells, rounds, pair, mode, lowest, |d, u| d.quantile_ms(0.5) - u.quantile_ms(0.5));
+        let p99 =
+            median_over_rounds(cells, rounds, pair, mode, lowest, |d, u| d.quantile_ms(0.99) - u.quantile_ms(0.99));
+        if let (Some(p50), Some(p99)) = (p50, p99) {
+            println!("llmopsd adds at c={lowest}, {}: p50 {p50:+.3} ms, p99 {p99:+.3} ms{of_rounds}", mode.label());
         }
     }
-    for mode in [Mode::Full, Mode::FirstChunk] {
-        match (find(cells, "llmopsd", mode, highest), find(cells, "nginx", mode, highest)) {
-            (Some(daemon), Some(nginx)) => println!(
-                "throughput llmopsd / nginx at c={highest}, {}: {:.2}",
-                mode.label(),
-                daemon.throughput() / nginx.throughput().max(f64::EPSILON)
-            ),
-            _ => println!("throughput llmopsd / nginx at c={highest}, {}: n/a (no nginx)", mode.label()),
+    let throughput_ratio = |d: &CellResult, other: &CellResult| d.throughput() / other.throughput().max(f64::EPSILON);
+    for other in ["nginx", "baseline"] {
+        for &concurrency in &args.concurrency {
+            for mode in [Mode::Full, Mode::FirstChunk] {
+                let ratio = median_over_rounds(cells, rounds, ("llmopsd", other), mode, concurrency, throughput_ratio);
+                match ratio {
+                    Some(ratio) => println!(
+                        "throughput llmopsd / {other} at c={concurrency}, {}: {ratio:.3}{of_rounds}",
+                        mode.label()
+                    ),
+                    None => println!("throughput llmopsd / {other} at c={concurrency}, {}: n/a", mode.label()),
+                }
+            }
         }
     }
 }
@@ -235,11 +317,12 @@ async fn store_counts(daemon: &Daemon) -> anyhow::Result<StoreCounts> {
     Ok(StoreCounts { written, dropped })
 }
 
-/// Waits until llmopsd's written-trace count stops growing, then says whether every request it proxied
+/// Waits until a daemon's written-trace count stops growing, then says whether every request it proxied
 /// was persisted; an error when one was not.
-async fn report_persistence(daemon: &Daemon, written_before: Option<u64>, sent: u64) -> anyhow::Result<()> {
-    let Some(before) = written_before else {
-        println!("traces: cannot read `llmopsctl --json status` store.written; persistence not checked");
+async fn report_persistence(target: &DaemonTarget, sent: u64) -> anyhow::Result<()> {
+    let (name, daemon) = (target.name, &target.daemon);
+    let Some(before) = target.written_before else {
+        println!("{name} traces: cannot read `llmopsctl --json status` store.written; persistence not checked");
         return Ok(());
     };
     let deadline = Instant::now() + PERSIST_TIMEOUT;
@@ -258,10 +341,10 @@ async fn report_persistence(daemon: &Daemon, written_before: Option<u64>, sent: 
         }
     }
     let written = last.written.saturating_sub(before);
-    println!("traces: {written} written for {sent} requests to llmopsd, {} dropped", last.dropped);
+    println!("{name} traces: {written} written for {sent} requests, {} dropped", last.dropped);
     if written < sent || last.dropped > 0 {
-        bail!("llmopsd did not persist every request: {written} of {sent} written, {} dropped", last.dropped);
+        bail!("{name} did not persist every request: {written} of {sent} written, {} dropped", last.dropped);
     }
-    println!("traces: every request was persisted");
+    println!("{name} traces: every request was persisted");
     Ok(())
 }

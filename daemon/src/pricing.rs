@@ -62,8 +62,12 @@ struct RawPrice {
 impl PriceTable {
     /// The table embedded from `config/prices.toml`.
     pub fn builtin() -> Self {
-        // A unit test parses the same text, so this cannot fail in a built binary.
-        Self::from_toml(BUILTIN).expect("config/prices.toml is valid (checked by pricing::tests)")
+        // A unit test parses the same text, so this cannot fail in a built binary; if it ever did, hosted
+        // requests would be priced only by the operator's file and engine prices, and the log would say why.
+        Self::from_toml(BUILTIN).unwrap_or_else(|error| {
+            tracing::error!(%error, "the built-in price table (config/prices.toml) does not parse");
+            Self::default()
+        })
     }
 
     /// Parses a price file: `[models."NAME"] input = .., output = .., cached_input = ..` (the last optional).

@@ -1,5 +1,6 @@
 //! Runs the real `llmopsd` binary for end-to-end tests: start it on free ports with a given config, learn
 //! its addresses from its ready line, talk to it over HTTP, gRPC and `llmopsctl`, and stop it.
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -28,8 +29,10 @@ pub struct Daemon {
     child: Child,
 }
 
-/// Finds a workspace binary: in `$LLMOPS_BIN_DIR` if set, else next to the running executable or one
-/// directory up (test executables live in `target/<profile>/deps/`, binaries in `target/<profile>/`).
+/// Finds a workspace binary: in `$LLMOPS_BIN_DIR` if set (trusted as it is), else next to the running executable
+/// or one directory up (test executables live in `target/<profile>/deps/`, binaries in `target/<profile>/`).
+/// One found in `target/` is refused when it is older than a source file it is built from (see
+/// [`stale_source`]): the tests must not pass or fail on an old build.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("LLMOPS_BIN_DIR").filter(|d| !d.is_empty()) {
         let path = PathBuf::from(dir).join(name);
@@ -46,6 +49,17 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let candidates: Vec<PathBuf> =
         std::iter::successors(Some(exe_dir), |dir| dir.parent()).take(2).map(|dir| dir.join(name)).collect();
     if let Some(found) = candidates.iter().find(|path| path.is_file()) {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let workspace = workspace.canonicalize().unwrap_or(workspace);
+        let crates: Vec<PathBuf> = built_from(name).iter().map(|dir| workspace.join(dir)).collect();
+        if let Some(source) = stale_source(found, &crates)? {
+            bail!(
+                "{} is stale, rebuild with cargo build --release --workspace --bins ({} changed after it was \
+                 built; set LLMOPS_BIN_DIR to run binaries from elsewhere as they are)",
+                found.display(),
+                source.display()
+            );
+        }
         return Ok(found.clone());
     }
     let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
@@ -54,6 +68,91 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
          (the tests run release binaries), or set LLMOPS_BIN_DIR",
         looked.join(", ")
     )
+}
+
+/// The workspace crates (directories) a binary is built from. Others (`fake-upstream`) are built by cargo
+/// together with the tests that use them, so they cannot be stale.
+fn built_from(name: &str) -> &'static [&'static str] {
+    match name {
+        "llmopsd" => &["daemon", "proto"],
+        "llmops-top" | "llmopsctl" => &["tui", "proto"],
+        _ => &[],
+    }
+}
+
+/// The newest source file of `crates` that changed after `binary` was built (modified later than it), if any.
+///
+/// A crate's sources are the files under its `src/`, its `build.rs` and, for `proto`, its `.proto` files. Where
+/// cargo left the binary's dep-info file (`<binary>.d`, beside it), only the sources listed there count:
+/// files only tests compile (`#[cfg(test)]` modules in their own file, fixtures) never make cargo relink the
+/// binary, so counting them would call a binary stale that no rebuild can refresh. `Cargo.toml` is not
+/// counted for the same reason: cargo does not rebuild for an edit that changes nothing it builds (a
+/// comment), and an edit that does change the build changes the binary too.
+fn stale_source(binary: &Path, crates: &[PathBuf]) -> anyhow::Result<Option<PathBuf>> {
+    let built = modified(binary)?.ok_or_else(|| anyhow!("cannot read {}'s modification time", binary.display()))?;
+    let mut files = Vec::new();
+    for dir in crates {
+        for part in ["src", "build.rs", "proto"] {
+            collect_files(&dir.join(part), &mut files);
+        }
+    }
+    let listed = binary.file_name().and_then(|name| {
+        let dep_info = binary.with_file_name(format!("{}.d", name.to_string_lossy()));
+        std::fs::read_to_string(dep_info).ok().map(|text| dep_info_paths(&text))
+    });
+    if let Some(listed) = listed {
+        let listed: HashSet<PathBuf> = listed.iter().filter_map(|path| path.canonicalize().ok()).collect();
+        files.retain(|file| file.canonicalize().is_ok_and(|file| listed.contains(&file)));
+    }
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    for file in files {
+        if let Ok(Some(changed)) = modified(&file) {
+            if changed > built && newest.as_ref().is_none_or(|(time, _)| changed > *time) {
+                newest = Some((changed, file));
+            }
+        }
+    }
+    Ok(newest.map(|(_, file)| file))
+}
+
+fn modified(path: &Path) -> anyhow::Result<Option<std::time::SystemTime>> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(meta.modified().ok()),
+        Err(e) => Err(anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Every file under `path` (or `path` itself, if it is a file); nothing if it does not exist.
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            collect_files(&entry.path(), out);
+        }
+    }
+}
+
+/// The paths a Makefile-style dep-info file names (`target: dep dep ...`; a space inside a path is `\ `).
+fn dep_info_paths(text: &str) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for line in text.lines() {
+        let Some((_, deps)) = line.split_once(": ") else { continue };
+        let mut current = String::new();
+        let mut chars = deps.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&' ') => current.push(chars.next().unwrap_or(' ')),
+                ' ' => paths.extend((!current.is_empty()).then(|| PathBuf::from(std::mem::take(&mut current)))),
+                _ => current.push(c),
+            }
+        }
+        paths.extend((!current.is_empty()).then(|| PathBuf::from(current)));
+    }
+    paths
 }
 
 /// The last `lines` lines of a text file, or a note saying why there are none.
@@ -93,6 +192,8 @@ pub struct StartOptions {
     pub grpc_listen: Option<String>,
     /// Extra environment variables (e.g. the gRPC token).
     pub env: Vec<(String, String)>,
+    /// Another `llmopsd` executable (default: [`binary`]`("llmopsd")`), e.g. an older build to compare.
+    pub program: Option<PathBuf>,
 }
 
 /// Addresses announced by `llmopsd listening http=127.0.0.1:PORT grpc=unix:/path/llmopsd.sock`.
@@ -125,7 +226,10 @@ impl Daemon {
         let log_path = data_dir.join("llmopsd.log");
         let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
         let socket = data_dir.join("llmopsd.sock");
-        let program = binary("llmopsd")?;
+        let program = match &options.program {
+            Some(program) => program.clone(),
+            None => binary("llmopsd")?,
+        };
         let mut child = Command::new(&program)
             .arg("--config")
             .arg(&config_path)
@@ -296,6 +400,84 @@ mod tests {
         assert_eq!(parsed, Some(("http://127.0.0.1:4321".to_owned(), PathBuf::from("/tmp/x/llmopsd.sock"))));
         assert_eq!(parse_ready_line("something else"), None);
         assert_eq!(parse_ready_line("llmopsd listening http=127.0.0.1:1"), None);
+    }
+
+    #[test]
+    fn a_binary_older_than_a_source_it_is_built_from_is_stale() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs);
+        let file = |relative: &str, secs: u64| {
+            let path = dir.path().join(relative);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, relative).expect("write");
+            touch(&path, at(secs));
+            path
+        };
+        let daemon = dir.path().join("daemon");
+        let (lib, main) = (file("daemon/src/lib.rs", 0), file("daemon/src/engine/main.rs", 0));
+        let (build, manifest) = (file("daemon/build.rs", 0), file("daemon/Cargo.toml", 0));
+        let proto = file("proto/proto/v1/a.proto", 0);
+        let bin = file("target/release/llmopsd", 10);
+        let crates = [daemon.clone(), dir.path().join("proto")];
+        let stale = |crates: &[PathBuf]| stale_source(&bin, crates).expect("readable");
+
+        assert_eq!(stale(&crates), None, "built after every source");
+        touch(&lib, at(10));
+        assert_eq!(stale(&crates), None, "a source as old as the binary");
+        touch(&lib, at(20));
+        touch(&main, at(30));
+        assert_eq!(stale(&crates), Some(main.clone()), "the newest changed source is named");
+        touch(&main, at(0));
+        assert_eq!(stale(&crates), Some(lib.clone()));
+        touch(&lib, at(0));
+        for changed in [&build, &proto] {
+            touch(changed, at(20));
+            assert_eq!(stale(&crates), Some(changed.clone()), "{}", changed.display());
+            touch(changed, at(0));
+        }
+        assert_eq!(stale(&crates[..1]), None, "only the crates it is built from count");
+        touch(&proto, at(20));
+        assert_eq!(stale(&crates[..1]), None, "only the crates it is built from count");
+        touch(&manifest, at(20));
+        let test_only = file("daemon/src/engine/tests.rs", 20);
+        assert_eq!(stale(&crates[..1]), Some(test_only.clone()), "without dep-info every file under src/");
+
+        // With cargo's dep-info beside the binary, only what the build read counts: not a test-only module,
+        // nor Cargo.toml (cargo rebuilds nothing for a comment there).
+        let dotted = daemon.join("src/engine/../lib.rs");
+        let dep_info = format!(
+            "{}: {} {} {}\n\n{}:\n",
+            bin.display(),
+            dotted.display(),
+            main.display(),
+            build.display(),
+            main.display()
+        );
+        std::fs::write(bin.with_file_name("llmopsd.d"), dep_info).expect("write dep-info");
+        assert_eq!(stale(&crates[..1]), None, "{} and Cargo.toml are not built into it", test_only.display());
+        touch(&main, at(40));
+        assert_eq!(stale(&crates[..1]), Some(main.clone()));
+        touch(&main, at(0));
+        touch(&lib, at(50));
+        assert_eq!(stale(&crates[..1]), Some(lib.clone()), "a listed path with `..` in it");
+
+        assert!(stale_source(&dir.path().join("missing"), &crates).is_err(), "no binary: an error, not fresh");
+        assert_eq!(built_from("llmopsctl"), ["tui", "proto"]);
+        assert!(built_from("fake-upstream").is_empty(), "built with the tests that run it");
+    }
+
+    fn touch(path: &Path, time: std::time::SystemTime) {
+        let file = std::fs::File::options().write(true).open(path).expect("open");
+        file.set_modified(time).expect("set mtime");
+    }
+
+    #[test]
+    fn dep_info_names_every_path() {
+        let text = "/t/bin: /w/a.rs /w/with\\ space.rs /w/b.rs\n\n/w/a.rs:\n/w/b.rs:\n";
+        let paths = dep_info_paths(text);
+        let expected = ["/w/a.rs", "/w/with space.rs", "/w/b.rs"].map(PathBuf::from);
+        assert_eq!(paths, expected);
     }
 
     #[tokio::test]

@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod fake_upstream;
 pub mod nvml;
 pub mod tmux;
+pub mod upstream_process;

@@ -3,12 +3,15 @@
 //! the lifecycle and reach the webhook too. Drift rules: `alert_drift.rs`; engine and route rules:
 //! `alert_engines.rs`.
 mod alert_support;
+mod window_support;
 
 use alert_support::{ack, assert_readable, wait_delivered, wait_for_alert, Hook};
 use llmops_e2e::daemon::Daemon;
 use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 use llmops_e2e::nvml::FakeNvml;
 use serde_json::json;
+use std::time::Duration;
+use window_support::{Window, DAY};
 
 #[tokio::test]
 async fn budget_thresholds_raise_alerts_that_reach_grpc_llmopsctl_and_the_webhook() {
@@ -26,11 +29,14 @@ async fn budget_thresholds_raise_alerts_that_reach_grpc_llmopsctl_and_the_webhoo
     );
     let daemon = Daemon::start(&config, dir.path()).await.expect("llmopsd starts");
     let http = reqwest::Client::new();
+    // The three requests count against one UTC day: a reset between them would restart the count.
+    let day = Window::enter(DAY, Duration::from_secs(120)).await;
     for _ in 0..3 {
         let body = json!({"model": "fake-model", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
         let response = http.post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("POST");
         assert_eq!(response.status(), 200, "an alert budget never blocks");
     }
+    day.assert_still_inside();
     let warning = wait_for_alert(&daemon, "80% alert", |a| a.rule == "budget" && a.title.contains("80%")).await;
     let critical = wait_for_alert(&daemon, "100% alert", |a| a.rule == "budget" && a.title.contains("100%")).await;
     assert_eq!((warning.severity.as_str(), critical.severity.as_str()), ("warning", "critical"));

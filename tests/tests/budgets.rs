@@ -1,14 +1,18 @@
 //! Budgets end to end: concurrency cannot overspend by more than one reservation, rejected requests get the
 //! documented 429, spend survives a restart, free requests pass a USD budget, and `downgrade` serves from
-//! the route's next target.
+//! the route's next target. Each test runs inside one budget window (`window_support`): a minute or UTC day
+//! that ends while it runs would reset what it counts.
+mod window_support;
+
 use futures::future::join_all;
-use llmops_e2e::daemon::Daemon;
+use llmops_e2e::daemon::{wait_until, Daemon};
 use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 use llmops_proto::v1 as pb;
 use llmops_proto::v1::budget_service_client::BudgetServiceClient;
 use llmops_proto::v1::trace_service_client::TraceServiceClient;
 use serde_json::{json, Value};
 use std::time::Duration;
+use window_support::{Window, DAY, MINUTE};
 
 /// $0.10 a token, so a handful of requests spend dollars.
 const PRICE: &str = "price = { input = 100000.0, output = 100000.0 }";
@@ -39,16 +43,14 @@ async fn chat(http: &reqwest::Client, daemon: &Daemon, route: &str) -> (u16, Opt
 }
 
 async fn ok_traces(daemon: &Daemon, route: &str, expected: usize) -> Vec<pb::Trace> {
-    let mut client = TraceServiceClient::new(daemon.grpc_channel().await.expect("channel"));
-    let mut last = Vec::new();
-    for _ in 0..200 {
+    let client = TraceServiceClient::new(daemon.grpc_channel().await.expect("channel"));
+    let list = || {
+        let mut client = client.clone();
         let request = pb::ListTracesRequest { route: route.into(), limit: 500, ..Default::default() };
-        last = client.list_traces(request).await.expect("ListTraces").into_inner().traces;
-        if last.len() >= expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        async move { client.list_traces(request).await.expect("ListTraces").into_inner().traces }
+    };
+    wait_until(Duration::from_secs(10), || async { list().await.len() >= expected }).await;
+    let last = list().await;
     assert_eq!(last.len(), expected, "every request of route {route} has a trace");
     last.into_iter().filter(|t| t.status == pb::TraceStatus::Ok as i32).collect()
 }
@@ -69,6 +71,8 @@ async fn two_hundred_concurrent_requests_overspend_by_at_most_one_reservation_an
         .expect("fake upstream");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(&upstream, TIGHT_BUDGETS);
+    // 400 requests, a restart and one more request, all against day budgets.
+    let day = Window::enter(DAY, Duration::from_secs(300)).await;
     let mut daemon = Daemon::start(&config, dir.path()).await.expect("llmopsd starts");
     let http = reqwest::Client::new();
 
@@ -109,6 +113,7 @@ async fn two_hundred_concurrent_requests_overspend_by_at_most_one_reservation_an
         assert_eq!(budget(&after, name).used, budget(&before, name).used, "{name} kept across the restart");
     }
     assert_eq!(chat(&http, &daemon, "usd").await.0, 429, "still spent after the restart");
+    day.assert_still_inside();
 }
 
 #[tokio::test]
@@ -124,10 +129,13 @@ async fn free_requests_pass_a_usd_budget_but_not_a_request_budget() {
     );
     let daemon = Daemon::start(&config, dir.path()).await.expect("llmopsd starts");
     let http = reqwest::Client::new();
+    // Four requests against three a minute: all in one minute, or the fourth would start a new one.
+    let minute = Window::enter(MINUTE, Duration::from_secs(15)).await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
         statuses.push(chat(&http, &daemon, "fake-model").await);
     }
+    minute.assert_still_inside();
     assert_eq!(statuses.iter().map(|s| s.0).collect::<Vec<_>>(), [200, 200, 200, 429]);
     let message = statuses[3].2["error"]["message"].as_str().unwrap_or("").to_string();
     assert!(message.contains("three-a-minute"), "{message}");
@@ -150,11 +158,13 @@ async fn a_downgrade_budget_serves_from_the_next_target() {
     let daemon = Daemon::start(&config, dir.path()).await.expect("llmopsd starts");
     let http = reqwest::Client::new();
     let body = json!({"model": "chat", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let day = Window::enter(DAY, Duration::from_secs(120)).await;
     let mut served_by = Vec::new();
     for _ in 0..3 {
         let response = http.post(daemon.url("/v1/chat/completions")).json(&body).send().await.expect("POST");
         assert_eq!(response.status(), 200);
         served_by.push(response.headers()["x-llmops-served-by"].to_str().expect("header").to_string());
     }
+    day.assert_still_inside();
     assert_eq!(served_by, ["paid/fake-model", "local/fake-model", "local/fake-model"]);
 }

@@ -204,6 +204,99 @@ async fn eight_concurrent_greedy_answers_match_their_single_answers() {
     }
 }
 
+/// A streamed chat answer, read as it arrives.
+struct Streamed {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    /// Bytes of an event not complete yet.
+    partial: Vec<u8>,
+    /// Chunks with text received so far (one per decoded token, less what the engine held back).
+    tokens: usize,
+    finish: Option<String>,
+}
+
+impl Streamed {
+    async fn open(daemon: &Daemon, body: &Value) -> Streamed {
+        let response =
+            reqwest::Client::new().post(daemon.url("/v1/chat/completions")).json(body).send().await.expect("request");
+        assert_eq!(response.status(), 200, "{}", daemon.log_tail(20));
+        Streamed { body: response.bytes_stream().boxed(), partial: Vec::new(), tokens: 0, finish: None }
+    }
+
+    /// Reads until `more` further chunks of text have arrived; fails if the answer ends first.
+    async fn read_tokens(&mut self, more: usize, what: &str) {
+        let target = self.tokens + more;
+        while self.tokens < target {
+            assert_eq!(self.finish, None, "{what}: the answer ended after {} chunks", self.tokens);
+            let read = tokio::time::timeout(WAIT, self.body.next()).await;
+            let bytes = read.unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"));
+            let bytes = bytes.unwrap_or_else(|| panic!("{what}: the stream closed")).expect("stream bytes");
+            self.partial.extend_from_slice(&bytes);
+            while let Some(end) = self.partial.windows(2).position(|pair| pair == b"\n\n") {
+                let event: Vec<u8> = self.partial.drain(..end + 2).collect();
+                let event = String::from_utf8_lossy(&event);
+                let Some(chunk) =
+                    event.trim().strip_prefix("data: ").and_then(|d| serde_json::from_str::<Value>(d).ok())
+                else {
+                    continue; // [DONE]
+                };
+                let choice = &chunk["choices"][0];
+                if choice["delta"]["content"].as_str().is_some_and(|text| !text.is_empty()) {
+                    self.tokens += 1;
+                }
+                if let Some(reason) = choice["finish_reason"].as_str() {
+                    self.finish = Some(reason.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Continuous batching, end to end. Four long greedy answers (a story this model tells for far longer than
+/// the test reads) are streamed at once: once each has sent text, the engine reports all `parallel` = 4
+/// sequences running, and still all 4 after every stream has received more text (run one after another, a
+/// later stream would receive nothing until an earlier one had ended). Then one client leaves, and a short
+/// request sent while the other three are mid-answer takes the freed sequence and is answered while all three
+/// still run: it did not wait for them. Each claim is about order (whose tokens arrived while whose sequence
+/// was held), not about speed.
+#[tokio::test]
+async fn long_answers_decode_together_and_a_short_one_joins_them_mid_answer() {
+    let (_dir, daemon) = start("parallel = 4").await;
+    let story = "Write a very long story about a dragon who learns to count.";
+    let long = ask(story, json!({"temperature": 0, "max_tokens": 1500, "stream": true}));
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        streams.push(Streamed::open(&daemon, &long).await);
+    }
+    for (i, stream) in streams.iter_mut().enumerate() {
+        stream.read_tokens(1, &format!("long answer {i}")).await;
+    }
+    assert_eq!(engine_load(&daemon).await, (4, 0), "all four answers hold a sequence at once");
+    for round in 0..3 {
+        for (i, stream) in streams.iter_mut().enumerate() {
+            stream.read_tokens(2, &format!("long answer {i}, round {round}")).await;
+        }
+    }
+    assert_eq!(engine_load(&daemon).await, (4, 0), "every answer got more text while all four were running");
+
+    // One client leaves: its sequence is freed at once, the other three decode on.
+    drop(streams.remove(0));
+    let freed = wait_until(WAIT, || async { engine_load(&daemon).await == (3, 0) }).await;
+    assert!(freed, "the sequence of the client that left is freed: {:?}", engine_load(&daemon).await);
+
+    // A short question, sent while the three are mid-answer, is answered while all three still run.
+    let short =
+        chat(&daemon, &ask("What is the capital of Germany?", json!({"temperature": 0, "max_tokens": 8}))).await;
+    let completion = short["usage"]["completion_tokens"].as_u64().expect("completion tokens");
+    assert!((1..=8).contains(&completion), "{short}");
+    // Its own sequence is freed as it ends; the three long answers still hold theirs (none has ended).
+    let three = wait_until(WAIT, || async { engine_load(&daemon).await == (3, 0) }).await;
+    assert!(three, "the long answers outlast the short one: {:?}", engine_load(&daemon).await);
+    for (i, stream) in streams.iter_mut().enumerate() {
+        stream.read_tokens(2, &format!("long answer {} after the short one", i + 1)).await;
+        assert_eq!(stream.finish, None, "long answer {} ended", i + 1);
+    }
+}
+
 /// The engine's load as GetStatus reports it (running, waiting).
 async fn engine_load(daemon: &Daemon) -> (u64, u64) {
     let output = daemon.llmopsctl_async(&["status", "--json"]).await.expect("llmopsctl status");

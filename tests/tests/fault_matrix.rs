@@ -265,20 +265,30 @@ async fn each_fault_is_answered_as_the_matrix_says() {
     }
 }
 
+/// A request that reached `a` again, and when it was sent.
+struct Contact {
+    reply: Reply,
+    trace: pb::Trace,
+    sent_at: Instant,
+}
+
 /// Sends requests until one reaches `a` (its request count grows) and returns it; every one before it must
-/// have skipped `a` (breaker or `Retry-After`) and been served by `b`.
-async fn send_until_a_is_contacted(daemon: &Daemon, a: &FakeUpstream, skip_reason: &str) -> (Reply, pb::Trace) {
+/// have skipped `a` (breaker or `Retry-After`: `what`, with these attempts) without contacting it, and been
+/// served by `b`. How many are skipped depends on the machine's speed (none, if the first comes after the
+/// wait); callers check when the contact came instead.
+async fn send_until_a_is_contacted(daemon: &Daemon, a: &FakeUpstream, what: &str, skipped: &[Attempt]) -> Contact {
     let before = a.stats().requests;
     let deadline = Instant::now() + WAIT;
     loop {
+        let sent_at = Instant::now();
         let reply = send(daemon, false).await;
         let trace = fetch_trace(daemon, &reply.id).await;
         if a.stats().requests > before {
-            return (reply, trace);
+            return Contact { reply, trace, sent_at };
         }
-        assert_eq!(reply.served_by, "b", "while skipped");
-        let first_error = trace.attempts.first().map(|a| a.error.as_str()).unwrap_or_default();
-        assert!(first_error.contains(skip_reason), "while skipped: {:?}", trace.attempts);
+        assert_eq!(reply.served_by, "b", "{what}");
+        assert_attempts(what, &trace, skipped);
+        assert_eq!(a.stats().requests, before, "{what}: a is not contacted");
         assert!(Instant::now() < deadline, "a was never contacted again within {WAIT:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -291,32 +301,38 @@ async fn the_breaker_opens_probes_after_its_cooldown_and_closes_or_reopens() {
     let failing = Behavior { fail_status: Some(500), ..Behavior::default() };
     let a = FakeUpstream::start(failing).await.expect("fake a");
     let b = FakeUpstream::start(Behavior::default()).await.expect("fake b");
-    let breaker = "[resilience.breaker]\nconsecutive_failures = 2\ncooldown_ms = 1000\n";
-    let (_dir, daemon) = start(&a.base_url(), "", &b.base_url(), breaker).await;
+    let cooldown = Duration::from_millis(1000);
+    let breaker = format!("[resilience.breaker]\nconsecutive_failures = 2\ncooldown_ms = {}\n", cooldown.as_millis());
+    let (_dir, daemon) = start(&a.base_url(), "", &b.base_url(), &breaker).await;
     let skipped: &[Attempt] = &[("a", 0, Some(BREAKER_SKIP)), ("b", 200, None)];
 
+    // No request here has to land inside a cooldown (that would assume a fast machine): every request until
+    // `a` is contacted again must skip it, and that contact must come no sooner than the cooldown after the
+    // breaker opened, which it did no sooner than the failing request was sent.
+    let mut sent_at = Vec::new();
     for n in 1..=2 {
+        sent_at.push(Instant::now());
         let reply = send(&daemon, false).await;
         assert_eq!((reply.status, reply.served_by.as_str()), (200, "b"), "failure {n}");
         assert_attempts(&format!("failure {n}"), &fetch_trace(&daemon, &reply.id).await, HTTP_500);
     }
-    // Open: `a` is skipped without being contacted (the cooldown is 1 s; this comes right after).
-    let reply = send(&daemon, false).await;
-    assert_eq!(reply.served_by, "b");
-    assert_attempts("open", &fetch_trace(&daemon, &reply.id).await, skipped);
+    // Open: `a` is skipped without being contacted until the cooldown is over.
+    let opened_after = sent_at[1];
     assert_eq!(a.stats().requests, 2, "an open breaker does not contact a");
+    let probe = send_until_a_is_contacted(&daemon, &a, "open", skipped).await;
+    assert!(opened_after.elapsed() >= cooldown, "a was probed before the {cooldown:?} cooldown was over");
 
     // After the cooldown one probe reaches `a`; it fails, so the breaker opens again at once.
-    let (reply, trace) = send_until_a_is_contacted(&daemon, &a, BREAKER_SKIP).await;
-    assert_eq!(reply.served_by, "b");
-    assert_attempts("failed probe", &trace, HTTP_500);
-    let reply = send(&daemon, false).await;
-    assert_attempts("reopened", &fetch_trace(&daemon, &reply.id).await, skipped);
-    assert_eq!(a.stats().requests, 3, "the reopened breaker does not contact a");
+    assert_eq!(probe.reply.served_by, "b");
+    assert_attempts("failed probe", &probe.trace, HTTP_500);
+    assert_eq!(a.stats().requests, 3, "one probe");
 
-    // `a` recovers: the next probe succeeds and closes the breaker; `a` serves again.
+    // `a` recovers, but the reopened breaker does not contact it until a fresh cooldown is over; then the
+    // probe succeeds and closes the breaker; `a` serves again.
     a.set_behavior(Behavior::default());
-    let (reply, trace) = send_until_a_is_contacted(&daemon, &a, BREAKER_SKIP).await;
+    let reopened_after = probe.sent_at;
+    let Contact { reply, trace, .. } = send_until_a_is_contacted(&daemon, &a, "reopened", skipped).await;
+    assert!(reopened_after.elapsed() >= cooldown, "the reopened breaker let a probe through before its cooldown");
     assert_eq!((reply.status, reply.served_by.as_str()), (200, "a"), "successful probe");
     assert_attempts("successful probe", &trace, &[("a", 200, None)]);
     for n in 0..3 {
@@ -375,20 +391,14 @@ async fn retry_after_skips_the_target_for_that_long_without_tripping_the_breaker
     let reply = send(&daemon, false).await;
     assert_eq!((reply.status, reply.served_by.as_str()), (200, "b"));
     assert_attempts("429", &fetch_trace(&daemon, &reply.id).await, HTTP_429);
+    assert_eq!(a.stats().requests, 1);
 
+    // Within the 2 s `a` is skipped without being contacted (how many requests fall within them depends on
+    // the machine's speed; that none reaches `a` sooner does not).
     let skip = "skipped: engine asked to wait (Retry-After); retry in";
-    let reply = send(&daemon, false).await;
-    assert!(started.elapsed() < Duration::from_secs(2), "too slow to check the Retry-After window");
-    assert_eq!(reply.served_by, "b");
-    assert_attempts(
-        "within Retry-After",
-        &fetch_trace(&daemon, &reply.id).await,
-        &[("a", 0, Some(skip)), ("b", 200, None)],
-    );
-    assert_eq!(a.stats().requests, 1, "a is not contacted while it asked to wait");
-
+    let within: &[Attempt] = &[("a", 0, Some(skip)), ("b", 200, None)];
+    let Contact { reply, trace, .. } = send_until_a_is_contacted(&daemon, &a, "within Retry-After", within).await;
     // Once the 2 s are over `a` serves again: the 429 did not open the breaker.
-    let (reply, trace) = send_until_a_is_contacted(&daemon, &a, skip).await;
     assert!(started.elapsed() >= Duration::from_secs(2), "a was contacted before its Retry-After passed");
     assert_eq!((reply.status, reply.served_by.as_str()), (200, "a"));
     assert_attempts("after Retry-After", &trace, &[("a", 200, None)]);

@@ -306,6 +306,7 @@ async fn grpc_over_tcp_requires_the_bearer_token() {
     let options = StartOptions {
         grpc_listen: Some("127.0.0.1:0".into()),
         env: vec![("LLMOPS_TOKEN".into(), "s3cret-token".into())],
+        ..StartOptions::default()
     };
     let daemon =
         Daemon::start_with(&engine_config(&upstream.base_url(), ""), dir.path(), &options).await.expect("start");
@@ -330,7 +331,7 @@ async fn grpc_over_tcp_requires_the_bearer_token() {
 #[tokio::test]
 async fn grpc_over_tcp_without_a_token_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = StartOptions { grpc_listen: Some("127.0.0.1:0".into()), env: vec![] };
+    let options = StartOptions { grpc_listen: Some("127.0.0.1:0".into()), ..StartOptions::default() };
     let error = match Daemon::start_with("", dir.path(), &options).await {
         Ok(_) => panic!("llmopsd started on TCP without a token"),
         Err(error) => format!("{error:#}"),

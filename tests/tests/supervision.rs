@@ -3,7 +3,7 @@
 use llmops_e2e::daemon::{binary, wait_until, Daemon};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -20,15 +20,28 @@ async fn process(daemon: &Daemon) -> Value {
 }
 
 async fn wait_for(daemon: &Daemon, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..(WAIT.as_millis() / 50) {
-        last = process(daemon).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let last = tokio::time::timeout_at(deadline, process(daemon))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: llmopsctl status did not answer within {WAIT:?}"));
         if check(&last) {
             return last;
         }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: not within {WAIT:?}; last seen {last}\n{}", daemon.log_tail(30));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what}: last seen {last}\n{}", daemon.log_tail(30));
+}
+
+/// The most restarts a backoff of 0.5 s, 1 s, 2 s, ... (doubling) allows within `elapsed` of the first start:
+/// the n-th restart comes no sooner than 0.5 s × (2^n − 1) after it, however fast the machine.
+fn most_restarts_within(elapsed: Duration) -> u64 {
+    (0..64)
+        .take_while(|&n| Duration::from_millis(500_u64.saturating_mul((1_u64 << n) - 1)) <= elapsed)
+        .last()
+        .unwrap_or(0)
 }
 
 async fn chat_status(daemon: &Daemon) -> u16 {
@@ -69,6 +82,12 @@ async fn check_engines_and_logs(daemon: &Daemon, pid: u64) {
     assert_eq!(unknown.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("\"nope\"") && stderr.contains("known engines: launched"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+}
+
+#[test]
+fn backoff_bounds_the_restarts() {
+    let most = |ms: u64| most_restarts_within(Duration::from_millis(ms));
+    assert_eq!([most(0), most(499), most(500), most(1499), most(1500), most(3500), most(7499)], [0, 0, 1, 1, 2, 3, 3]);
 }
 
 fn alive(pid: u64) -> bool {
@@ -116,13 +135,16 @@ async fn an_engine_that_exits_at_once_is_retried_with_backoff() {
         "[engines.broken]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"fake-model\"]\n\
                   launch = [\"/bin/sh\", \"-c\", \"echo cannot load weights >&2; exit 3\"]\n";
     let dir = tempfile::tempdir().expect("tempdir");
+    // Before the daemon starts, so before the engine's first start.
+    let started = Instant::now();
     let daemon = Daemon::start(config, dir.path()).await.expect("llmopsd starts");
     wait_for(&daemon, "a first restart", |p| p["restarts"].as_u64() >= Some(1)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // Backoff 0.5 s, 1 s, 2 s, ...: about 3 restarts in the first 3.5 s, where a hot loop would make hundreds.
-    let state = process(&daemon).await;
+    // Backoff 0.5 s, 1 s, 2 s, ...: 3 restarts take at least 3.5 s, where a hot loop would make hundreds.
+    let state = wait_for(&daemon, "a third restart", |p| p["restarts"].as_u64() >= Some(3)).await;
+    let elapsed = started.elapsed();
     let restarts = state["restarts"].as_u64().expect("restarts");
-    assert!((1..=4).contains(&restarts), "restarts = {restarts}: {state}");
+    let most = most_restarts_within(elapsed);
+    assert!((3..=most).contains(&restarts), "restarts = {restarts} after {elapsed:?} (at most {most}): {state}");
     assert!(state["last_exit"].as_str().unwrap_or_default().contains("exit status: 3"), "{state}");
     assert!(state["log_tail"].to_string().contains("cannot load weights"), "{state}");
     assert_ne!(chat_status(&daemon).await, 200);

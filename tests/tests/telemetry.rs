@@ -57,16 +57,19 @@ async fn wait_for_sample(
     what: &str,
     check: impl Fn(&pb::TelemetrySample) -> bool,
 ) -> pb::TelemetrySample {
-    let mut last = None;
-    for _ in 0..(WAIT.as_millis() / 50) {
-        let sample = latest(daemon).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let sample = tokio::time::timeout_at(deadline, latest(daemon))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: GetTelemetry did not answer within {WAIT:?}"));
         if check(&sample) {
             return sample;
         }
-        last = Some(sample);
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: not within {WAIT:?}; last sample {sample:#?}\n{}", daemon.log_tail(30));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what}: last sample {last:#?}\n{}", daemon.log_tail(30));
 }
 
 #[tokio::test]
@@ -109,8 +112,9 @@ async fn scripted_gpu_values_reach_grpc_metrics_and_llmopsctl_and_changes_show_o
     assert_eq!((engine.running, engine.waiting, engine.kv_cache_used_fraction), (Some(0), Some(0), Some(0.42)));
 
     // A change is in every sample taken after it was written.
-    let written_at = chrono_now_ms();
+    // (Read the clock once the write is done: a sample stamped later started reading after it.)
     nvml.set(&two_gpus(1_000_000, 420_000));
+    let written_at = chrono_now_ms();
     wait_for_sample(&daemon, "new power seen", |s| s.gpus.first().and_then(|g| g.power_watts) == Some(420.0)).await;
     let mut client = telemetry(&daemon).await;
     let history = client
@@ -152,9 +156,9 @@ async fn energy_counted_while_requests_ran_is_split_among_them() {
         .await
         .expect("fake");
     let (_dir, daemon) = start(&nvml, &upstream).await;
-    wait_for_sample(&daemon, "GPUs sampled", |s| s.gpus.len() == 2).await;
+    let first = wait_for_sample(&daemon, "GPUs sampled", |s| s.gpus.len() == 2).await;
     // One more sample, so the first one's counter is the baseline.
-    tokio::time::sleep(Duration::from_millis(2 * INTERVAL_MS)).await;
+    wait_for_sample(&daemon, "a second GPU sample", |s| s.gpus.len() == 2 && s.at_unix_ms > first.at_unix_ms).await;
 
     let http = reqwest::Client::new();
     let body = json!({"model": "fake-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]});

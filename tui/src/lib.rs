@@ -1,5 +1,6 @@
-//! Shared code for the llmops gRPC clients (`llmopsctl` now, `llmops-top` later): finding and reaching the
-//! daemon with the caller's token, and turning its messages into JSON, tables and readable reports.
+//! The llmops gRPC clients: `llmopsctl` (scripted queries and admin) and `llmops-top` (the console, in `top`).
+//! Both share finding and reaching the daemon with the caller's token, and turning its messages into JSON,
+//! tables and readable reports.
 
 pub mod address;
 pub mod auth;

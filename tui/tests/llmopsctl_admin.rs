@@ -1,6 +1,8 @@
 //! Runs the real `llmopsctl keys ...` / `budgets` / `budgets --watch` against a fake KeyService and
 //! BudgetService on a Unix socket: text, JSON, and the exits for unknown keys, refused arguments and a viewer
 //! that fell behind.
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

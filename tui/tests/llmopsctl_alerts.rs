@@ -1,6 +1,8 @@
 //! Runs the real `llmopsctl alerts` / `alert ID` / `alerts ack ID` / `alerts --watch` against a fake
 //! AlertService on a Unix socket: text, JSON, ids given in part, and the exits for unknown, ambiguous and
 //! resolved alerts and for a viewer that fell behind.
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

@@ -1,5 +1,7 @@
 //! Runs the real `llmopsctl` binary against a fake llmopsd on a Unix socket: JSON shapes, paging,
 //! the token header, exit statuses and the watch stream's error ending.
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

@@ -1,5 +1,7 @@
 //! Runs the real `llmopsctl gpus` / `gpus --watch` / `metrics` against a fake TelemetryService on a Unix
 //! socket: text, JSON, and the exit after a "you missed updates" message.
+// Test code: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 use std::path::PathBuf;
 
 use llmops_proto::v1::telemetry_service_server::{TelemetryService, TelemetryServiceServer};

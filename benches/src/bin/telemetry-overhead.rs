@@ -10,8 +10,10 @@
 //! target/release/telemetry-overhead --seconds 60
 //! ```
 //!
-//! The stand-in re-reads its values file on every NVML call, so A − B is the cost of the daemon's 8-GPU
-//! sampling code plus that file parsing, not of a real driver.
+//! What A − B measures: the daemon's own 8-GPU sampling code plus the stand-in library's work per NVML call,
+//! which is a stat() of its values file, a mutex and a scan of the cached text (the file is parsed again only
+//! when it changes). It is not the cost of a real driver, and not a bound on it either way: a real NVML call
+//! goes through the kernel driver (ioctls, some of them slow, e.g. process lists), work the stand-in skips.
 #[path = "../proc_stat.rs"]
 mod proc_stat;
 
@@ -126,7 +128,10 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         println!("\nCPU per sample (slope between {} ms and {} ms):", slow.interval_ms, fast.interval_ms);
         println!("  A {per_a:.3} ms   B {per_b:.3} ms   A − B {:.3} ms (reading {} GPUs)", per_a - per_b, args.gpus);
         println!("  at 1 s: A {:.3}%, A − B {:.3}% of one core", per_a / 10.0, (per_a - per_b) / 10.0);
-        println!("  (includes the stand-in library's own work per NVML call: an upper bound for a real driver)");
+        println!(
+            "  (the daemon's sampling code plus the stand-in's cached lookup per NVML call; a real driver's \
+             per-call cost is not measured here)"
+        );
     }
     if let Some(phase) = phases.iter().find(|p| p.interval_ms == 1000) {
         let percent = phase.a.cpu_secs / phase.window_secs * 100.0;

@@ -1,7 +1,8 @@
 //! Frame time of llmops-top's traces view with a full tail (default 10,000 traces), against the same view
 //! holding one screenful (50 traces) as the baseline, both measured in this run. Each frame is a complete
 //! `ui::draw` into ratatui's in-memory backend (layout, filtering and sorting the tail, building the visible
-//! rows, diffing the buffer); only the terminal write is left out.
+//! rows, diffing the buffer); only the terminal write is left out. This is where the console's frame cost is
+//! measured (mean and p99 per frame); the snapshot tests only check that a full tail draws.
 use clap::Parser;
 use llmops_proto::v1 as pb;
 use llmops_tui::top::state::{App, Link, Look, SortKey, View};

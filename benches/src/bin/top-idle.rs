@@ -1,8 +1,10 @@
-//! CPU and memory of llmops-top attached to a daemon, in a real terminal (a private tmux): first with no
-//! requests (the baseline), then while the daemon takes a steady request rate (default 100/s, streamed, from
-//! an instant fake upstream), on the overview and then on the live traces view. CPU is utime+stime from
-//! /proc/PID/stat over each phase, as a share of one core. RSS (VmRSS, and VmHWM as the peak) is read after
-//! those phases and again after enough further requests to fill the trace tail (10,000).
+//! CPU and memory of llmops-top attached to a daemon, in a real terminal (a private tmux). Before anything is
+//! measured, a request must show as a row of the console's traces view, else the bench fails (it would measure
+//! a console that shows nothing). Then: first with no requests (the baseline), then while the daemon takes a
+//! steady request rate (default 100/s, streamed, from an instant fake upstream), on the overview and then on
+//! the live traces view. CPU is utime+stime from /proc/PID/stat over each phase, as a share of one core. RSS
+//! (VmRSS, and VmHWM as the peak) is read after those phases and again after enough further requests to fill
+//! the trace tail (10,000).
 use anyhow::Context;
 use clap::Parser;
 use llmops_e2e::daemon::{binary, Daemon};
@@ -44,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     tmux.wait_for("the console to connect", Duration::from_secs(15), |screen| {
         screen.contains("fake-model") || screen.contains("Overview")
     })?;
+    check_traces_shown(&tmux, &daemon.url("/v1/chat/completions")).await?;
     let pid: u32 = tmux.pane_format("#{pane_pid}")?.parse().context("pane pid")?;
     let ticks = proc_stat::clock_ticks()?;
     let phase = Duration::from_secs(args.seconds);
@@ -70,6 +73,8 @@ async fn main() -> anyhow::Result<()> {
     println!("{:<40} {:>6.2}% of a core  ({sent} requests)", format!("overview, {} req/s", args.rate), overview);
     tmux.send_keys(&["2"])?;
     let (traces, sent) = cpu(Some(args.rate)).await?;
+    let screen = tmux.capture()?;
+    anyhow::ensure!(screen.lines().any(is_trace_row), "the traces view shows no traces after the load:\n{screen}");
     println!(
         "{:<40} {:>6.2}% of a core  ({sent} requests)",
         format!("traces view (live), {} req/s", args.rate),
@@ -91,6 +96,29 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A console that shows no traces would measure an idle loop: one request must show as a row of the traces
+/// view (route, model and status ok) before anything is measured. Then back to the overview.
+async fn check_traces_shown(tmux: &Tmux, url: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({"model": "fake-model", "messages": [{"role": "user", "content": "Say hi."}]});
+    let response = reqwest::Client::new().post(url).json(&body).send().await.context("the check request")?;
+    anyhow::ensure!(response.status().is_success(), "the check request failed: HTTP {}", response.status());
+    tmux.send_keys(&["2"])?;
+    tmux.wait_for("the request's trace in the traces view", Duration::from_secs(15), |screen| {
+        screen.contains("Traces LIVE") && screen.lines().any(is_trace_row)
+    })
+    .context("llmops-top shows no traces: nothing to measure")?;
+    tmux.send_keys(&["1"])?;
+    tmux.wait_for("the overview", Duration::from_secs(15), |screen| {
+        !screen.contains("Traces LIVE") && screen.lines().any(|line| line.starts_with("llmopsd "))
+    })?;
+    Ok(())
+}
+
+/// A finished request's row: "│ 16:26:36 fake-model   fake-model   ok   1 ms ...".
+fn is_trace_row(line: &str) -> bool {
+    line.contains("fake-model") && line.split_whitespace().any(|word| word == "ok")
 }
 
 /// Open-loop: one streamed request every 1/rate s, each on its own task; returns how many completed.

@@ -9,6 +9,7 @@
 //! its own), so rules may raise from any thread: the request path, the sampler, the drift thread.
 //! `raise`, `resolve` and `acknowledge` do one small SQLite write each (blocking, under the busy timeout); rules
 //! evaluate every few seconds, so that is cheap.
+mod budget;
 mod model;
 mod store;
 mod webhook;
@@ -27,6 +28,7 @@ pub use model::{
 pub use webhook::{WebhookConfig, WebhookPayload};
 
 use crate::clock::unix_ms;
+use crate::sync::MutexExt;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -372,7 +374,7 @@ fn set_delivery(alert: &mut Alert, hook: usize, entry: Delivery) {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves the state usable: every update is a plain assignment.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.locked()
     }
 
     /// Stores the progress of one delivery, on the active alert in memory or on the stored (resolved) one.

@@ -146,7 +146,9 @@ async fn a_restart_marks_unfinished_deliveries_failed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hook = WebhookConfig { timeout_ms: 20_000, ..config(&url, 1) };
     let id = open(&dir, vec![hook.clone()]).raise(raised("k", Severity::Warning)).id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while receiver.calls.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the webhook was never called");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 

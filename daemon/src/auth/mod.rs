@@ -6,6 +6,7 @@ mod store;
 
 pub use store::KeyStore;
 
+use crate::sync::{MutexExt, RwLockExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -159,7 +160,7 @@ impl Authenticator {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Known>> {
-        self.known.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.known.read_locked()
     }
 
     /// The tenant for a request's `Authorization` header value.
@@ -188,11 +189,8 @@ impl Authenticator {
         }
         let key = format!("sk-llmops-{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let hash = sha256_hex(&key);
-        let record = self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(&hash, tenant, name)?;
-        self.known
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(hash, Known { record: record.clone() });
+        let record = self.store.locked().insert(&hash, tenant, name)?;
+        self.known.write_locked().insert(hash, Known { record: record.clone() });
         Ok((record, key))
     }
 
@@ -201,8 +199,8 @@ impl Authenticator {
         if id.starts_with("config-") {
             return Err(KeyError::Invalid(format!("{id} is set in the config file: remove it there")));
         }
-        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).revoke(id)?;
-        let mut known = self.known.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.store.locked().revoke(id)?;
+        let mut known = self.known.write_locked();
         let entry = known.values_mut().find(|k| k.record.id == id).ok_or_else(|| KeyError::NoSuchKey(id.into()))?;
         entry.record.revoked = true;
         Ok(entry.record.clone())

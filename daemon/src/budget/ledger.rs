@@ -7,13 +7,14 @@
 //! estimate by the actual, which does not raise `committed` when `actual <= estimate`; a window reset only lowers
 //! it. Hence `used <= committed < limit + max estimate` at all times, plus whatever actuals exceed their estimates.
 //! Requests and concurrent limits reserve exactly 1, so they are never exceeded.
-use super::model::{Action, Amount, BudgetSpec, RequestKey};
+use super::model::{Action, Amount, BudgetSpec, RequestKey, Row};
 use super::slot::Slot;
 pub use super::slot::{BudgetAlert, BudgetUsage, Denied};
-use super::store::{Row, Store};
+use super::store::Store;
 use super::BudgetError;
+use crate::sync::MutexExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 pub(super) struct State {
     slots: Vec<Slot>,
@@ -24,11 +25,6 @@ pub(super) struct State {
 pub(super) struct Shared {
     state: Mutex<State>,
     store: Option<Mutex<Store>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Critical sections only do arithmetic; a panic elsewhere leaves the counters consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Budget counters shared by every request; cheap to clone (all clones are one ledger).
@@ -65,14 +61,14 @@ impl Ledger {
     }
 
     pub fn specs(&self) -> Vec<BudgetSpec> {
-        lock(&self.shared.state).slots.iter().map(|s| s.spec.clone()).collect()
+        self.shared.state.locked().slots.iter().map(|s| s.spec.clone()).collect()
     }
 
     /// Checks every budget matching `key` and, if all admit, reserves `estimate` (prompt tokens + `max_tokens`,
     /// priced) in each. The returned reservation must be settled; dropping it releases it.
     pub fn reserve(&self, key: &RequestKey, estimate: Amount, now_unix_ms: i64) -> Result<Reservation, Denied> {
         let estimate = estimate.sanitized();
-        let mut guard = lock(&self.shared.state);
+        let mut guard = self.shared.state.locked();
         let State { slots, retired } = &mut *guard;
         let matching: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].spec.scope.matches(key)).collect();
         let mut denied: Option<Denied> = None;
@@ -99,7 +95,7 @@ impl Ledger {
 
     /// Current window of every budget, in configuration order.
     pub fn usage(&self, now_unix_ms: i64) -> Vec<BudgetUsage> {
-        let mut guard = lock(&self.shared.state);
+        let mut guard = self.shared.state.locked();
         let State { slots, retired } = &mut *guard;
         slots
             .iter_mut()
@@ -121,9 +117,9 @@ pub(super) fn flush_shared(shared: &Shared) -> Result<(), BudgetError> {
     let Some(store) = &shared.store else { return Ok(()) };
     // The store lock is taken first and held while snapshotting, so two flushes cannot write out of order; the
     // state lock is held only to copy the dirty rows.
-    let mut store = lock(store);
+    let mut store = store.locked();
     let rows: Vec<Row> = {
-        let mut st = lock(&shared.state);
+        let mut st = shared.state.locked();
         let mut rows = std::mem::take(&mut st.retired);
         rows.extend(st.slots.iter_mut().filter(|s| s.dirty).map(|s| {
             s.dirty = false;
@@ -136,7 +132,7 @@ pub(super) fn flush_shared(shared: &Shared) -> Result<(), BudgetError> {
     }
     store.write(&rows).inspect_err(|_| {
         // Keep the rows for the next attempt: re-mark current windows dirty, requeue ended ones.
-        let mut st = lock(&shared.state);
+        let mut st = shared.state.locked();
         for row in rows {
             match st.slots.iter_mut().find(|s| s.spec.name == row.budget && s.window_start == row.window_start) {
                 Some(slot) => slot.dirty = true,
@@ -175,7 +171,7 @@ impl Reservation {
         self.open = false;
         let actual = actual.sanitized();
         let mut alerts = Vec::new();
-        let mut guard = lock(&self.shared.state);
+        let mut guard = self.shared.state.locked();
         let State { slots, retired } = &mut *guard;
         for &i in &self.slots {
             let s = &mut slots[i];
@@ -197,7 +193,7 @@ impl Reservation {
 
     fn release_now(&mut self) {
         if std::mem::take(&mut self.open) {
-            let mut st = lock(&self.shared.state);
+            let mut st = self.shared.state.locked();
             for &i in &self.slots {
                 st.slots[i].unreserve(self.estimate);
             }

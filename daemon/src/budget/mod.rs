@@ -7,6 +7,7 @@
 //! 100%. Counters persist in SQLite ([`Flusher`]). Per-key token buckets ([`RateLimiter`]) cap requests and
 //! tokens per minute.
 mod config;
+mod flusher;
 mod ledger;
 mod model;
 mod rate_limit;
@@ -14,7 +15,7 @@ mod slot;
 mod store;
 
 pub use config::{specs_from_config, BudgetConfig};
+pub use flusher::Flusher;
 pub use ledger::{BudgetAlert, BudgetUsage, Denied, Ledger, Reservation};
 pub use model::{rfc3339, Action, Amount, BudgetError, BudgetSpec, Limit, RequestKey, Scope, Window};
 pub use rate_limit::{RateKind, RateLimited, RateLimiter};
-pub use store::Flusher;

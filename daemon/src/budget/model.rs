@@ -233,6 +233,18 @@ impl Amount {
     }
 }
 
+/// One budget's counters for one window.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Row {
+    pub budget: String,
+    /// The scope as configured: a budget renamed to another scope starts from zero.
+    pub scope_key: String,
+    pub window_start: i64,
+    pub used: Amount,
+    pub requests: u64,
+    pub alerted: u8,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

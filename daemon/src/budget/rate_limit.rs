@@ -1,8 +1,9 @@
 //! Per-key token buckets: requests per minute and tokens per minute, refilled continuously, burst = one minute's
 //! worth. Time is passed in, so tests step it without sleeping.
+use crate::sync::MutexExt;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Above this many keys, buckets that have refilled completely are forgotten (a full bucket equals a new one).
@@ -94,7 +95,7 @@ impl RateLimiter {
         if self.requests_per_min.is_none() && self.tokens_per_min.is_none() {
             return Ok(());
         }
-        let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.buckets.locked();
         if map.len() > PRUNE_ABOVE && !map.contains_key(key) {
             self.prune(&mut map, now);
         }
@@ -128,7 +129,7 @@ impl RateLimiter {
     /// Gives back tokens reserved by `check` but not used (the real usage is known after the response).
     pub fn refund(&self, key: &str, tokens: u64) {
         let Some(per_min) = self.tokens_per_min else { return };
-        let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.buckets.locked();
         if let Some(b) = map.get_mut(key) {
             b.tokens.level = (b.tokens.level + tokens as f64).min(f64::from(per_min));
         }

@@ -1,6 +1,5 @@
 //! One budget's counters: the current calendar window's usage, live reservations, and the admission rule.
-use super::model::{rfc3339, Action, Amount, BudgetSpec, Limit};
-use super::store::Row;
+use super::model::{rfc3339, Action, Amount, BudgetSpec, Limit, Row};
 
 const ALERT_80: u8 = 1;
 const ALERT_100: u8 = 2;

@@ -1,16 +1,12 @@
 //! SQLite persistence of budget counters, so a restart keeps the current window's spend.
 //!
-//! The request path only updates memory; [`Ledger::flush`] upserts the counters that changed (absolute values,
-//! one transaction), driven by a [`Flusher`] thread every N ms and once more at shutdown. A crash loses at most
+//! The request path only updates memory; [`super::Ledger::flush`] upserts the counters that changed (absolute values,
+//! one transaction), driven by a [`super::Flusher`] thread every N ms and once more at shutdown. A crash loses at most
 //! one flush interval of spend. The table may share a file with the trace store (own connection, WAL,
 //! busy timeout; `PRAGMA user_version` is left to the trace store).
-use super::ledger::Ledger;
-use super::model::{Amount, BudgetError};
+use super::model::{Amount, BudgetError, Row};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
-use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS budget_usage (
     budget TEXT NOT NULL,
@@ -25,18 +21,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS budget_usage (
 )";
 /// Rows of ended windows are kept this long (history for later queries), then deleted on flush.
 const HISTORY_MS: i64 = 35 * 24 * 3_600_000;
-
-/// One budget's counters for one window.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Row {
-    pub budget: String,
-    /// The scope as configured: a budget renamed to another scope starts from zero.
-    pub scope_key: String,
-    pub window_start: i64,
-    pub used: Amount,
-    pub requests: u64,
-    pub alerted: u8,
-}
 
 pub(super) struct Store {
     conn: Connection,
@@ -108,43 +92,12 @@ impl Store {
     }
 }
 
-/// Flushes a ledger every `every` on a thread of its own; dropping it stops the thread after a last flush.
-pub struct Flusher {
-    stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Flusher {
-    pub fn start(ledger: Ledger, every: Duration) -> std::io::Result<Flusher> {
-        let (stop, stopped) = channel::<()>();
-        let thread = std::thread::Builder::new().name("budget-flush".into()).spawn(move || loop {
-            let last = !matches!(stopped.recv_timeout(every), Err(RecvTimeoutError::Timeout));
-            if let Err(error) = ledger.flush() {
-                tracing::error!(%error, "could not save budget counters");
-            }
-            if last {
-                break;
-            }
-        })?;
-        Ok(Flusher { stop: Some(stop), thread: Some(thread) })
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("budget flush thread panicked");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::budget::{Action, BudgetSpec, Limit, RequestKey, Scope, Window};
+    use crate::budget::{Flusher, Ledger};
+    use std::time::Duration;
 
     const T0: i64 = 1_709_078_400_000; // 2024-02-28T00:00:00Z: the next day (leap day) is in the same month
 

@@ -149,21 +149,6 @@ impl OpenAiEngineConfig {
         Self::LAUNCH_INHERITED_ENV.iter().any(|p| listed(p)) || self.launch_inherit_env.iter().any(|n| n == name)
     }
 
-    /// Where this engine's Prometheus metrics are scraped, if anywhere.
-    pub fn effective_metrics_url(&self) -> Option<String> {
-        match self.metrics_url.as_deref().map(str::trim) {
-            Some("off") | Some("") => None,
-            Some(url) => Some(url.to_string()),
-            None => {
-                let url = reqwest::Url::parse(&self.base_url).ok()?;
-                let host = url.host_str()?;
-                let local = host == "localhost"
-                    || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-                local.then(|| crate::telemetry::scrape::metrics_url(&self.base_url))
-            }
-        }
-    }
-
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
         if self.launch.first().is_some_and(|program| program.trim().is_empty()) {
             return Err(ConfigError::Invalid(format!("engines.{name}.launch[0] (the program) is empty")));
@@ -244,7 +229,7 @@ pub struct EmbeddedEngineConfig {
 impl Default for EmbeddedEngineConfig {
     fn default() -> Self {
         Self {
-            model: crate::models::DEFAULT_MODEL.name.into(),
+            model: crate::model_cache::DEFAULT_MODEL.name.into(),
             served_name: String::new(),
             threads: 0,
             parallel: 4,

@@ -99,7 +99,35 @@ impl Default for DriftConfig {
     }
 }
 
-const NUMERIC: [&str; 5] = ["output_tokens", "input_tokens", "ttft_ms", "latency_ms", "tokens_per_s"];
+/// The numbers drift watches, in the order of [`Observation::numbers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    OutputTokens,
+    InputTokens,
+    TtftMs,
+    LatencyMs,
+    TokensPerS,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 5] =
+        [Self::OutputTokens, Self::InputTokens, Self::TtftMs, Self::LatencyMs, Self::TokensPerS];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OutputTokens => "output_tokens",
+            Self::InputTokens => "input_tokens",
+            Self::TtftMs => "ttft_ms",
+            Self::LatencyMs => "latency_ms",
+            Self::TokensPerS => "tokens_per_s",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 const RATES: [&str; 4] = ["error_rate", "refusal_rate", "empty_rate", "length_finish_rate"];
 
 /// What drift looks at in one trace.
@@ -108,8 +136,15 @@ pub struct Observation {
     pub route: String,
     pub model: String,
     pub prompt_version: String,
+    /// By [`Signal`]: `numbers[Signal::InputTokens as usize]`, or [`Observation::number`].
     pub numbers: [Option<f64>; 5],
     pub flags: [bool; 4],
+}
+
+impl Observation {
+    pub fn number(&self, signal: Signal) -> Option<f64> {
+        self.numbers[signal.index()]
+    }
 }
 
 impl Observation {
@@ -140,8 +175,9 @@ impl Observation {
     }
 }
 
+/// One number's values: the reference, then the window being filled.
 #[derive(Default)]
-struct Signal {
+struct Series {
     reference: Vec<f64>,
     window: Vec<f64>,
     /// Drifted windows in a row.
@@ -159,7 +195,7 @@ struct KeyState {
     seen: usize,
     /// The engine's observation count when this key last had one: the least recent is evicted first.
     last_seen: u64,
-    numbers: [Signal; 5],
+    numbers: [Series; 5],
     rates: [RateSignal; 4],
     /// On latency and output tokens.
     cusum: [ShiftDetector; 2],
@@ -210,39 +246,10 @@ impl DriftEngine {
     }
 
     pub fn observe(&mut self, obs: &Observation) -> Vec<Verdict> {
-        let config = &self.config;
-        // By route, then a short list of (model, prompt version): found without allocating per trace.
-        let versions = match self.keys.get_mut(&obs.route) {
-            Some(versions) => versions,
-            None => self.keys.entry(obs.route.clone()).or_default(),
-        };
-        let position =
-            versions.iter().position(|(model, version, _)| *model == obs.model && *version == obs.prompt_version);
         self.observed += 1;
         let now = self.observed;
-        let position = position.unwrap_or_else(|| {
-            if versions.len() >= MAX_KEYS_PER_ROUTE {
-                if let Some(oldest) = (0..versions.len()).min_by_key(|&i| versions[i].2.last_seen) {
-                    versions.swap_remove(oldest);
-                }
-            }
-            // The baseline comes from the whole reference: a short warm-up misjudges skewed latencies.
-            let warmup = config.reference_size.max(2) as u64;
-            let cusum =
-                [0, 1].map(|_| ShiftDetector::new(CusumConfig { h: config.cusum_h, warmup, ..CusumConfig::default() }));
-            let state = KeyState {
-                seen: 0,
-                last_seen: now,
-                numbers: Default::default(),
-                rates: Default::default(),
-                cusum,
-                input_p99: None,
-                input_reference: None,
-            };
-            versions.push((obs.model.clone(), obs.prompt_version.clone(), state));
-            versions.len() - 1
-        });
-        let state = &mut versions[position].2;
+        let config = &self.config;
+        let Some(state) = key_state(&mut self.keys, config, obs) else { return Vec::new() };
         state.last_seen = now;
         let labels = || {
             BTreeMap::from([
@@ -252,41 +259,15 @@ impl DriftEngine {
             ])
         };
         let key_of = |signal: &str| format!("drift:{}:{}:{}:{signal}", obs.route, obs.model, obs.prompt_version);
-        let mut verdicts = Vec::new();
+        let mut verdicts = one_off_events(state, config, obs, &key_of, &labels);
         let in_reference = state.seen < config.reference_size;
         state.seen += 1;
-
-        if let (Some(p99), Some(input)) = (state.input_p99, obs.numbers[1]) {
-            if config.input_anomaly_factor > 0.0 && input > p99 * config.input_anomaly_factor {
-                verdicts.push(Verdict::Event(Box::new(texts::input_anomaly(
-                    format!("input_anomaly:{}:{}", obs.route, obs.model),
-                    input,
-                    p99,
-                    config.input_anomaly_factor,
-                    state.input_reference.clone(),
-                    &labels(),
-                    config.event_alert_timeout_secs,
-                ))));
-            }
-        }
-        if config.cusum_h > 0.0 {
-            for (detector, (index, name)) in state.cusum.iter_mut().zip([(3, "latency_ms"), (0, "output_tokens")]) {
-                let Some(x) = obs.numbers[index] else { continue };
-                if let Some(shift) = detector.update(x) {
-                    let key = key_of(&format!("{name}:shift"));
-                    let raised =
-                        texts::shift(key, name, &shift, config.cusum_h, &labels(), config.event_alert_timeout_secs);
-                    verdicts.push(Verdict::Event(Box::new(raised)));
-                }
-            }
-        }
-
-        for (signal, value) in state.numbers.iter_mut().zip(obs.numbers) {
+        for (series, value) in state.numbers.iter_mut().zip(obs.numbers) {
             let Some(value) = value else { continue };
             if in_reference {
-                signal.reference.push(value)
+                series.reference.push(value)
             } else {
-                signal.window.push(value)
+                series.window.push(value)
             }
         }
         for (rate, flag) in state.rates.iter_mut().zip(obs.flags) {
@@ -295,8 +276,9 @@ impl DriftEngine {
             side.1 += 1;
         }
         if state.seen == config.reference_size {
-            state.input_p99 = percentile(&state.numbers[1].reference, 0.99);
-            state.input_reference = Some(summary(&state.numbers[1].reference));
+            let input = &state.numbers[Signal::InputTokens.index()].reference;
+            state.input_p99 = percentile(input, 0.99);
+            state.input_reference = Some(summary(input));
         }
         let window_full = !in_reference && (state.seen - config.reference_size).is_multiple_of(config.window_size);
         if window_full {
@@ -306,6 +288,82 @@ impl DriftEngine {
     }
 }
 
+/// The detectors of the observation's (route, model, prompt version), made when new (forgetting the
+/// least recently seen pair of the route when it has [`MAX_KEYS_PER_ROUTE`]). Always `Some`.
+fn key_state<'k>(
+    keys: &'k mut HashMap<String, Vec<(String, String, KeyState)>>,
+    config: &DriftConfig,
+    obs: &Observation,
+) -> Option<&'k mut KeyState> {
+    // By route, then a short list of (model, prompt version): found without allocating per trace.
+    if !keys.contains_key(&obs.route) {
+        keys.insert(obs.route.clone(), Vec::new());
+    }
+    let versions = keys.get_mut(&obs.route)?;
+    let found = versions.iter().position(|(model, version, _)| *model == obs.model && *version == obs.prompt_version);
+    let position = found.unwrap_or_else(|| {
+        if versions.len() >= MAX_KEYS_PER_ROUTE {
+            if let Some(oldest) = (0..versions.len()).min_by_key(|&i| versions[i].2.last_seen) {
+                versions.swap_remove(oldest);
+            }
+        }
+        // The baseline comes from the whole reference: a short warm-up misjudges skewed latencies.
+        let warmup = config.reference_size.max(2) as u64;
+        let cusum =
+            [0, 1].map(|_| ShiftDetector::new(CusumConfig { h: config.cusum_h, warmup, ..CusumConfig::default() }));
+        let state = KeyState {
+            seen: 0,
+            last_seen: 0,
+            numbers: Default::default(),
+            rates: Default::default(),
+            cusum,
+            input_p99: None,
+            input_reference: None,
+        };
+        versions.push((obs.model.clone(), obs.prompt_version.clone(), state));
+        versions.len() - 1
+    });
+    versions.get_mut(position).map(|(_, _, state)| state)
+}
+
+/// Events judged on this one observation: a prompt far longer than the reference's, and a change point
+/// (CUSUM) in latency or output tokens.
+fn one_off_events(
+    state: &mut KeyState,
+    config: &DriftConfig,
+    obs: &Observation,
+    key_of: &dyn Fn(&str) -> String,
+    labels: &dyn Fn() -> BTreeMap<String, String>,
+) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    if let (Some(p99), Some(input)) = (state.input_p99, obs.number(Signal::InputTokens)) {
+        if config.input_anomaly_factor > 0.0 && input > p99 * config.input_anomaly_factor {
+            verdicts.push(Verdict::Event(Box::new(texts::input_anomaly(
+                format!("input_anomaly:{}:{}", obs.route, obs.model),
+                input,
+                p99,
+                config.input_anomaly_factor,
+                state.input_reference.clone(),
+                &labels(),
+                config.event_alert_timeout_secs,
+            ))));
+        }
+    }
+    if config.cusum_h > 0.0 {
+        for (detector, signal) in state.cusum.iter_mut().zip([Signal::LatencyMs, Signal::OutputTokens]) {
+            let Some(x) = obs.number(signal) else { continue };
+            if let Some(shift) = detector.update(x) {
+                let name = signal.name();
+                let key = key_of(&format!("{name}:shift"));
+                let raised =
+                    texts::shift(key, name, &shift, config.cusum_h, &labels(), config.event_alert_timeout_secs);
+                verdicts.push(Verdict::Event(Box::new(raised)));
+            }
+        }
+    }
+    verdicts
+}
+
 /// Compares the window that just filled with the reference, signal by signal, then starts the next window.
 fn check_window(
     state: &mut KeyState,
@@ -313,7 +371,7 @@ fn check_window(
     key_of: &dyn Fn(&str) -> String,
     labels: &dyn Fn() -> BTreeMap<String, String>,
 ) -> Vec<Verdict> {
-    let alpha = (1.0 - config.confidence) / (NUMERIC.len() + RATES.len()) as f64;
+    let alpha = (1.0 - config.confidence) / (Signal::ALL.len() + RATES.len()) as f64;
     let mut verdicts = Vec::new();
     let mut judge = |streak: &mut u32, name: &str, drifted: Option<Evidence>| match drifted {
         Some(evidence) => {
@@ -336,12 +394,12 @@ fn check_window(
             *streak = 0;
         }
     };
-    for (signal, name) in state.numbers.iter_mut().zip(NUMERIC) {
-        let window = std::mem::take(&mut signal.window);
-        if signal.reference.len() < 30 || window.len() < 30 {
+    for (series, signal) in state.numbers.iter_mut().zip(Signal::ALL) {
+        let window = std::mem::take(&mut series.window);
+        if series.reference.len() < 30 || window.len() < 30 {
             continue;
         }
-        judge(&mut signal.streak, name, numeric_drift(&signal.reference, &window, config, alpha));
+        judge(&mut series.streak, signal.name(), numeric_drift(&series.reference, &window, config, alpha));
     }
     for (rate, name) in state.rates.iter_mut().zip(RATES) {
         let window = std::mem::take(&mut rate.window);

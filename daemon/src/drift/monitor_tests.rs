@@ -136,7 +136,7 @@ fn a_new_prompt_version_gets_its_own_reference_and_a_huge_prompt_is_an_anomaly()
         assert!(alerts.is_empty(), "{alerts:?}");
     }
     let mut huge = request(&mut rng, 1.0, 1.0);
-    huge.numbers[1] = Some(50_000.0);
+    huge.numbers[Signal::InputTokens as usize] = Some(50_000.0);
     let alerts = raised(engine.observe(&huge));
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0].rule, "input_anomaly");

@@ -2,11 +2,14 @@
 //! daemon (`embedded`). Both answer in the OpenAI wire format (JSON, or SSE when streaming), so the gateway
 //! relays, times and records every engine the same way.
 pub mod embedded;
+pub mod metrics;
 pub mod openai;
+mod status;
 pub mod supervisor;
 
 pub use embedded::EmbeddedEngine;
-pub use openai::{Health, HealthState, OpenAiEngine, UpstreamError};
+pub use openai::OpenAiEngine;
+pub use status::{openai_error_body, Health, HealthState, UpstreamError};
 pub use supervisor::{ProcessState, Supervisor};
 
 use crate::config::{Config, EngineConfig};

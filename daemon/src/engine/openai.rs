@@ -1,50 +1,10 @@
 //! An OpenAI-compatible upstream (vLLM, llama.cpp server, SGLang, TGI, Ollama `/v1`, hosted APIs).
-use super::{Answer, Endpoint, EngineLoad};
+use super::{Answer, Endpoint, EngineLoad, Health, HealthState, UpstreamError};
 use crate::config::OpenAiEngineConfig;
+use crate::sync::MutexExt;
 use futures::StreamExt;
 use std::sync::Mutex;
 use std::time::Duration;
-
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("cannot reach engine {engine} at {url}: {message}")]
-    Connect { engine: String, url: String, message: String },
-    #[error("engine {engine} sent no answer within {timeout_ms} ms")]
-    Timeout { engine: String, timeout_ms: u64 },
-    /// The engine answered with a non-success status; `body` is its JSON (or text wrapped as JSON).
-    #[error("engine {engine} answered HTTP {status}")]
-    Status { engine: String, status: u16, body: serde_json::Value, retry_after: Option<Duration> },
-    /// The engine cannot take requests now; `reason` says why and what fixes it.
-    #[error("engine {engine} is unavailable: {reason}")]
-    Unavailable { engine: String, reason: String },
-}
-
-impl UpstreamError {
-    /// Whether the next target of a route should be tried: the engine is unreachable, slow, failing or
-    /// overloaded. Its refusal of the request itself (other 4xx) would be the same elsewhere.
-    pub fn should_fall_back(&self) -> bool {
-        match self {
-            Self::Connect { .. } | Self::Timeout { .. } | Self::Unavailable { .. } => true,
-            Self::Status { status, body, .. } => {
-                *status >= 500 || *status == 429 || (*status == 400 && exceeds_context(body))
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Health {
-    Unknown,
-    Healthy,
-    Unhealthy,
-}
-
-#[derive(Debug, Clone)]
-pub struct HealthState {
-    pub health: Health,
-    pub last_error: String,
-    pub last_checked_unix_ms: i64,
-}
 
 pub struct OpenAiEngine {
     pub name: String,
@@ -105,7 +65,7 @@ impl OpenAiEngine {
                 last_error: String::new(),
                 last_checked_unix_ms: 0,
             }),
-            metrics_url: config.effective_metrics_url(),
+            metrics_url: super::metrics::scrape_url(config),
             scraped: Mutex::new(None),
         })
     }
@@ -113,7 +73,7 @@ impl OpenAiEngine {
     /// Reads the engine's metrics now; `None` when it has none to scrape.
     pub async fn scrape_load(&self) -> Option<Result<EngineLoad, String>> {
         let url = self.metrics_url.as_deref()?;
-        let result = crate::telemetry::scrape::scrape(&self.client, url, SCRAPE_TIMEOUT)
+        let result = super::metrics::scrape(&self.client, url, SCRAPE_TIMEOUT)
             .await
             .map(|load| EngineLoad {
                 running: load.running,
@@ -121,13 +81,13 @@ impl OpenAiEngine {
                 kv_cache_used_fraction: load.kv_cache_used_fraction,
             })
             .map_err(|error| error.to_string());
-        *self.scraped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(result.clone());
+        *self.scraped.locked() = Some(result.clone());
         Some(result)
     }
 
     /// What the last scrape found, if it found anything.
     pub fn scraped_load(&self) -> Option<EngineLoad> {
-        self.scraped.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref()?.as_ref().ok().copied()
+        self.scraped.locked().as_ref()?.as_ref().ok().copied()
     }
 
     /// POSTs `body` to the endpoint's URL and waits for the answer's headers (first-token timeout).
@@ -224,18 +184,11 @@ impl OpenAiEngine {
     }
 
     pub fn health(&self) -> HealthState {
-        match self.health.lock() {
-            Ok(state) => state.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.health.locked().clone()
     }
 
     fn mark(&self, health: Health, last_error: String) {
-        let mut state = match self.health.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *state = HealthState { health, last_error, last_checked_unix_ms: crate::clock::unix_ms() };
+        *self.health.locked() = HealthState { health, last_error, last_checked_unix_ms: crate::clock::unix_ms() };
     }
 }
 
@@ -244,18 +197,55 @@ fn idle_bounded(
     body: futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>,
     idle: Duration,
 ) -> futures::stream::BoxStream<'static, Result<bytes::Bytes, String>> {
-    futures::stream::unfold(Some(body), move |state| async move {
-        let mut body = state?;
-        match tokio::time::timeout(idle, body.next()).await {
-            Ok(Some(read)) => Some((read, Some(body))),
-            Ok(None) => None,
-            Err(_) => {
-                let message = format!("no data for {} ms (stream_idle_timeout_ms)", idle.as_millis());
-                Some((Err(message), None))
+    let timer = Box::pin(tokio::time::sleep(idle));
+    IdleBounded { body: Some(body), idle, timer, last_data: tokio::time::Instant::now() }.boxed()
+}
+
+/// The stream of [`idle_bounded`]. Chunks only note when they came; the one timer is re-armed only when it
+/// fires early, not per chunk (a stream is dozens of chunks, and re-arming a timer each time showed in profiles).
+struct IdleBounded {
+    /// None once ended.
+    body: Option<futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>>,
+    idle: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    last_data: tokio::time::Instant,
+}
+
+impl futures::Stream for IdleBounded {
+    type Item = Result<bytes::Bytes, String>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = self.get_mut();
+        let Some(body) = this.body.as_mut() else { return Poll::Ready(None) };
+        match body.poll_next_unpin(cx) {
+            Poll::Ready(Some(read)) => {
+                this.last_data = tokio::time::Instant::now();
+                return Poll::Ready(Some(read));
             }
+            Poll::Ready(None) => {
+                this.body = None;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
         }
-    })
-    .boxed()
+        loop {
+            if this.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let deadline = this.last_data + this.idle;
+            if tokio::time::Instant::now() >= deadline {
+                this.body = None;
+                let message = format!("no data for {} ms (stream_idle_timeout_ms)", this.idle.as_millis());
+                return Poll::Ready(Some(Err(message)));
+            }
+            this.timer.as_mut().reset(deadline);
+        }
+    }
 }
 
 /// How much of an engine's error answer is kept (it is quoted to the client and on the trace).
@@ -289,16 +279,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// A prompt too long for this engine's context (OpenAI's and llmopsd's `context_length_exceeded`, vLLM's and
 /// llama.cpp's wording): a target with a larger context may still answer it.
-fn exceeds_context(body: &serde_json::Value) -> bool {
-    let code = body.pointer("/error/code").and_then(serde_json::Value::as_str);
-    let message = body.pointer("/error/message").and_then(serde_json::Value::as_str).unwrap_or_default();
-    let message = message.to_ascii_lowercase();
-    code == Some("context_length_exceeded")
-        || ["maximum context length", "context length", "context window", "exceeds the available context"]
-            .iter()
-            .any(|phrase| message.contains(phrase))
-}
-
 fn body_streams(body: &serde_json::Value) -> bool {
     body.get("stream").and_then(serde_json::Value::as_bool).unwrap_or(false)
 }

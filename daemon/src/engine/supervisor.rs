@@ -10,6 +10,7 @@ mod output;
 use super::OpenAiEngine;
 use crate::config::OpenAiEngineConfig;
 use crate::shutdown::Shutdown;
+use crate::sync::MutexExt;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,16 +92,16 @@ impl Supervisor {
     }
 
     pub fn state(&self) -> ProcessState {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.state.locked().clone()
     }
 
     /// The last lines the process wrote (stdout and stderr interleaved), oldest first.
     pub fn log_tail(&self) -> Vec<String> {
-        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect()
+        self.log.locked().iter().cloned().collect()
     }
 
     fn update(&self, change: impl FnOnce(&mut ProcessState)) {
-        change(&mut self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        change(&mut self.state.locked());
     }
 
     /// Keeps the engine running until `stop` fires, then stops it.

@@ -2,8 +2,8 @@
 //! cost (prompt tokens + `max_tokens`, priced at the target's price). After it ends, the reservation is
 //! settled with what it really used.
 use super::error::GatewayError;
-use super::proxy::estimate_tokens;
 use super::request::ClientRequest;
+use super::usage::estimate_tokens;
 use crate::auth::Principal;
 use crate::budget::{Action, Amount, Denied, Ledger, RateLimiter, RequestKey, Reservation};
 use crate::router::Target;
@@ -52,7 +52,7 @@ impl Estimate {
 }
 
 /// A target's budgets said no.
-pub enum Refusal {
+pub enum NotAdmitted {
     /// Try the route's next target.
     Downgrade(Denied),
     Reject(GatewayError),
@@ -94,13 +94,13 @@ impl Admission {
         route: &str,
         target: &Target,
         estimate: &Estimate,
-    ) -> Result<Reservation, Refusal> {
+    ) -> Result<Reservation, NotAdmitted> {
         let key =
             RequestKey { tenant: principal.tenant.clone(), route: route.to_string(), model: target.model.clone() };
         let now = crate::clock::unix_ms();
         self.budgets.reserve(&key, estimate.amount(target), now).map_err(|denied| match denied.action {
-            Action::Downgrade => Refusal::Downgrade(denied),
-            Action::Reject | Action::Alert => Refusal::Reject(budget_exceeded(&denied, now)),
+            Action::Downgrade => NotAdmitted::Downgrade(denied),
+            Action::Reject | Action::Alert => NotAdmitted::Reject(budget_exceeded(&denied, now)),
         })
     }
 }

@@ -2,7 +2,6 @@
 //! (`{"error":{"message","type","code"}}`), so every SDK surfaces it the way it would from OpenAI.
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
@@ -20,6 +19,9 @@ pub enum GatewayError {
     Upstream(String),
     #[error("{0}")]
     UpstreamTimeout(String),
+    /// A stream that broke off after the client got its 200 (sent as the stream's last event).
+    #[error("{0}")]
+    StreamInterrupted(String),
     /// No engine of the route can take the request now (model not loaded, engine stopped).
     #[error("{0}")]
     EngineUnavailable(String),
@@ -61,7 +63,7 @@ impl GatewayError {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Upstream(_) | Self::StreamInterrupted(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamRejected { status, .. } => *status,
@@ -84,7 +86,7 @@ impl GatewayError {
             | Self::UnsupportedMediaType(_)
             | Self::BodyTimeout(_) => "invalid_request_error",
             Self::NotFound(_) => "not_found_error",
-            Self::Upstream(_) | Self::UpstreamRejected { .. } => "upstream_error",
+            Self::Upstream(_) | Self::StreamInterrupted(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",
             Self::EngineUnavailable(_) => "service_unavailable_error",
             Self::BudgetExceeded { .. } => "budget_exceeded",
@@ -98,6 +100,7 @@ impl GatewayError {
             Self::ModelNotFound(_) => Some("model_not_found"),
             Self::BodyTooLarge { .. } => Some("request_too_large"),
             Self::UpstreamTimeout(_) => Some("upstream_timeout"),
+            Self::StreamInterrupted(_) => Some("stream_interrupted"),
             Self::EngineUnavailable(_) => Some("engine_unavailable"),
             Self::InvalidRequest { .. } => Some("invalid_request"),
             Self::Unauthorized { code, .. } | Self::Forbidden { code, .. } => Some(code),
@@ -116,17 +119,15 @@ impl GatewayError {
             }
         }
         let param = match self {
-            Self::InvalidRequest { param, .. } => param.clone(),
+            Self::InvalidRequest { param, .. } => param.as_deref(),
             _ => None,
         };
-        json!({
-            "error": {
-                "message": self.message(),
-                "type": self.error_type(),
-                "param": param,
-                "code": self.code(),
-            }
-        })
+        crate::engine::openai_error_body(&self.message(), self.error_type(), param, self.code())
+    }
+
+    /// The body as the last event of a stream that already answered 200.
+    pub fn sse_event(&self) -> String {
+        format!("data: {}\n\n", self.body())
     }
 
     /// The message as the client sees it (for upstream rejections, the upstream's own message).
@@ -167,6 +168,7 @@ impl IntoResponse for GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn errors_are_openai_shaped_with_the_right_status() {

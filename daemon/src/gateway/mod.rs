@@ -11,11 +11,11 @@ pub mod server;
 mod sse;
 mod stream;
 mod trace_guard;
+mod usage;
 
 pub use proxy::Caller;
 pub use sse::SseSplitter;
-pub use stream::StreamSummary;
-pub use trace_guard::Observers;
+pub use trace_guard::{HandBack, Observers};
 
 pub use error::GatewayError;
 
@@ -184,15 +184,16 @@ async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Re
     }
 }
 
-/// Runs a request in-process as if it had come over HTTP (replay): same routing, budgets, fallbacks and trace.
+/// Runs a request in-process as if it had come over HTTP (replay, evaluation runs): same routing, budgets,
+/// fallbacks and trace; the finished trace and the streamed text are handed back.
 pub async fn serve(
     gateway: Arc<Gateway>,
     endpoint: Endpoint,
     caller: Caller,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    proxy::handle(gateway, endpoint, caller, headers, Ok(body)).await
+) -> (Response, HandBack) {
+    proxy::handle_handing_back(gateway, endpoint, caller, headers, body).await
 }
 
 async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {

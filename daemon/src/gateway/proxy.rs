@@ -1,24 +1,25 @@
 //! The path of one generation or embedding request: read it, route it, call the engine, answer, and leave a
 //! trace whatever happens.
-use super::admission::{self, Estimate, Refusal};
+use super::admission::{self, Estimate, NotAdmitted};
 use super::answer::{read_whole, MAX_UPSTREAM_BODY_BYTES};
 use super::error::GatewayError;
 use super::request::{ClientRequest, Endpoint};
 use super::stream;
-use super::trace_guard::TraceGuard;
+use super::trace_guard::{AnswerSummary, HandBack, TraceGuard};
+use super::usage::estimate_tokens;
 use super::Gateway;
 use crate::auth::Principal;
 use crate::engine::{Answer, UpstreamError};
 use crate::resilience::OpenCause;
 use crate::router::Target;
 use crate::shutdown::Shutdown;
-use crate::trace::{Attempt, TraceStatus};
+use crate::trace::TraceStatus;
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Who a request is from.
 pub enum Caller {
@@ -29,6 +30,7 @@ pub enum Caller {
     Replay { principal: Principal, replay_of: String },
 }
 
+/// Serves one request from start to trace.
 pub async fn handle(
     gateway: Arc<Gateway>,
     endpoint: Endpoint,
@@ -36,12 +38,35 @@ pub async fn handle(
     headers: HeaderMap,
     body: Result<Bytes, GatewayError>,
 ) -> Response {
-    let mut guard = TraceGuard::new(
-        gateway.recorder.clone(),
-        gateway.observers.clone(),
-        gateway.in_flight.clone(),
-        endpoint.name(),
-    );
+    let guard = new_guard(&gateway, endpoint);
+    run(gateway, endpoint, caller, headers, body, guard).await
+}
+
+/// [`handle`], for a caller inside the daemon that wants the finished trace back.
+pub async fn handle_handing_back(
+    gateway: Arc<Gateway>,
+    endpoint: Endpoint,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (Response, HandBack) {
+    let mut guard = new_guard(&gateway, endpoint);
+    let hand_back = guard.hand_back();
+    (run(gateway, endpoint, caller, headers, Ok(body), guard).await, hand_back)
+}
+
+fn new_guard(gateway: &Gateway, endpoint: Endpoint) -> TraceGuard {
+    TraceGuard::new(gateway.recorder.clone(), gateway.observers.clone(), gateway.in_flight.clone(), endpoint.name())
+}
+
+async fn run(
+    gateway: Arc<Gateway>,
+    endpoint: Endpoint,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<Bytes, GatewayError>,
+    mut guard: TraceGuard,
+) -> Response {
     let request_id = guard.id().to_string();
     let principal = match caller {
         Caller::Client(principal) => principal,
@@ -145,89 +170,122 @@ struct Plan {
 /// is always safe here.
 async fn forward(gateway: &Gateway, plan: Plan, mut request: ClientRequest, mut guard: TraceGuard) -> Response {
     let mut last_error = None;
-    let mut rng = crate::resilience::jitter_rng();
-    let first_try = Instant::now();
     for (position, target) in plan.targets.iter().enumerate() {
-        let engine = &target.engine;
-        let skip = |guard: &mut TraceGuard, error: String| {
-            let start_offset_ms = guard.elapsed_ms();
-            guard.push_attempt(Attempt {
-                engine: engine.name().to_string(),
-                model: target.model.clone(),
-                start_offset_ms,
-                error,
-                ..Attempt::default()
-            });
-        };
+        let (engine, model) = (target.engine.name(), target.model.as_str());
         let is_last = position + 1 == plan.targets.len();
         if let Some(reason) = overloaded(gateway, target).filter(|_| !is_last) {
-            skip(&mut guard, format!("skipped: {reason}"));
-            last_error = Some(GatewayError::EngineUnavailable(format!("engine {}: {reason}", engine.name())));
+            guard.skip(engine, model, format!("skipped: {reason}"));
+            last_error = Some(GatewayError::EngineUnavailable(format!("engine {engine}: {reason}")));
             continue;
         }
         match gateway.admission.reserve(&plan.principal, &request.model, target, &plan.estimate) {
             Ok(reservation) => guard.serve_from(reservation, target.price),
-            Err(Refusal::Downgrade(denied)) => {
-                skip(&mut guard, format!("skipped (budget downgrade): {}", denied.message));
+            Err(NotAdmitted::Downgrade(denied)) => {
+                guard.skip(engine, model, format!("skipped (budget downgrade): {}", denied.message));
                 last_error = Some(admission::budget_exceeded(&denied, crate::clock::unix_ms()));
                 continue;
             }
-            Err(Refusal::Reject(error)) => return fail(guard, error),
+            Err(NotAdmitted::Reject(error)) => return fail(guard, error),
         }
-        for retry in 0..gateway.retry.max_attempts_per_target {
-            if retry > 0 {
-                let delay = gateway.retry.delay(retry - 1, &mut rng);
-                if !gateway.retry.may_retry(retry, first_try.elapsed(), delay) {
-                    break;
-                }
-                tokio::time::sleep(delay).await;
+        match try_target(gateway, &plan, target, &mut request, &mut guard).await {
+            TargetOutcome::Answered(answered) => {
+                return answer(gateway, plan.endpoint, &request, target, guard, answered).await;
             }
-            let permit = match target.breaker.try_acquire(Instant::now()) {
-                Ok(permit) => permit,
-                Err(open) => {
-                    let why = match open.cause {
-                        OpenCause::Breaker => "circuit breaker open",
-                        OpenCause::RetryAfter => "engine asked to wait (Retry-After)",
-                    };
-                    let message = format!("skipped: {why}; retry in {:.1} s", open.retry_in.as_secs_f64());
-                    skip(&mut guard, message.clone());
-                    last_error = Some(GatewayError::EngineUnavailable(format!("engine {}: {message}", engine.name())));
-                    break;
-                }
-            };
-            match attempt(plan.endpoint, target, &mut request, &mut guard).await {
-                Ok(answered) => {
-                    permit.success(Instant::now());
-                    return answer(gateway, plan.endpoint, &request, target, guard, answered).await;
-                }
-                Err(error) => {
-                    let fall_back = error.should_fall_back();
-                    let retry_after = match &error {
-                        UpstreamError::Status { status: 429, retry_after, .. } => Some(*retry_after),
-                        _ => None,
-                    };
-                    match retry_after {
-                        // Overloaded, not broken: not a breaker failure; honour its Retry-After.
-                        Some(Some(wait)) => target.breaker.block_until(Instant::now(), Instant::now() + wait),
-                        Some(None) => drop(permit),
-                        None if fall_back => permit.failure(Instant::now()),
-                        None => permit.success(Instant::now()),
-                    }
-                    let gateway_error = upstream_error(error);
-                    if !fall_back {
-                        return fail(guard, gateway_error);
-                    }
-                    last_error = Some(gateway_error);
-                    if matches!(retry_after, Some(Some(_))) {
-                        break;
-                    }
-                }
-            }
+            TargetOutcome::Refused(error) => return fail(guard, error),
+            TargetOutcome::Next(error) => last_error = error.or(last_error),
         }
         guard.release_reservation();
     }
     let error = last_error.unwrap_or_else(|| GatewayError::Upstream("the route has no targets".into()));
     fail(guard, error)
+}
+
+/// How one target's tries ended.
+enum TargetOutcome {
+    Answered(Answer),
+    /// The engine refused the request itself: that is the answer, no fallback.
+    Refused(GatewayError),
+    /// Leave it for the next target, with the error to report if none is left.
+    Next(Option<GatewayError>),
+}
+
+/// What a failed try says about the target, for its circuit breaker.
+enum Verdict {
+    /// 429: overloaded, not broken; wait as long as it asked, when it did.
+    Overloaded(Option<Duration>),
+    /// Unreachable, timed out or 5xx.
+    Failure,
+    /// It answered (a 4xx refusal is a working engine).
+    Working,
+}
+
+fn verdict(error: &UpstreamError) -> Verdict {
+    match error {
+        UpstreamError::Status { status: 429, retry_after, .. } => Verdict::Overloaded(*retry_after),
+        _ if error.should_fall_back() => Verdict::Failure,
+        _ => Verdict::Working,
+    }
+}
+
+/// Asks one target, retrying within `resilience.retry` while its breaker lets requests through.
+async fn try_target(
+    gateway: &Gateway,
+    plan: &Plan,
+    target: &Target,
+    request: &mut ClientRequest,
+    guard: &mut TraceGuard,
+) -> TargetOutcome {
+    let (engine, model) = (target.engine.name(), target.model.as_str());
+    let mut rng = crate::resilience::jitter_rng();
+    let first_try = Instant::now();
+    let mut last_error = None;
+    for retry in 0..gateway.retry.max_attempts_per_target {
+        if retry > 0 {
+            let delay = gateway.retry.delay(retry - 1, &mut rng);
+            if !gateway.retry.may_retry(retry, first_try.elapsed(), delay) {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+        }
+        let permit = match target.breaker.try_acquire(Instant::now()) {
+            Ok(permit) => permit,
+            Err(open) => {
+                let why = match open.cause {
+                    OpenCause::Breaker => "circuit breaker open",
+                    OpenCause::RetryAfter => "engine asked to wait (Retry-After)",
+                };
+                let message = format!("skipped: {why}; retry in {:.1} s", open.retry_in.as_secs_f64());
+                guard.skip(engine, model, message.clone());
+                return TargetOutcome::Next(Some(GatewayError::EngineUnavailable(format!(
+                    "engine {engine}: {message}"
+                ))));
+            }
+        };
+        let error = match attempt(plan.endpoint, target, request, guard).await {
+            Ok(answered) => {
+                permit.success(Instant::now());
+                return TargetOutcome::Answered(answered);
+            }
+            Err(error) => error,
+        };
+        let verdict = verdict(&error);
+        let fall_back = error.should_fall_back();
+        let gateway_error = upstream_error(error);
+        match verdict {
+            Verdict::Overloaded(Some(wait)) => {
+                target.breaker.block_until(Instant::now(), Instant::now() + wait);
+                return TargetOutcome::Next(Some(gateway_error));
+            }
+            Verdict::Overloaded(None) => drop(permit),
+            Verdict::Failure => permit.failure(Instant::now()),
+            Verdict::Working => permit.success(Instant::now()),
+        }
+        if !fall_back {
+            return TargetOutcome::Refused(gateway_error);
+        }
+        last_error = Some(gateway_error);
+    }
+    TargetOutcome::Next(last_error)
 }
 
 /// Why a target should be left for the next one now: its queue or its GPUs' memory over the configured limit.
@@ -242,53 +300,25 @@ fn overloaded(gateway: &Gateway, target: &Target) -> Option<String> {
     (used > limit).then(|| format!("GPU memory {:.0}% in use (max_gpu_memory_fraction = {limit})", used * 100.0))
 }
 
-/// An engine's answer, and when the attempt that got it began.
-struct Answered {
-    upstream: Answer,
-    /// Milliseconds after the request arrived, for the trace.
-    start_offset_ms: f64,
-    /// The request timeout counts from here.
-    started: Instant,
-}
-
-/// One call to one engine, recorded as an attempt on the trace.
+/// One call to one engine, recorded as an attempt on the trace. The request timeout counts from here.
 async fn attempt(
     endpoint: Endpoint,
     target: &Target,
     request: &mut ClientRequest,
     guard: &mut TraceGuard,
-) -> Result<Answered, UpstreamError> {
-    let engine = &target.engine;
-    let started = Instant::now();
-    let attempt_start = guard.elapsed_ms();
-    guard.push_attempt(Attempt {
-        engine: engine.name().to_string(),
-        model: target.model.clone(),
-        start_offset_ms: attempt_start,
-        ..Attempt::default()
-    });
-    guard.meter_energy(engine.name());
-    let trace = guard.trace_mut();
-    trace.engine = engine.name().to_string();
-    trace.model_served = target.model.clone();
+) -> Result<Answer, UpstreamError> {
+    guard.start_attempt(target.engine.name(), &target.model);
     let body = request.upstream_body(&target.model);
-    match engine.post(endpoint, body).await {
+    match target.engine.post(endpoint, body).await {
         Ok(upstream) => {
-            if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
-                attempt.upstream_status = upstream.status;
-            }
-            Ok(Answered { upstream, start_offset_ms: attempt_start, started })
+            guard.attempt_status(upstream.status);
+            Ok(upstream)
         }
         Err(error) => {
-            let latency = guard.elapsed_ms() - attempt_start;
-            if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
-                attempt.latency_ms = latency;
-                attempt.upstream_status = match &error {
-                    UpstreamError::Status { status, .. } => *status,
-                    _ => 0,
-                };
-                attempt.error = upstream_error_message(&error);
+            if let UpstreamError::Status { status, .. } = &error {
+                guard.attempt_status(*status);
             }
+            guard.end_attempt(Some(upstream_error_message(&error)));
             Err(error)
         }
     }
@@ -301,15 +331,14 @@ async fn answer(
     request: &ClientRequest,
     target: &Target,
     guard: TraceGuard,
-    answered: Answered,
+    upstream: Answer,
 ) -> Response {
-    let Answered { upstream, start_offset_ms: attempt_start, started } = answered;
-    let deadline = started + target.engine.request_timeout();
+    let deadline = Instant::now() + target.engine.request_timeout();
     let closing = gateway.closing.clone();
     let mut response = if request.stream {
-        stream::respond(guard, upstream, request.wants_stream_usage, attempt_start, deadline, closing)
+        stream::respond(guard, upstream, request.wants_stream_usage, deadline, closing)
     } else {
-        complete(endpoint, guard, upstream, attempt_start, deadline, closing).await
+        complete(endpoint, guard, upstream, deadline, closing).await
     };
     if let Ok(value) = HeaderValue::from_str(&format!("{}/{}", target.engine.name(), target.model)) {
         response.headers_mut().insert("x-llmops-served-by", value);
@@ -354,7 +383,6 @@ async fn complete(
     endpoint: Endpoint,
     mut guard: TraceGuard,
     upstream: Answer,
-    attempt_start: f64,
     deadline: Instant,
     mut closing: Shutdown,
 ) -> Response {
@@ -374,40 +402,30 @@ async fn complete(
             .map(|value| (bytes, value))
             .map_err(|e| GatewayError::Upstream(format!("engine {engine} sent invalid JSON: {e}"))),
     };
-    let latency = guard.elapsed_ms() - attempt_start;
     let (bytes, value) = match parsed {
         Ok(ok) => ok,
         Err(error) => {
-            if let Some(attempt) = guard.trace_mut().attempts.last_mut() {
-                attempt.latency_ms = latency;
-                attempt.error = error.message();
-            }
+            guard.end_attempt(Some(error.message()));
             return fail(guard, error);
         }
     };
-    let trace = guard.trace_mut();
-    if let Some(attempt) = trace.attempts.last_mut() {
-        attempt.latency_ms = latency;
-    }
-    if let Some(model) = value.get("model").and_then(Value::as_str) {
-        trace.model_served = model.to_string();
-    }
-    trace.response_text = response_text(endpoint, &value);
-    trace.finish_reason =
-        value.pointer("/choices/0/finish_reason").and_then(Value::as_str).unwrap_or_default().to_string();
-    match value.get("usage").filter(|u| u.is_object()) {
-        Some(usage) => {
-            trace.input_tokens = usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
-            trace.output_tokens = usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
-        }
-        None => {
-            trace.input_tokens = estimate_tokens(&trace.prompt_text);
-            trace.output_tokens = estimate_tokens(&trace.response_text);
-            trace.tokens_estimated = true;
-        }
-    }
+    guard.end_attempt(None);
+    let text = response_text(endpoint, &value);
+    let usage = value.get("usage").filter(|u| u.is_object()).map(|usage| {
+        let count = |field: &str| usage.get(field).and_then(Value::as_u64).unwrap_or(0);
+        (count("prompt_tokens"), count("completion_tokens"))
+    });
+    let summary = AnswerSummary {
+        counted_output: estimate_tokens(&text),
+        text,
+        finish_reason: value.pointer("/choices/0/finish_reason").and_then(Value::as_str).unwrap_or_default().into(),
+        model: value.get("model").and_then(Value::as_str).map(str::to_string),
+        usage,
+        ..AnswerSummary::default()
+    };
+    guard.record_answer(summary);
     // Not seen token by token: the whole answer counts toward the last interval's energy share.
-    let output_tokens = trace.output_tokens;
+    let output_tokens = guard.trace_mut().output_tokens;
     guard.add_tokens(output_tokens);
     guard.finish(TraceStatus::Ok, 200);
     ([(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
@@ -432,9 +450,4 @@ fn response_text(endpoint: Endpoint, value: &Value) -> String {
     .and_then(Value::as_str)
     .unwrap_or_default()
     .to_string()
-}
-
-/// When an engine reports no usage: about four characters a token, the usual rule of thumb for English BPE.
-pub fn estimate_tokens(text: &str) -> u64 {
-    (text.chars().count() as u64).div_ceil(4)
 }

@@ -31,21 +31,15 @@ impl SseSplitter {
             self.partial.extend_from_slice(chunk);
             Cow::Owned(std::mem::take(&mut self.partial))
         };
-        match std::str::from_utf8(&bytes) {
-            Ok(text) => self.append(text),
-            // A character cut at the end of the chunk: keep its first bytes for the next chunk.
-            Err(error) if error.error_len().is_none() => {
-                let valid = error.valid_up_to();
-                self.append(&String::from_utf8_lossy(&bytes[..valid]));
-                self.partial = bytes[valid..].to_vec();
-            }
-            // Bytes that are not UTF-8 at all: replaced, so one bad byte cannot stall the stream.
-            Err(_) => self.append(&String::from_utf8_lossy(&bytes)),
-        }
+        let text = self.decode(&bytes);
+        self.append(&text);
         let mut events = Vec::new();
         let mut consumed = 0;
-        // A blank line can straddle the previous search's end by one byte.
-        let mut from = self.scanned.saturating_sub(1);
+        // A blank line can straddle the previous search's end by one byte: a `\n` (one byte, so a character
+        // boundary; the byte before the end may be inside a multi-byte character).
+        let ends_in_newline =
+            self.scanned.checked_sub(1).and_then(|last| self.buffer.as_bytes().get(last)) == Some(&b'\n');
+        let mut from = if ends_in_newline { self.scanned - 1 } else { self.scanned.min(self.buffer.len()) };
         while let Some(end) = self.buffer[from..].find("\n\n").map(|i| from + i) {
             let event = self.buffer[consumed..end].trim_end_matches('\n');
             if !event.is_empty() {
@@ -63,7 +57,39 @@ impl SseSplitter {
         events
     }
 
+    /// Decoded as `String::from_utf8_lossy` would decode the whole stream, however it is cut into reads: each
+    /// invalid sequence becomes one U+FFFD, and a character cut at the end of the read waits for the next.
+    fn decode<'a>(&mut self, bytes: &'a [u8]) -> Cow<'a, str> {
+        if let Ok(valid) = std::str::from_utf8(bytes) {
+            return Cow::Borrowed(valid);
+        }
+        let mut rest = bytes;
+        let mut text = String::with_capacity(bytes.len() + 2);
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(valid) => {
+                    text.push_str(valid);
+                    return Cow::Owned(text);
+                }
+                Err(error) => {
+                    let (valid, after) = rest.split_at(error.valid_up_to());
+                    text.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                    let Some(invalid) = error.error_len() else {
+                        self.partial = after.to_vec();
+                        return Cow::Owned(text);
+                    };
+                    text.push(char::REPLACEMENT_CHARACTER);
+                    rest = &after[invalid..];
+                }
+            }
+        }
+    }
+
     fn append(&mut self, text: &str) {
+        if text.is_empty() {
+            // Only a character can tell whether a held-back `\r` was the first half of a `\r\n`.
+            return;
+        }
         let mut text = Cow::Borrowed(text);
         if std::mem::take(&mut self.pending_cr) {
             // The `\r` held back from the last chunk ends a line, with or without this chunk's leading `\n`.
@@ -100,6 +126,35 @@ mod tests {
         // A byte that is not UTF-8 is replaced; the events after it still come through.
         assert_eq!(splitter.push(b"data: a\xffb\n\ndata: c\n\n"), ["data: a\u{fffd}b", "data: c"]);
         assert_eq!(splitter.push(b"data: d\n\n"), ["data: d"]);
+    }
+
+    #[test]
+    fn a_read_that_ends_after_a_multi_byte_character_is_searched_from_a_character_boundary() {
+        // Found by fuzzing (fuzz/fuzz_targets/sse_splitter.rs): the search resumed one byte before the last read's end,
+        // inside the `é`, and slicing there panicked.
+        let mut splitter = SseSplitter::default();
+        assert!(splitter.push("data: {\"content\":\"é".as_bytes()).is_empty());
+        assert_eq!(splitter.push(b"\"}\n\n"), ["data: {\"content\":\"é\"}"]);
+        let mut splitter = SseSplitter::default();
+        assert!(splitter.push("data: 😀".as_bytes()).is_empty());
+        assert_eq!(splitter.push(b"\n\n"), ["data: 😀"]);
+        // A read that is only the start of a character does not settle a held-back `\r` (also found by fuzzing).
+        let mut splitter = SseSplitter::default();
+        assert!(splitter.push(b"data: a\r").is_empty());
+        assert!(splitter.push(b"\r").is_empty());
+        assert!(splitter.push(b"\xf0\x9f").is_empty(), "the second CR may still be half of a CRLF");
+        assert_eq!(splitter.push(&"\u{1F600}".as_bytes()[2..]), ["data: a"], "the character settles it");
+        assert_eq!(splitter.push(b"\n\n"), ["\u{1F600}"]);
+        // Bytes like the input the fuzzer found, whole and cut into reads of 3 bytes.
+        let stream =
+            b"\x00\x00\x00[\x85\xdd\x9b\x9a\x93\x8b\x9e\xe6:{\"content\":\"h\xc3\xa9\"}}]}\r\n\r\ndata: x\r\r\n";
+        let whole = SseSplitter::default().push(stream);
+        let mut cut = SseSplitter::default();
+        let mut events = Vec::new();
+        for piece in stream.chunks(3) {
+            events.extend(cut.push(piece));
+        }
+        assert_eq!(events, whole);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! task or channel in between: when the client goes away, hyper drops the body, which drops the upstream
 //! response (cancelling the engine's work) and records the trace as cancelled. An upstream that breaks off
 //! mid-stream ends the client's stream with an explicit error event.
-use super::proxy::estimate_tokens;
+use super::error::GatewayError;
 use super::sse::{SseSplitter, MAX_EVENT_BYTES};
-use super::trace_guard::TraceGuard;
+use super::trace_guard::{AnswerSummary, TraceGuard};
+use super::usage::estimate_tokens;
 use crate::engine::Answer;
 use crate::shutdown::Shutdown;
 use crate::trace::TraceStatus;
@@ -27,7 +28,6 @@ pub fn respond(
     guard: TraceGuard,
     upstream: Answer,
     client_wants_usage: bool,
-    attempt_start: f64,
     deadline: Instant,
     closing: Shutdown,
 ) -> Response {
@@ -46,7 +46,6 @@ pub fn respond(
         seen: StreamSummary::default(),
         ready: BytesMut::new(),
         client_wants_usage,
-        attempt_start,
         deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
         closing,
     };
@@ -104,7 +103,6 @@ struct Relay {
     /// Bytes to send before reading the upstream again.
     ready: BytesMut,
     client_wants_usage: bool,
-    attempt_start: f64,
     deadline: Pin<Box<tokio::time::Sleep>>,
     closing: Shutdown,
 }
@@ -160,7 +158,9 @@ impl Relay {
         let offset_ms = guard.elapsed_ms();
         let tokens_before = self.seen.content_chunks;
         for event in self.events.push(&chunk) {
+            let text_before = self.seen.text.len();
             if self.seen.observe(&event, offset_ms, self.client_wants_usage) {
+                guard.chunk(&self.seen.text[text_before..]);
                 if self.seen.done && self.client_wants_usage && self.seen.usage.is_none() {
                     self.ready.extend_from_slice(self.fallback_usage.event(&self.seen).as_bytes());
                 }
@@ -185,24 +185,19 @@ impl Relay {
         let engine = guard.trace_mut().engine.clone();
         let failure = match end {
             End::Done => None,
-            End::Cut(message) => Some(("stream_interrupted", format!("engine {engine}: {message}"))),
-            End::Timeout => {
-                Some(("upstream_timeout", format!("engine {engine} did not finish within the request timeout")))
-            }
+            End::Cut(message) => Some(GatewayError::StreamInterrupted(format!("engine {engine}: {message}"))),
+            End::Timeout => Some(GatewayError::UpstreamTimeout(format!(
+                "engine {engine} did not finish within the request timeout"
+            ))),
         };
-        let seen = std::mem::take(&mut self.seen);
-        fill_trace(&mut guard, seen, self.attempt_start, failure.as_ref().map(|(_, m)| m.clone()));
+        guard.record_answer(std::mem::take(&mut self.seen).into_answer());
+        guard.end_attempt(failure.as_ref().map(GatewayError::message));
         match failure {
             None => guard.finish(TraceStatus::Ok, 200),
-            Some((code, message)) => {
-                let event =
-                    json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}});
-                self.ready.extend_from_slice(format!("data: {event}\n\n").as_bytes());
-                let trace = guard.trace_mut();
-                trace.error_type = "upstream_error".into();
-                trace.finish_reason = "error".into();
-                // The client already got 200 and now the error event; the trace says what happened.
-                guard.finish(TraceStatus::Error, 200);
+            Some(error) => {
+                // The client already got 200; the error event ends its stream, the trace says what happened.
+                self.ready.extend_from_slice(error.sse_event().as_bytes());
+                guard.fail_streamed(&error);
             }
         }
     }
@@ -212,45 +207,10 @@ impl Drop for Relay {
     fn drop(&mut self) {
         // The client went away mid-stream: keep what was said so far; the guard records `cancelled`.
         if let Some(mut guard) = self.guard.take() {
-            let seen = std::mem::take(&mut self.seen);
-            fill_trace(&mut guard, seen, self.attempt_start, None);
+            guard.record_answer(std::mem::take(&mut self.seen).into_answer());
+            guard.end_attempt(None);
         }
     }
-}
-
-fn fill_trace(guard: &mut TraceGuard, seen: StreamSummary, attempt_start: f64, error: Option<String>) {
-    let elapsed = guard.elapsed_ms();
-    let trace = guard.trace_mut();
-    if let Some(attempt) = trace.attempts.last_mut() {
-        attempt.latency_ms = elapsed - attempt_start;
-        attempt.ttft_ms = seen.chunk_offsets_ms.first().map(|first| first - attempt_start);
-        if let Some(error) = &error {
-            attempt.error = error.clone();
-        }
-    }
-    if let Some(error) = error {
-        trace.error_message = error;
-    }
-    if let Some(model) = seen.model {
-        trace.model_served = model;
-    }
-    trace.ttft_ms = seen.chunk_offsets_ms.first().copied();
-    trace.finish_reason = seen.finish_reason.unwrap_or_default();
-    match seen.usage {
-        Some((input, output)) => {
-            trace.input_tokens = input;
-            trace.output_tokens = output;
-        }
-        None => {
-            // The engine ignored include_usage: count chunks (one token each on OpenAI-compatible servers).
-            trace.input_tokens = estimate_tokens(&trace.prompt_text);
-            trace.output_tokens = seen.content_chunks;
-            trace.tokens_estimated = true;
-        }
-    }
-    trace.response_text = seen.text;
-    trace.chunk_offsets_ms = seen.chunk_offsets_ms;
-    trace.chunk_chars = seen.chunk_chars;
 }
 
 /// The parts of a chunk the trace needs, borrowed from the event text (no tree of values per chunk).
@@ -291,24 +251,38 @@ struct UsageView {
 
 /// What the stream said so far.
 #[derive(Default, Debug)]
-pub struct StreamSummary {
-    pub text: String,
-    pub finish_reason: Option<String>,
-    pub usage: Option<(u64, u64)>,
-    pub model: Option<String>,
-    pub content_chunks: u64,
-    pub chunk_offsets_ms: Vec<f64>,
+struct StreamSummary {
+    text: String,
+    finish_reason: Option<String>,
+    usage: Option<(u64, u64)>,
+    model: Option<String>,
+    content_chunks: u64,
+    chunk_offsets_ms: Vec<f64>,
     /// Characters each of those chunks added to `text`.
-    pub chunk_chars: Vec<u32>,
-    pub done: bool,
+    chunk_chars: Vec<u32>,
+    done: bool,
     /// The start of the first data event that was not JSON: the stream is broken, not an answer.
-    pub invalid: Option<String>,
+    invalid: Option<String>,
 }
 
 impl StreamSummary {
+    /// For the trace. An engine that ignored include_usage is counted by chunks (one token each on
+    /// OpenAI-compatible servers).
+    fn into_answer(self) -> AnswerSummary {
+        AnswerSummary {
+            text: self.text,
+            finish_reason: self.finish_reason.unwrap_or_default(),
+            model: self.model,
+            usage: self.usage,
+            counted_output: self.content_chunks,
+            chunk_offsets_ms: self.chunk_offsets_ms,
+            chunk_chars: self.chunk_chars,
+        }
+    }
+
     /// Notes one event; returns whether the client should get it (a usage-only chunk is held back from a
     /// client that did not ask for usage: the daemon asked for it on its own account).
-    pub fn observe(&mut self, event: &str, offset_ms: f64, client_wants_usage: bool) -> bool {
+    fn observe(&mut self, event: &str, offset_ms: f64, client_wants_usage: bool) -> bool {
         let mut data_lines =
             event.lines().filter_map(|line| line.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d));
         // One data line per event is the norm: borrow it; join only when an event spans several.

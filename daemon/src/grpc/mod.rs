@@ -7,6 +7,7 @@ mod convert;
 pub mod keys;
 pub mod replay;
 pub mod status;
+mod store_query;
 pub mod telemetry;
 pub mod traces;
 

@@ -1,11 +1,11 @@
 //! `TraceService.Replay`: re-runs a recorded request through the gateway (routing, budgets, fallbacks and
 //! trace as for any client) and compares the new answer with the original.
 use super::convert::trace_to_proto;
-use super::traces::with_store;
+use super::store_query::with_store;
 use crate::auth::Principal;
 use crate::engine::Endpoint;
-use crate::gateway::{Caller, Gateway, SseSplitter, StreamSummary};
-use crate::trace::{EventKind, Recorder, Store, Trace};
+use crate::gateway::{Caller, Gateway};
+use crate::trace::{Store, Trace};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures::StreamExt;
 use llmops_proto::v1 as pb;
@@ -13,12 +13,9 @@ use llmops_proto::v1::replay_event::Event;
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tonic::Status;
 
-/// A re-run's trace is recorded after the telemetry sample that follows its end (energy attribution), so
-/// it arrives up to about one sampling interval after the answer; this bounds the wait for it.
-const RECORD_WAIT: Duration = Duration::from_secs(10);
 /// Diffing long answers character by character is quadratic at worst; past this the ratio is approximate.
 const DIFF_DEADLINE: Duration = Duration::from_millis(200);
 
@@ -27,7 +24,6 @@ pub type ReplayEvents = tokio_stream::wrappers::ReceiverStream<Result<pb::Replay
 pub struct Replayer {
     gateway: Arc<Gateway>,
     store: Arc<Mutex<Store>>,
-    recorder: Recorder,
 }
 
 /// The request to send again, worked out from the original trace before anything runs.
@@ -40,8 +36,8 @@ pub struct ReplayPlan {
 }
 
 impl Replayer {
-    pub fn new(gateway: Arc<Gateway>, store: Arc<Mutex<Store>>, recorder: Recorder) -> Self {
-        Self { gateway, store, recorder }
+    pub fn new(gateway: Arc<Gateway>, store: Arc<Mutex<Store>>) -> Self {
+        Self { gateway, store }
     }
 
     /// Checks the request, then streams the re-run from a task of its own (a viewer that goes away
@@ -65,7 +61,7 @@ impl Replayer {
             )));
         }
         let (sender, receiver) = mpsc::channel(64);
-        let run = Run { gateway: self.gateway.clone(), store: self.store.clone(), events: self.recorder.subscribe() };
+        let run = Run { gateway: self.gateway.clone() };
         tokio::spawn(run.execute(original, plan, sender));
         Ok(ReplayEvents::new(receiver))
     }
@@ -130,18 +126,10 @@ fn attribution_headers(original: &Trace) -> HeaderMap {
 
 struct Run {
     gateway: Arc<Gateway>,
-    store: Arc<Mutex<Store>>,
-    /// Subscribed before the request starts, so the re-run's FINISHED event cannot be missed.
-    events: broadcast::Receiver<crate::trace::TraceEvent>,
 }
 
 impl Run {
-    async fn execute(
-        mut self,
-        original: Trace,
-        plan: ReplayPlan,
-        sender: mpsc::Sender<Result<pb::ReplayEvent, Status>>,
-    ) {
+    async fn execute(self, original: Trace, plan: ReplayPlan, sender: mpsc::Sender<Result<pb::ReplayEvent, Status>>) {
         let send = |event: Event| {
             let sender = sender.clone();
             async move { sender.send(Ok(pb::ReplayEvent { event: Some(event) })).await.is_ok() }
@@ -152,7 +140,7 @@ impl Run {
             replay_of: original.id.clone(),
         };
         let started = Instant::now();
-        let response = crate::gateway::serve(
+        let (response, mut hand_back) = crate::gateway::serve(
             self.gateway.clone(),
             plan.endpoint,
             caller,
@@ -170,57 +158,33 @@ impl Run {
         if !send(Event::Started(started_event)).await {
             return;
         }
-        let streamed = response.status().is_success() && plan.endpoint != Endpoint::Embeddings;
+        // Reading the body drives the stream (as a client's connection would); the gateway hands back each
+        // chunk's text as it relays it.
         let mut body = response.into_body().into_data_stream();
-        let mut splitter = SseSplitter::default();
-        let mut summary = StreamSummary::default();
-        while let Some(bytes) = body.next().await {
-            let Ok(bytes) = bytes else { break };
-            if !streamed {
-                continue;
-            }
-            for event in splitter.push(&bytes) {
-                let before = summary.text.len();
-                summary.observe(&event, 0.0, false);
-                if summary.text.len() > before {
-                    let text = summary.text[before..].to_string();
-                    let offset_ms = started.elapsed().as_secs_f64() * 1000.0;
-                    if !send(Event::Chunk(pb::ReplayChunk { text, offset_ms })).await {
-                        return;
-                    }
+        let mut reading = true;
+        while reading {
+            reading = matches!(body.next().await, Some(Ok(_)));
+            while let Ok(text) = hand_back.chunks.try_recv() {
+                let offset_ms = started.elapsed().as_secs_f64() * 1000.0;
+                if !send(Event::Chunk(pb::ReplayChunk { text, offset_ms })).await {
+                    return;
                 }
             }
         }
         drop(body);
-        match self.recorded(&trace_id).await {
-            Some(replay) => {
+        // Handed back once recorded: right away, or after the next GPU sample for a metered engine (bounded by
+        // the energy meter's watchdog).
+        match hand_back.trace.await {
+            Ok(replay) => {
                 let comparison = compare(&original, &replay);
                 let done = pb::ReplayDone { replay: Some(trace_to_proto(&replay, true)), comparison: Some(comparison) };
                 send(Event::Done(done)).await;
             }
-            None => {
-                let message =
-                    format!("the re-run {trace_id} ended but its trace was not recorded within {RECORD_WAIT:?}");
-                let _ = sender.send(Err(Status::unavailable(message))).await;
+            Err(_) => {
+                let message = format!("the re-run {trace_id} ended but its trace was not handed back");
+                let _ = sender.send(Err(Status::internal(message))).await;
             }
         }
-    }
-
-    /// The re-run's trace as recorded: from the live events, else (if they lagged) from the store.
-    async fn recorded(&mut self, id: &str) -> Option<Trace> {
-        let deadline = tokio::time::Instant::now() + RECORD_WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Ok(event)) if event.kind == EventKind::Finished && event.trace.id == id => {
-                    return Some((*event.trace).clone());
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => break,
-            }
-        }
-        let id = id.to_string();
-        with_store(&self.store, move |store| store.get(&id)).await.ok().flatten()
     }
 }
 

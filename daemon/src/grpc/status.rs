@@ -103,7 +103,7 @@ fn newest(mut lines: Vec<String>, count: u32) -> Vec<String> {
 #[tonic::async_trait]
 impl pb::status_service_server::StatusService for StatusApi {
     async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> Result<Response<pb::Status>, Status> {
-        let (path, size_bytes, trace_count) = super::traces::with_store(&self.store, |store| {
+        let (path, size_bytes, trace_count) = super::store_query::with_store(&self.store, |store| {
             Ok((store.path().display().to_string(), store.size_bytes(), store.count()?))
         })
         .await?;

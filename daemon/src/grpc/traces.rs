@@ -1,8 +1,9 @@
 //! `llmops.v1.TraceService`: queries over the store and the live trace stream.
 use super::convert::{event_kind_to_proto, status_from_proto, trace_to_proto};
 use super::replay::{ReplayEvents, Replayer};
+use super::store_query::with_store;
 use crate::shutdown::Shutdown;
-use crate::trace::{EventKind, Recorder, Store, StoreError, TraceQuery};
+use crate::trace::{EventKind, Recorder, Store, TraceQuery};
 use futures::Stream;
 use llmops_proto::v1 as pb;
 use std::pin::Pin;
@@ -29,23 +30,6 @@ impl TraceApi {
     pub fn new(store: Arc<Mutex<Store>>, recorder: Recorder, shutdown: Shutdown, replayer: Replayer) -> Self {
         Self { store, recorder, shutdown, replayer }
     }
-}
-
-/// Runs a query on the read connection off the async threads, with store errors as gRPC statuses.
-pub async fn with_store<T: Send + 'static>(
-    store: &Arc<Mutex<Store>>,
-    work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Status> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let guard = store.lock().map_err(|_| Status::internal("trace store lock poisoned"))?;
-        work(&guard).map_err(|e| match e {
-            StoreError::BadPageToken(_) => Status::invalid_argument(e.to_string()),
-            other => Status::internal(other.to_string()),
-        })
-    })
-    .await
-    .map_err(|e| Status::internal(format!("query task failed: {e}")))?
 }
 
 fn non_empty(text: String) -> Option<String> {

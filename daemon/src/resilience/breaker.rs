@@ -1,7 +1,8 @@
 //! A circuit breaker per target: Closed (send) → Open after N consecutive failures or an error ratio over a
 //! sliding window → HalfOpen after a cooldown (a few probes) → Closed on a probe's success, Open on its failure.
+use crate::sync::MutexExt;
 use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Sub-buckets of the error-ratio window: old outcomes leave it a tenth of a window at a time.
@@ -172,7 +173,7 @@ impl CircuitBreaker {
     }
 
     pub fn try_acquire(&self, now: Instant) -> Result<Permit, Open> {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.locked();
         if let Some(until) = inner.blocked_until.filter(|&until| until > now) {
             return Err(Open { retry_in: until - now, cause: OpenCause::RetryAfter });
         }
@@ -199,7 +200,7 @@ impl CircuitBreaker {
     /// Skip the target until `until` (a provider's `Retry-After`) without counting a failure: rate limiting
     /// says the target is busy, not broken. A later block never shortens an earlier one.
     pub fn block_until(&self, now: Instant, until: Instant) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.locked();
         if until > now && inner.blocked_until.is_none_or(|current| current < until) {
             inner.blocked_until = Some(until);
         }
@@ -208,7 +209,7 @@ impl CircuitBreaker {
     /// The state as last moved: an open breaker whose cooldown has passed reports Open until the next
     /// `try_acquire` moves it to HalfOpen.
     pub fn state(&self) -> BreakerState {
-        match lock(&self.inner).state {
+        match self.inner.locked().state {
             State::Closed => BreakerState::Closed,
             State::Open { .. } => BreakerState::Open,
             State::HalfOpen { .. } => BreakerState::HalfOpen,
@@ -216,16 +217,16 @@ impl CircuitBreaker {
     }
 
     pub fn failures(&self) -> u64 {
-        lock(&self.inner).failures
+        self.inner.locked().failures
     }
 
     pub fn opened_count(&self) -> u64 {
-        lock(&self.inner).opened_count
+        self.inner.locked().opened_count
     }
 
     pub fn status(&self, now: Instant) -> BreakerStatus {
         let state = self.state();
-        let inner = lock(&self.inner);
+        let inner = self.inner.locked();
         let (window_requests, window_failures) = inner.window_totals(&self.config, now);
         BreakerStatus {
             state,
@@ -255,7 +256,7 @@ impl Permit {
 
     fn finish(&mut self, ok: Option<bool>, now: Instant) {
         self.done = true;
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.locked();
         if ok == Some(false) {
             inner.failures += 1;
         }
@@ -339,9 +340,4 @@ impl Inner {
             .filter(|b| b.requests > 0 && b.slot + BUCKETS as u64 > slot)
             .fold((0, 0), |(r, f), b| (r + b.requests, f + b.failures))
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-update of plain counters; keep serving.
-fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
-    inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -5,6 +5,7 @@
 //! trace is held until the sample after it ends, so it also gets its share of that last partial interval;
 //! the joules handed out therefore add up to what the GPUs measured while requests ran.
 use super::model::GpuSample;
+use crate::sync::MutexExt;
 use crate::trace::Trace;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,7 +76,7 @@ impl EnergyMeter {
 
     fn state(&self) -> MutexGuard<'_, MeterState> {
         // A panic while holding the lock leaves plain numbers behind; keep metering.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.locked()
     }
 
     /// Which GPUs each engine runs on, refreshed by the sampler.
@@ -159,7 +160,7 @@ impl EnergyMeter {
     }
 
     fn settle(&self, share: &Share, mut trace: Trace) -> Trace {
-        let totals = *share.totals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let totals = *share.totals.locked();
         trace.energy_joules = Some(totals.joules);
         if trace.cost_usd.is_none() {
             trace.cost_usd = Some(self.prices.cost_usd(totals.joules, totals.gpu_seconds));
@@ -198,7 +199,7 @@ fn split(shares: &[Arc<Share>], gpu: u32, joules: f64, seconds: f64) {
     let total: u64 = tokens.iter().sum();
     for (share, tokens) in on_gpu.iter().zip(tokens) {
         let weight = if total == 0 { 1.0 / on_gpu.len() as f64 } else { tokens as f64 / total as f64 };
-        let mut totals = share.totals.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut totals = share.totals.locked();
         totals.joules += joules * weight;
         totals.gpu_seconds += seconds * weight;
     }

@@ -3,6 +3,7 @@
 use super::energy::{EnergyMeter, LocalPrices};
 use super::model::TelemetrySample;
 use super::requests::RequestMetrics;
+use crate::sync::{MutexExt, RwLockExt};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -40,12 +41,12 @@ impl Telemetry {
     }
 
     pub fn set_engine_gpus(&self, engine_gpus: HashMap<String, Vec<u32>>) {
-        *self.engine_gpus.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = engine_gpus;
+        *self.engine_gpus.write_locked() = engine_gpus;
     }
 
     /// The highest share of memory in use on the GPUs `engine` runs on, at the last sample.
     pub fn gpu_memory_fraction(&self, engine: &str) -> Option<f64> {
-        let engine_gpus = self.engine_gpus.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let engine_gpus = self.engine_gpus.read_locked();
         let gpus = engine_gpus.get(engine)?;
         let latest = self.latest();
         latest
@@ -59,14 +60,14 @@ impl Telemetry {
 
     /// The newest sample (all defaults before the first one).
     pub fn latest(&self) -> Arc<TelemetrySample> {
-        self.latest.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.latest.read_locked().clone()
     }
 
     pub fn publish(&self, sample: TelemetrySample) {
         let sample = Arc::new(sample);
-        *self.latest.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = sample.clone();
+        *self.latest.write_locked() = sample.clone();
         {
-            let mut ring = self.ring.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut ring = self.ring.locked();
             if ring.len() == self.capacity {
                 ring.pop_front();
             }
@@ -79,7 +80,7 @@ impl Telemetry {
     /// Samples taken in `[from, to]` (unix ms; 0 leaves that end open), every `step`-th one, oldest first.
     pub fn range(&self, from_unix_ms: i64, to_unix_ms: i64, step: usize) -> Vec<Arc<TelemetrySample>> {
         let to = if to_unix_ms == 0 { i64::MAX } else { to_unix_ms };
-        let ring = self.ring.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let ring = self.ring.locked();
         ring.iter()
             .filter(|sample| (from_unix_ms..=to).contains(&sample.at_unix_ms))
             .step_by(step.max(1))

@@ -8,7 +8,6 @@ pub mod model;
 pub mod requests;
 pub mod rules;
 pub mod sampler;
-pub mod scrape;
 
 pub use energy::{EnergyTicket, LocalPrices};
 pub use hub::Telemetry;

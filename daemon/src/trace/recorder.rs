@@ -3,10 +3,11 @@
 //! counted. Live viewers get every event through a broadcast channel that never blocks the sender.
 use super::model::Trace;
 use super::store::Store;
+use crate::sync::MutexExt;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
@@ -108,7 +109,7 @@ impl Recorder {
         {
             // Into the ring before the broadcast: a viewer that subscribes and then reads the ring sees every
             // trace in one or the other (or both).
-            let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut recent = self.recent.locked();
             if recent.len() == RECENT_FINISHED {
                 recent.pop_front();
             }
@@ -147,7 +148,7 @@ impl Recorder {
     /// yet; a trace can be in both.
     pub fn subscribe_with_recent(&self) -> (broadcast::Receiver<TraceEvent>, Vec<Arc<Trace>>) {
         let receiver = self.events.subscribe();
-        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+        let recent = self.recent.locked().iter().cloned().collect();
         (receiver, recent)
     }
 
@@ -224,7 +225,7 @@ fn flush(
         Ok(()) => {
             stats.written.fetch_add(count, Ordering::Relaxed);
             // In the store now, so a listing finds them: the ring need not hold them (nor their bodies).
-            let mut recent = unwritten.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut recent = unwritten.locked();
             recent.retain(|held| !batch.iter().any(|written| Arc::ptr_eq(held, written)));
         }
         Err(error) => {
@@ -328,5 +329,85 @@ mod tests {
         }
         let (_, after_writes) = recorder.subscribe_with_recent();
         assert!(after_writes.is_empty(), "written traces leave the ring: {}", after_writes.len());
+    }
+
+    /// The traces among `ids` that a viewer would miss if it subscribed now and then listed the store: in
+    /// neither the ring nor the store. (The ring first, then the store: a trace moves from one to the other.)
+    fn missed(recorder: &Recorder, store: &Store, ids: &[String]) -> Vec<String> {
+        let (_live, recent) = recorder.subscribe_with_recent();
+        let in_store = |id: &String| store.get(id).expect("get").is_some();
+        ids.iter().filter(|id| !recent.iter().any(|t| &t.id == *id) && !in_store(id)).cloned().collect()
+    }
+
+    /// Polls `condition` until it holds; panics after 30 s.
+    fn wait_for(what: &str, condition: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !condition() {
+            assert!(Instant::now() < deadline, "{what}: not within 30 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn nothing_is_lost_between_ring_and_store_while_a_flush_is_in_progress() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        let (recorder, writer) =
+            Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
+        let reader = Store::open(&path).expect("reader");
+        // Another connection holds the write lock: the writer's next transaction waits on it (busy timeout).
+        let lock = rusqlite::Connection::open(&path).expect("lock connection");
+        lock.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+
+        let first: Vec<String> = (0..40).map(|i| format!("first{i}")).collect();
+        for id in &first {
+            recorder.finished(Trace { id: id.clone(), ..Trace::default() });
+        }
+        // The writer has taken them all off the queue into one batch and is inside the flush, waiting to commit.
+        let stats = recorder.stats();
+        wait_for("the writer takes the batch", || stats.queued.load(Ordering::Relaxed) == 0);
+        assert_eq!(stats.written.load(Ordering::Relaxed), 0, "nothing can be committed under the lock");
+        // More arrive during the flush, up to a full ring.
+        let second: Vec<String> = (0..RECENT_FINISHED - first.len()).map(|i| format!("second{i}")).collect();
+        for id in &second {
+            recorder.finished(Trace { id: id.clone(), ..Trace::default() });
+        }
+        let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+        assert_eq!(missed(&recorder, &reader, &all), Vec::<String>::new(), "lost while the flush waits");
+
+        // Release the lock and watch every step of the writer's progress from another thread.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (recorder, path, all, stop) = (recorder.clone(), path.clone(), all.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let reader = Store::open(&path).expect("watcher's reader");
+                let mut checks = 0_u64;
+                let mut lost = Vec::new();
+                while !stop.load(Ordering::Relaxed) && lost.is_empty() {
+                    lost = missed(&recorder, &reader, &all);
+                    checks += 1;
+                }
+                (checks, lost)
+            })
+        };
+        lock.execute_batch("ROLLBACK").expect("release the write lock");
+        let settled = || {
+            let done = stats.written.load(Ordering::Relaxed) + stats.write_errors.load(Ordering::Relaxed);
+            done == all.len() as u64
+        };
+        wait_for("the writer handles every trace", settled);
+        stop.store(true, Ordering::Relaxed);
+        let (checks, lost) = watcher.join().expect("watcher");
+        assert!(checks > 0);
+        assert_eq!(lost, Vec::<String>::new(), "lost while the writer committed ({checks} checks)");
+        assert_eq!(missed(&recorder, &reader, &all), Vec::<String>::new(), "lost after the writes");
+
+        // Written traces left the ring; only a failed write (the lock held past the 5 s busy timeout on a
+        // stalled machine) would keep some there, and then still findable.
+        let written = stats.written.load(Ordering::Relaxed);
+        let (_, ring) = recorder.subscribe_with_recent();
+        assert_eq!(ring.len() as u64, all.len() as u64 - written, "the ring holds exactly the unwritten");
+        assert_eq!(reader.count().expect("count"), written);
+        writer.shutdown();
     }
 }

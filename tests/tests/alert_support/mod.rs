@@ -93,13 +93,19 @@ pub async fn alerts(daemon: &Daemon) -> Vec<pb::Alert> {
 
 pub async fn wait_for_alert(daemon: &Daemon, what: &str, check: impl Fn(&pb::Alert) -> bool) -> pb::Alert {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if let Some(alert) = alerts(daemon).await.into_iter().find(&check) {
-            return alert;
+    let mut last = Vec::new();
+    // Each poll is bounded too: a daemon that stops answering fails the test at the deadline, not never.
+    while let Ok(listed) = tokio::time::timeout_at(deadline, alerts(daemon)).await {
+        if let Some(alert) = listed.iter().find(|alert| check(alert)) {
+            return alert.clone();
+        }
+        last = listed;
+        if tokio::time::Instant::now() >= deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what}: alerts {:#?}\n{}", alerts(daemon).await, daemon.log_tail(30));
+    panic!("{what}: not within {WAIT:?}; alerts {last:#?}\n{}", daemon.log_tail(30));
 }
 
 /// Every delivery of the alert reached its webhook (the daemon's own record of it).

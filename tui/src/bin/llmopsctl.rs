@@ -4,18 +4,11 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use chrono::Local;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
-use llmops_proto::v1::{
-    GetEngineLogsRequest, GetRequestMetricsRequest, GetStatusRequest, GetTelemetryRequest, GetTraceRequest,
-    WatchTelemetryRequest, WatchTracesRequest,
-};
 use llmops_tui::address::Target;
 use llmops_tui::auth::BearerAuth;
 use llmops_tui::connect::{Daemon, Unreachable};
-use llmops_tui::names::event_kind_name;
-use llmops_tui::{json, query, report, table, when};
 use tonic::Code;
 
 // Files of their own, outside src/bin/ itself where cargo would take them for other binaries.
@@ -25,6 +18,10 @@ mod admin;
 mod alerts;
 #[path = "llmopsctl/cli.rs"]
 mod cli;
+#[path = "llmopsctl/output.rs"]
+mod output;
+#[path = "llmopsctl/queries.rs"]
+mod queries;
 #[path = "llmopsctl/replay.rs"]
 mod replay;
 
@@ -133,152 +130,29 @@ async fn main() -> ExitCode {
 async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure> {
     let daemon = Daemon::connect(target, auth).await.map_err(Failure::Unreachable)?;
     let rpc_failure = |status| Failure::from_rpc(target, status);
+    let as_json = cli.json;
     // Prompts, answers and logs come from clients and engines: their control characters are shown, not obeyed.
     let mut out = llmops_tui::safe_output::SafeOutput::new(io::stdout().lock());
+    let out = &mut out;
     match &cli.command {
-        Command::Status => {
-            let response = daemon.status().get_status(GetStatusRequest {}).await;
-            let status = response.map_err(rpc_failure)?.into_inner();
-            if cli.json {
-                print_json(&mut out, &json::status_to_json(&status))?;
-            } else {
-                write!(out, "{}", report::render_status(&status, &Local))?;
-            }
-        }
-        Command::Engines => {
-            let response = daemon.status().get_status(GetStatusRequest {}).await;
-            let status = response.map_err(rpc_failure)?.into_inner();
-            if cli.json {
-                print_json(&mut out, &json::engines_to_json(&status.engines))?;
-            } else {
-                write!(out, "{}", report::render_engines(&status.engines))?;
-            }
-        }
-        Command::Logs { engine, lines } => {
-            let request = GetEngineLogsRequest { engine: engine.clone(), lines: lines.unwrap_or(0) };
-            let logs = match daemon.status().get_engine_logs(request).await {
-                Ok(response) => response.into_inner(),
-                Err(status) if matches!(status.code(), Code::NotFound | Code::FailedPrecondition) => {
-                    return Err(Failure::NoEngineLogs(status.message().to_owned()));
-                }
-                Err(status) => return Err(rpc_failure(status)),
-            };
-            if cli.json {
-                print_json(&mut out, &json::engine_logs_to_json(&logs))?;
-            } else {
-                for line in &logs.lines {
-                    writeln!(out, "{line}")?;
-                }
-            }
-        }
-        Command::Traces(args) => {
-            // JSON is for scripts, which get whole traces; the table never shows bodies.
-            let filter = args.filter(when::now_unix_ms(), cli.json);
-            let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
-            let traces = query::list_traces(&mut daemon.traces(), &filter, limit).await;
-            let traces = traces.map_err(rpc_failure)?;
-            if cli.json {
-                let array = traces.iter().map(json::trace_to_json).collect();
-                print_json(&mut out, &serde_json::Value::Array(array))?;
-            } else {
-                write!(out, "{}", table::traces_table(&traces, &Local::now()))?;
-            }
-        }
-        Command::Trace { id } => {
-            let trace = match daemon.traces().get_trace(GetTraceRequest { id: id.clone() }).await {
-                Ok(response) => response.into_inner(),
-                Err(status) if status.code() == Code::NotFound => return Err(Failure::NoSuchTrace(id.clone())),
-                Err(status) => return Err(rpc_failure(status)),
-            };
-            if cli.json {
-                print_json(&mut out, &json::trace_to_json(&trace))?;
-            } else {
-                write!(out, "{}", report::render_trace(&trace, &Local))?;
-            }
-        }
-        Command::Watch => {
-            let request = WatchTracesRequest { include_bodies: cli.json, ..WatchTracesRequest::default() };
-            let response = daemon.traces().watch_traces(request).await;
-            let mut events = response.map_err(rpc_failure)?.into_inner();
-            if !cli.json {
-                writeln!(out, "{}", table::stream_header())?;
-            }
-            // stdout is line-buffered, so each event shows as soon as it arrives.
-            loop {
-                let event = match events.message().await {
-                    Ok(Some(event)) => event,
-                    Ok(None) => break,
-                    Err(status) => return Err(Failure::WatchEnded(Box::new(status))),
-                };
-                if cli.json {
-                    serde_json::to_writer(&mut out, &json::event_to_json(&event)).map_err(io::Error::from)?;
-                    writeln!(out)?;
-                } else if let Some(trace) = &event.trace {
-                    let kind = event_kind_name(event.kind).to_uppercase();
-                    writeln!(out, "{}", table::stream_line(&kind, trace, &Local::now()))?;
-                }
-            }
-        }
-        Command::Gpus { watch: false } => {
-            let response = daemon.telemetry().get_telemetry(GetTelemetryRequest {}).await;
-            let sample = response.map_err(rpc_failure)?.into_inner();
-            if cli.json {
-                print_json(&mut out, &json::telemetry_to_json(&sample))?;
-            } else {
-                write!(out, "{}", report::render_gpus(&sample, &Local))?;
-            }
-        }
-        Command::Gpus { watch: true } => {
-            let response = daemon.telemetry().watch_telemetry(WatchTelemetryRequest {}).await;
-            let mut updates = response.map_err(rpc_failure)?.into_inner();
-            if !cli.json {
-                writeln!(out, "{}", report::gpu_watch_header())?;
-            }
-            loop {
-                let update = match updates.message().await {
-                    Ok(Some(update)) => update,
-                    Ok(None) => break,
-                    Err(status) => return Err(Failure::WatchEnded(Box::new(status))),
-                };
-                if cli.json {
-                    serde_json::to_writer(&mut out, &json::telemetry_update_to_json(&update))
-                        .map_err(io::Error::from)?;
-                    writeln!(out)?;
-                } else {
-                    for line in report::gpu_watch_lines(&update, &Local::now()) {
-                        writeln!(out, "{line}")?;
-                    }
-                }
-                // The daemon ends the stream after telling a slow viewer what it missed.
-                if update.missed > 0 {
-                    out.flush()?;
-                    return Err(Failure::TooSlow(update.missed));
-                }
-            }
-        }
-        Command::Metrics => {
-            let response = daemon.telemetry().get_request_metrics(GetRequestMetricsRequest {}).await;
-            let metrics = response.map_err(rpc_failure)?.into_inner();
-            if cli.json {
-                print_json(&mut out, &json::request_metrics_to_json(&metrics))?;
-            } else {
-                write!(out, "{}", report::render_request_metrics(&metrics, &Local))?;
-            }
-        }
-        Command::Keys { command } => admin::keys(&daemon, command, cli.json, &mut out, rpc_failure).await?,
-        Command::Budgets { watch } => admin::budgets(&daemon, *watch, cli.json, &mut out, rpc_failure).await?,
-        Command::Alerts(args) => alerts::alerts(&daemon, args, cli.json, &mut out, rpc_failure).await?,
-        Command::Alert { id } => alerts::show(&daemon, id, cli.json, &mut out, rpc_failure).await?,
+        Command::Status => queries::status(&daemon, as_json, out, rpc_failure).await?,
+        Command::Engines => queries::engines(&daemon, as_json, out, rpc_failure).await?,
+        Command::Logs { engine, lines } => queries::logs(&daemon, engine, *lines, as_json, out, rpc_failure).await?,
+        Command::Traces(args) => queries::traces(&daemon, args, as_json, out, rpc_failure).await?,
+        Command::Trace { id } => queries::trace(&daemon, id, as_json, out, rpc_failure).await?,
+        Command::Watch => queries::watch_traces(&daemon, as_json, out, rpc_failure).await?,
+        Command::Gpus { watch: false } => queries::gpus(&daemon, as_json, out, rpc_failure).await?,
+        Command::Gpus { watch: true } => queries::watch_gpus(&daemon, as_json, out, rpc_failure).await?,
+        Command::Metrics => queries::metrics(&daemon, as_json, out, rpc_failure).await?,
+        Command::Keys { command } => admin::keys(&daemon, command, as_json, out, rpc_failure).await?,
+        Command::Budgets { watch } => admin::budgets(&daemon, *watch, as_json, out, rpc_failure).await?,
+        Command::Alerts(args) => alerts::alerts(&daemon, args, as_json, out, rpc_failure).await?,
+        Command::Alert { id } => alerts::show(&daemon, id, as_json, out, rpc_failure).await?,
         Command::Replay { id, route, set } => {
-            replay::replay(&daemon, replay::Args { id, route: route.as_deref(), set }, cli.json, &mut out, rpc_failure)
-                .await?
+            let args = replay::Args { id, route: route.as_deref(), set };
+            replay::replay(&daemon, args, as_json, out, rpc_failure).await?
         }
     }
     out.flush()?;
     Ok(())
-}
-
-fn print_json(out: &mut impl Write, value: &serde_json::Value) -> io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)
 }

@@ -3,6 +3,8 @@
 
 // Each test file compiles this module on its own and uses only some of these helpers.
 #![allow(dead_code)]
+// Test support: a failed expectation is the test failing.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -6,15 +6,16 @@ mod batcher;
 pub mod cpu;
 mod format;
 mod job;
-mod model;
+mod llm;
 mod request;
 mod text;
 pub mod threads;
 
 use super::{Answer, Endpoint, EngineLoad, Health, HealthState, UpstreamError};
 use crate::config::EmbeddedEngineConfig;
+use crate::sync::RwLockExt;
 use job::{Command, Job};
-use model::LoadedModel;
+use llm::LoadedModel;
 use request::Refusal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -286,8 +287,8 @@ fn fit_window(prompt: usize, max_tokens: Option<u32>, window: u32) -> Result<u32
 
 /// A catalog name maps to its file in the model cache; anything else is a path.
 fn resolve_model(model: &str) -> (PathBuf, Option<&'static str>) {
-    match crate::models::find(model) {
-        Ok(spec) => (crate::models::cached_path(spec, &crate::models::cache_dir()), Some(spec.name)),
+    match crate::model_cache::find(model) {
+        Ok(spec) => (crate::model_cache::cached_path(spec, &crate::model_cache::cache_dir()), Some(spec.name)),
         Err(_) => (PathBuf::from(model), None),
     }
 }
@@ -311,11 +312,11 @@ fn open(
 }
 
 fn read_state(state: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {
-    state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    state.read_locked()
 }
 
 fn set_state(state: &RwLock<State>, new: State) {
-    *state.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new;
+    *state.write_locked() = new;
 }
 
 #[cfg(test)]

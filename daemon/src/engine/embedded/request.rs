@@ -20,9 +20,7 @@ impl Refusal {
 
     pub fn body(&self) -> Value {
         let kind = if self.status == 429 { "rate_limit_error" } else { "invalid_request_error" };
-        serde_json::json!({
-            "error": { "message": self.message, "type": kind, "param": self.param, "code": self.code }
-        })
+        crate::engine::openai_error_body(&self.message, kind, self.param, Some(self.code))
     }
 }
 

@@ -1,6 +1,7 @@
 //! A launched engine's output, kept line by line for `status` and `llmopsctl logs`. Bytes that are not UTF-8
 //! are replaced (U+FFFD) instead of ending the capture, and a line longer than [`MAX_LINE_BYTES`] is cut with
 //! a marker saying how much was dropped, so a process printing without newlines cannot grow the daemon.
+use crate::sync::MutexExt;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -34,7 +35,7 @@ pub async fn keep_tail(stream: impl AsyncRead + Unpin, tail: Tail, max_lines: us
 }
 
 fn keep(tail: &Tail, line: String, max_lines: usize) {
-    let mut tail = tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut tail = tail.locked();
     while tail.len() >= max_lines.max(1) {
         tail.pop_front();
     }

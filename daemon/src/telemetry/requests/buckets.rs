@@ -92,7 +92,7 @@ impl Tier {
 }
 
 impl Bucket {
-    pub(super) fn record(&mut self, obs: &RequestObservation<'_>, bins: &Histogram<u64>) {
+    pub(super) fn record(&mut self, obs: &RequestObservation<'_>, bins: Option<&Histogram<u64>>) {
         self.requests += 1;
         self.errors += u64::from(obs.error_type.is_some());
         self.input_tokens += obs.input_tokens;
@@ -120,11 +120,12 @@ impl Sparse {
     }
 }
 
-/// A duration in ms as its HDR bin in µs (negative and NaN count as 0; beyond 71 minutes saturates).
-fn bin(bins: &Histogram<u64>, ms: f64) -> u32 {
+/// A duration in ms as its HDR bin in µs (negative and NaN count as 0; beyond 71 minutes saturates). Without
+/// a histogram (it could not be made), every µs is a bin of its own: exact, only sparser.
+fn bin(bins: Option<&Histogram<u64>>, ms: f64) -> u32 {
     let us = (ms * 1000.0).round();
     let us = if us > 0.0 { us.min(f64::from(u32::MAX)) as u64 } else { 0 };
-    u32::try_from(bins.lowest_equivalent(us)).unwrap_or(u32::MAX)
+    u32::try_from(bins.map_or(us, |bins| bins.lowest_equivalent(us))).unwrap_or(u32::MAX)
 }
 
 pub(super) fn percentiles<'s>(parts: impl Iterator<Item = &'s Sparse>) -> Percentiles {

@@ -18,11 +18,12 @@
 mod buckets;
 mod cumulative;
 
+use crate::sync::MutexExt;
 use crate::trace::{Trace, TraceStatus};
 use buckets::{percentiles, Bucket, Series, Tier, Window, COARSE_MS, FINE_MS};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use cumulative::{
     CumulativeStats, FixedHistogram, DURATION_BOUNDS_S, TIME_PER_OUTPUT_TOKEN_BOUNDS_S, TOKEN_USAGE_BOUNDS,
@@ -131,7 +132,8 @@ pub struct RouteWindowStats {
 pub struct RequestMetrics {
     created_at_unix_ms: i64,
     /// Only its bin arithmetic is used: it quantises samples the way the query histograms bin them.
-    bins: Histogram<u64>,
+    /// Quantises durations; only None if HDR refused 2 significant figures (it accepts 0..=5).
+    bins: Option<Histogram<u64>>,
     inner: Mutex<Inner>,
 }
 
@@ -157,13 +159,13 @@ impl RequestMetrics {
 
     /// With an explicit creation time, which bounds how far back rates reach.
     pub fn created_at(unix_ms: i64) -> Self {
-        let bins = Histogram::new(2).expect("2 significant figures are within HDR's 0..=5");
+        let bins = Histogram::new(2).ok();
         Self { created_at_unix_ms: unix_ms, bins, inner: Mutex::new(Inner::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // The state stays consistent between statements, so a panic elsewhere does not spoil it.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.locked()
     }
 
     pub fn observe(&self, obs: &RequestObservation<'_>) {
@@ -181,7 +183,7 @@ impl RequestMetrics {
             .or_insert_with(|| Series { fine: Tier::new(FINE_MS, 30), coarse: Tier::new(COARSE_MS, 60) });
         for tier in [&mut series.fine, &mut series.coarse] {
             tier.prune(at);
-            tier.bucket_mut(at).record(obs, &self.bins);
+            tier.bucket_mut(at).record(obs, self.bins.as_ref());
         }
         // Other keys' old buckets go at most one fine bucket late even when nobody takes snapshots.
         if at - inner.pruned_at_ms >= FINE_MS {

@@ -1,5 +1,5 @@
 //! `llmopsctl alerts [--state S] [--limit N]`, `alerts --watch`, `alerts ack ID` and `alert ID`.
-use std::io::{self, Write};
+use std::io::Write;
 
 use chrono::Local;
 use llmops_proto::v1::{AckAlertRequest, Alert, WatchAlertsRequest};
@@ -9,7 +9,8 @@ use llmops_tui::{json, report};
 use tonic::Code;
 
 use super::cli::{AlertStateFilter, AlertsArgs, AlertsCommand};
-use super::{print_json, Failure};
+use super::output;
+use super::Failure;
 
 /// How many alerts `alert ID` and `alerts ack ID` look through for an id given in part: active ones come
 /// first, so this only limits how far back resolved ones are found.
@@ -33,12 +34,7 @@ pub async fn alerts(
     }
     let states = AlertStateFilter::states(args.state);
     let alerts = query::list_alerts(&mut daemon.alerts(), states, args.limit).await.map_err(rpc_failure)?;
-    if as_json {
-        print_json(out, &json::alerts_to_json(&alerts))?;
-    } else {
-        write!(out, "{}", report::render_alerts(&alerts, &Local::now()))?;
-    }
-    Ok(())
+    Ok(output::show(out, as_json, || json::alerts_to_json(&alerts), || report::render_alerts(&alerts, &Local::now()))?)
 }
 
 /// `llmopsctl alert ID`: there is no GetAlert, so the alert is found in a list.
@@ -50,12 +46,7 @@ pub async fn show(
     rpc_failure: impl Fn(tonic::Status) -> Failure,
 ) -> Result<(), Failure> {
     let alert = find(daemon, id, &rpc_failure).await?;
-    if as_json {
-        print_json(out, &json::alert_to_json(&alert))?;
-    } else {
-        write!(out, "{}", report::render_alert(&alert, &Local))?;
-    }
-    Ok(())
+    Ok(output::show(out, as_json, || json::alert_to_json(&alert), || report::render_alert(&alert, &Local))?)
 }
 
 async fn ack(
@@ -83,12 +74,7 @@ async fn ack(
         }
         Err(status) => return Err(rpc_failure(status)),
     };
-    if as_json {
-        print_json(out, &json::alert_to_json(&alert))?;
-    } else {
-        write!(out, "{}", report::render_acknowledged(&alert, &by, &Local))?;
-    }
-    Ok(())
+    Ok(output::show(out, as_json, || json::alert_to_json(&alert), || report::render_acknowledged(&alert, &by, &Local))?)
 }
 
 async fn watch(
@@ -99,28 +85,8 @@ async fn watch(
 ) -> Result<(), Failure> {
     let response = daemon.alerts().watch_alerts(WatchAlertsRequest {}).await;
     let mut events = response.map_err(rpc_failure)?.into_inner();
-    if !as_json {
-        writeln!(out, "{}", report::alert_watch_header())?;
-    }
-    loop {
-        let event = match events.message().await {
-            Ok(Some(event)) => event,
-            Ok(None) => break,
-            Err(status) => return Err(Failure::WatchEnded(Box::new(status))),
-        };
-        if as_json {
-            serde_json::to_writer(&mut *out, &json::alert_event_to_json(&event)).map_err(io::Error::from)?;
-            writeln!(out)?;
-        } else if let Some(line) = report::alert_watch_line(&event, &Local::now()) {
-            writeln!(out, "{line}")?;
-        }
-        // The daemon ends the stream after telling a slow viewer what it missed.
-        if event.missed > 0 {
-            out.flush()?;
-            return Err(Failure::TooSlow(event.missed));
-        }
-    }
-    Ok(())
+    let to_lines = |event: &_| report::alert_watch_line(event, &Local::now()).into_iter().collect();
+    output::watch(out, as_json, &mut events, &report::alert_watch_header(), to_lines).await
 }
 
 /// The one alert among the newest `LOOKUP_LIMIT` (any state) whose id is, starts with or ends with `id`.

@@ -8,7 +8,8 @@ use llmops_tui::json;
 use serde_json::{Map, Value};
 use tonic::Code;
 
-use super::{print_json, Failure};
+use super::output::print_json;
+use super::Failure;
 
 pub struct Args<'a> {
     pub id: &'a str,

@@ -13,7 +13,7 @@ use super::theme::Theme;
 use super::widgets::{message, panel, right, Windowed};
 use super::{Ctx, ListHit};
 use crate::report::{compact_number, evidence_summary, webhooks_summary};
-use crate::text::one_line;
+use crate::text::{one_line, UNSET};
 use llmops_proto::v1 as pb;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) -> Option<ListHit> {
@@ -155,7 +155,7 @@ fn evidence_fields(lines: &mut Vec<Line<'static>>, evidence: &pb::Evidence, them
             Span::raw(format!("{:<10} {:>12} {:>12}", "n", evidence.reference_n, evidence.current_n)),
         ]));
         let value = |map: &std::collections::HashMap<String, f64>, key: &String| {
-            map.get(key).map_or_else(|| "-".to_owned(), |v| compact_number(*v))
+            map.get(key).map_or_else(|| UNSET.to_owned(), |v| compact_number(*v))
         };
         for key in keys {
             lines.push(Line::from(vec![

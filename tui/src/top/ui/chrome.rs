@@ -8,6 +8,7 @@ use ratatui::Frame;
 use super::format::span;
 use super::theme::Theme;
 use super::Ctx;
+use crate::text::dash_if_empty;
 use crate::top::state::{Host, Link, Prompt, View};
 
 const TABS: [(&str, &str); 4] = [("1", "Overview"), ("2", "Traces"), ("3", "Alerts"), ("4", "Budgets")];
@@ -46,7 +47,7 @@ pub fn header(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
         left.push(Span::raw(format!("{} ", host.address)));
         left.push(link_span(&host.link, &theme));
         if let Some(status) = &host.status {
-            let version = if status.version.is_empty() { "-" } else { status.version.as_str() };
+            let version = dash_if_empty(&status.version);
             let uptime_ms = (status.uptime_seconds.max(0.0) * 1000.0) as i64;
             let daemon = format!("  v{version}, up {}", span(uptime_ms));
             // Only whole: a cut version reads as a different one.

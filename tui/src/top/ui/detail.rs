@@ -9,7 +9,7 @@ use super::format::{count, dollars, millis, opt_millis};
 use super::theme::Theme;
 use super::widgets::{message, panel, wrap};
 use super::Ctx;
-use crate::text::{error_text, http_status_text, one_line, UNSET};
+use crate::text::{dash_if_empty, error_text, http_status_text, one_line, UNSET};
 use crate::top::tail::{served_or_requested, status_name};
 use llmops_proto::v1 as pb;
 
@@ -64,12 +64,11 @@ fn summary_lines(trace: &pb::Trace, ctx: Ctx<'_>) -> Vec<Line<'static>> {
     let theme = ctx.theme;
     let sep = || Span::styled(theme.sep(), theme.dim());
     let dim = |text: String| Span::styled(text, theme.dim());
-    let or_dash = |text: &str| if text.is_empty() { UNSET.to_owned() } else { text.to_owned() };
     let status = status_name(trace.status);
     let mut lines = vec![Line::from(vec![
-        Span::styled(or_dash(&trace.route), theme.bold()),
-        Span::raw(format!(" {} {}", theme.arrow(), or_dash(served_or_requested(trace)))),
-        dim(format!(" on {}", or_dash(&trace.engine))),
+        Span::styled(dash_if_empty(&trace.route), theme.bold()),
+        Span::raw(format!(" {} {}", theme.arrow(), dash_if_empty(served_or_requested(trace)))),
+        dim(format!(" on {}", dash_if_empty(&trace.engine))),
         sep(),
         Span::styled(status, theme.status(status)),
         Span::raw(format!(" HTTP {}", http_status_text(trace.http_status))),
@@ -77,9 +76,9 @@ fn summary_lines(trace: &pb::Trace, ctx: Ctx<'_>) -> Vec<Line<'static>> {
         Span::raw(ctx.zone.date_time(trace.started_at_unix_ms)),
         sep(),
         dim("tenant ".into()),
-        Span::raw(or_dash(&trace.tenant)),
+        Span::raw(dash_if_empty(&trace.tenant)),
         dim(" user ".into()),
-        Span::raw(or_dash(&trace.user)),
+        Span::raw(dash_if_empty(&trace.user)),
     ])];
     if !trace.replay_of.is_empty() {
         lines.push(Line::from(vec![dim("replay of ".into()), Span::raw(trace.replay_of.clone())]));
@@ -171,7 +170,7 @@ pub fn body_text<'a>(text: &'a str, chars: u64, sha256: &str, theme: &Theme) -> 
         return Ok(text);
     }
     if !sha256.is_empty() || chars > 0 {
-        let sha = if sha256.is_empty() { UNSET.to_owned() } else { theme.cut(sha256, 16) };
+        let sha = dash_if_empty(&theme.cut(sha256, 16));
         return Err(format!("(privacy mode: {chars} chars, sha256 {sha})"));
     }
     Err("(empty)".to_owned())

@@ -9,7 +9,7 @@ use super::format::{bar, bytes_of, fraction, sparkline};
 use super::theme::Theme;
 use super::widgets::{message, panel};
 use super::Ctx;
-use crate::text::{one_line, UNSET};
+use crate::text::{dash_if_empty, one_line, UNSET};
 use crate::top::state::{GpuHistory, Host};
 use llmops_proto::v1 as pb;
 
@@ -102,7 +102,7 @@ fn boxed_message(frame: &mut Frame<'_>, area: Rect, theme: &Theme, text: String)
 }
 
 fn gpu_panel(frame: &mut Frame<'_>, area: Rect, gpu: &pb::GpuSample, history: &GpuHistory, theme: &Theme) {
-    let title = format!(" GPU {} {} ", gpu.index, if gpu.name.is_empty() { UNSET } else { &gpu.name });
+    let title = format!(" GPU {} {} ", gpu.index, dash_if_empty(&gpu.name));
     let block = panel(theme, title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -144,7 +144,7 @@ fn gpu_panel(frame: &mut Frame<'_>, area: Rect, gpu: &pb::GpuSample, history: &G
 
 /// "0 H100 util 57% ▂▃▅ mem 41.2/80.0 GiB 250/350 W 67°C throttle none" for short screens.
 fn gpu_line<'a>(gpu: &'a pb::GpuSample, history: &GpuHistory, theme: &Theme, width: u16) -> Line<'a> {
-    let name = theme.cut(if gpu.name.is_empty() { UNSET } else { &gpu.name }, 16);
+    let name = theme.cut(&dash_if_empty(&gpu.name), 16);
     if !gpu.error.is_empty() {
         return Line::from(vec![
             Span::raw(format!("{} {name:<16} ", gpu.index)),

@@ -10,7 +10,7 @@ use super::gpus;
 use super::theme::Theme;
 use super::widgets::{message, panel, right};
 use super::Ctx;
-use crate::text::{one_line, UNSET};
+use crate::text::{dash_if_empty, one_line};
 use crate::top::state::Host;
 use crate::when::format_uptime;
 use llmops_proto::v1 as pb;
@@ -48,7 +48,7 @@ fn host_lines(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
     let first = match host.telemetry.as_ref().and_then(|t| t.host.as_ref()) {
         Some(h) => Line::from(vec![
             dim("host "),
-            Span::styled(if h.hostname.is_empty() { UNSET.to_owned() } else { h.hostname.clone() }, theme.bold()),
+            Span::styled(dash_if_empty(&h.hostname), theme.bold()),
             sep(),
             dim("CPU "),
             Span::raw(format!("{:.1}% of {} cores", h.cpu_percent, h.cpu_count)),
@@ -64,7 +64,7 @@ fn host_lines(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
     let second = match &host.status {
         Some(s) => Line::from(vec![
             dim("llmopsd "),
-            Span::raw(if s.version.is_empty() { UNSET.to_owned() } else { s.version.clone() }),
+            Span::raw(dash_if_empty(&s.version)),
             sep(),
             dim("up "),
             Span::raw(format_uptime(s.uptime_seconds)),

@@ -11,7 +11,7 @@ use super::format::{bar, count, millis, signed_dollars, signed_millis};
 use super::theme::Theme;
 use super::widgets::{centered, message, panel, popup, wrap};
 use super::Ctx;
-use crate::text::{one_line, UNSET};
+use crate::text::{dash_if_empty, one_line, UNSET};
 use crate::top::state::{Playback, ReRun, ReplayUi, RoutePicker};
 use crate::top::tail::{served_or_requested, status_name};
 use llmops_proto::v1 as pb;
@@ -47,7 +47,7 @@ fn summary(trace: &pb::Trace, theme: &Theme) -> Line<'static> {
     Line::from(vec![
         Span::styled(trace.route.clone(), theme.bold()),
         Span::raw(format!(" {} {}", theme.arrow(), served_or_requested(trace))),
-        Span::styled(format!(" ({})", if trace.engine.is_empty() { UNSET } else { &trace.engine }), theme.dim()),
+        Span::styled(format!(" ({})", dash_if_empty(&trace.engine)), theme.dim()),
         sep(),
         Span::styled(status, theme.status(status)),
         sep(),

@@ -1,6 +1,6 @@
-//! The console's look: a small 256-colour palette and the glyphs it draws with. `NO_COLOR` keeps only bold
-//! and reversed (so emphasis and selection still read); `--ascii` swaps every box, block and arrow for plain
-//! ASCII, so the screen works on any terminal and font.
+//! The console's look: a small 256-colour palette and the glyphs it draws with. `NO_COLOR` keeps only bold,
+//! reversed and struck-through text (so emphasis, selection and a diff's deletions still read); `--ascii` swaps
+//! every box, block and arrow for plain ASCII, so the screen works on any terminal and font.
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::border;
 

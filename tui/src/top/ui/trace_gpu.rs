@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 
 use super::format::bytes_of;
 use super::theme::Theme;
-use crate::text::one_line;
+use crate::text::{one_line, UNSET};
 use llmops_proto::v1 as pb;
 
 /// One GPU over the samples: what it reported, never zeros for what it did not.
@@ -76,7 +76,7 @@ pub fn lines(
         let reason = samples.iter().map(|s| s.gpu_unavailable.as_str()).find(|r| !r.is_empty());
         return note(reason.map_or_else(|| "no GPU was sampled".to_owned(), |r| format!("no GPU: {}", one_line(r))));
     }
-    let dash = || "-".to_owned();
+    let dash = || UNSET.to_owned();
     let mut lines: Vec<Line<'static>> = spans
         .iter()
         .take(max_lines.max(1))

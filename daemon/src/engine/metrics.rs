@@ -221,6 +221,22 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Where an engine's Prometheus metrics are scraped, if anywhere: `metrics_url` as configured ("off": never),
+/// else `/metrics` beside `base_url` when the engine is on this host.
+pub fn scrape_url(config: &crate::config::OpenAiEngineConfig) -> Option<String> {
+    match config.metrics_url.as_deref().map(str::trim) {
+        Some("off") | Some("") => None,
+        Some(url) => Some(url.to_string()),
+        None => {
+            let url = reqwest::Url::parse(&config.base_url).ok()?;
+            let host = url.host_str()?;
+            let local = host == "localhost"
+                || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            local.then(|| metrics_url(&config.base_url))
+        }
+    }
+}
+
 /// `/metrics` beside an OpenAI-compatible base URL: `http://127.0.0.1:8000/v1` → `http://127.0.0.1:8000/metrics`.
 /// A trailing `/v1` is dropped; scheme, host, port and any other path prefix are kept (query and fragment not).
 pub fn metrics_url(base_url: &str) -> String {
@@ -358,5 +374,15 @@ mod tests {
         let error = scrape(&reqwest::Client::new(), &url, Duration::from_secs(5)).await.expect_err("refused");
         let error = error.to_string();
         assert!(error.starts_with(&format!("GET {url}: ")) && error.contains("refused"), "{error}");
+    }
+
+    /// Pages captured from a real `llama-server --metrics` (tests/fixtures/metrics/README.md says how): after one
+    /// request, and with two slots busy and a third request deferred.
+    #[test]
+    fn captured_llama_server_pages() {
+        const IDLE: &str = include_str!("../../../tests/fixtures/metrics/llamacpp-0c1e570-idle.txt");
+        const BUSY: &str = include_str!("../../../tests/fixtures/metrics/llamacpp-0c1e570-busy.txt");
+        assert_eq!(load(IDLE), (EngineFlavor::LlamaCpp, Some(0), Some(0), None));
+        assert_eq!(load(BUSY), (EngineFlavor::LlamaCpp, Some(2), Some(1), None));
     }
 }
