@@ -13,7 +13,7 @@ mod stream;
 mod trace_guard;
 mod usage;
 
-pub use proxy::Caller;
+pub use proxy::{serve, Caller};
 pub use sse::SseSplitter;
 pub use trace_guard::{HandBack, Observers};
 
@@ -182,18 +182,6 @@ async fn read_body(body: Body, limit: usize, timeout: std::time::Duration) -> Re
             timeout.as_millis()
         ))),
     }
-}
-
-/// Runs a request in-process as if it had come over HTTP (replay, evaluation runs): same routing, budgets,
-/// fallbacks and trace; the finished trace and the streamed text are handed back.
-pub async fn serve(
-    gateway: Arc<Gateway>,
-    endpoint: Endpoint,
-    caller: Caller,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (Response, HandBack) {
-    proxy::handle_handing_back(gateway, endpoint, caller, headers, body).await
 }
 
 async fn models(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {

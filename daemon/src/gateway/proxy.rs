@@ -42,8 +42,9 @@ pub async fn handle(
     run(gateway, endpoint, caller, headers, body, guard).await
 }
 
-/// [`handle`], for a caller inside the daemon that wants the finished trace back.
-pub async fn handle_handing_back(
+/// Runs a request in-process as if it had come over HTTP (replay, evaluation runs): same routing, budgets,
+/// fallbacks and trace as [`handle`]; the finished trace and the streamed text are handed back.
+pub async fn serve(
     gateway: Arc<Gateway>,
     endpoint: Endpoint,
     caller: Caller,
