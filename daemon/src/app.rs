@@ -166,12 +166,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         models = ?router.names().collect::<Vec<_>>(),
         "llmopsd listening"
     );
+    let signals = TerminationSignals::install();
     // One machine-readable line on stdout, for supervisors and tests that pick ports at run time.
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "llmopsd listening http={http_display} grpc={grpc_display}");
     let _ = stdout.flush();
 
-    serve_http(&config, http_listener, &gateway, &stages, shutdown_signal).await;
+    serve_http(&config, http_listener, &gateway, &stages, shutdown_signal, signals).await;
 
     // Streams whose connection just closed record their traces as they notice; give them a moment.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -252,6 +253,7 @@ async fn serve_http(
     gateway: &Arc<Gateway>,
     stages: &Stages,
     mut stop: shutdown::Shutdown,
+    mut signals: TerminationSignals,
 ) {
     let limits = crate::gateway::server::Limits {
         max_connections: config.server.max_connections,
@@ -263,7 +265,7 @@ async fn serve_http(
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     tokio::select! {
         () = &mut server => {}
-        signal = termination_signal() => {
+        signal = signals.received() => {
             tracing::info!(signal, in_flight = gateway.in_flight.load(Ordering::Relaxed), "shutting down");
             stages.servers.fire();
             if tokio::time::timeout(grace, &mut server).await.is_err() {
@@ -294,14 +296,27 @@ fn sampler_settings(config: &Config) -> sampler::SamplerSettings {
     sampler::SamplerSettings { nvml_library: (!library.is_empty()).then(|| library.into()), engine_gpus, rules: None }
 }
 
-async fn termination_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// SIGTERM and SIGINT, caught from the moment this is made: made before the daemon says it is listening, so
+/// a supervisor that stops it right after that line gets a clean shutdown, not the default kill.
+struct TerminationSignals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl TerminationSignals {
+    fn install() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop with SIGKILL");
+                Self(None)
+            }
+        }
+    }
+
+    async fn received(&mut self) -> &'static str {
+        let Some((term, int)) = self.0.as_mut() else { return std::future::pending().await };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
