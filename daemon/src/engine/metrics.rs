@@ -18,6 +18,7 @@
 //! SGLang exports nothing under `sglang:` until its scheduler first logs stats, so an idle, freshly started
 //! engine looks exactly like that.
 
+use super::status::error_chain;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -206,19 +207,6 @@ pub async fn scrape(client: &reqwest::Client, url: &str, timeout: Duration) -> R
         body.extend_from_slice(&chunk);
     }
     parse_load(&String::from_utf8_lossy(&body))
-}
-
-/// reqwest's own message is only "error sending request for url (…)"; the cause (connection refused, timed
-/// out, …) is in its sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Where an engine's Prometheus metrics are scraped, if anywhere: `metrics_url` as configured ("off": never),

@@ -1,4 +1,5 @@
 //! An OpenAI-compatible upstream (vLLM, llama.cpp server, SGLang, TGI, Ollama `/v1`, hosted APIs).
+use super::status::error_chain;
 use super::{Answer, Endpoint, EngineLoad, Health, HealthState, UpstreamError};
 use crate::config::OpenAiEngineConfig;
 use crate::sync::MutexExt;
@@ -263,18 +264,6 @@ async fn read_prefix(response: reqwest::Response, limit: usize) -> Result<String
         }
     }
     Ok(String::from_utf8_lossy(&kept).into_owned())
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"); the chain says "connection refused".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// A prompt too long for this engine's context (OpenAI's and llmopsd's `context_length_exceeded`, vLLM's and

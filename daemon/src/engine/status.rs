@@ -57,3 +57,16 @@ fn exceeds_context(body: &serde_json::Value) -> bool {
             .iter()
             .any(|phrase| message.contains(phrase))
 }
+
+/// reqwest's own message is only "error sending request for url (…)"; the cause (connection refused, timed
+/// out, …) is in its sources.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
