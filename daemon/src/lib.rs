@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod model_cache;
 pub mod pricing;
+pub mod replay;
 pub mod resilience;
 pub mod router;
 pub mod shutdown;

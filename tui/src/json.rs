@@ -93,12 +93,18 @@ pub fn attempt_to_json(attempt: &Attempt) -> Value {
     })
 }
 
-/// One `watch --json` line: `{"kind": "started"|"finished", "trace": {...}}`.
+/// One `watch --json` line: `{"kind": "started"|"finished", "trace": {...}}`; the last line for a viewer
+/// llmopsd dropped adds `"missed": n` (kind "unspecified", trace null).
 pub fn event_to_json(event: &TraceEvent) -> Value {
-    json!({
+    let mut value = json!({
         "kind": event_kind_name(event.kind),
         "trace": event.trace.as_ref().map(trace_to_json),
-    })
+    });
+    // Only when set: every other line keeps the shape it always had.
+    if event.missed > 0 {
+        value["missed"] = event.missed.into();
+    }
+    value
 }
 
 pub fn status_to_json(status: &Status) -> Value {
@@ -309,12 +315,14 @@ mod tests {
 
     #[test]
     fn event_has_kind_and_trace() {
-        let event = TraceEvent { kind: Kind::Started as i32, trace: Some(sample_trace()) };
+        let event = TraceEvent { kind: Kind::Started as i32, trace: Some(sample_trace()), missed: 0 };
         let value = event_to_json(&event);
         assert_eq!(value["kind"], "started");
         assert_eq!(value["trace"]["route"], "small");
-        let empty = event_to_json(&TraceEvent { kind: Kind::Finished as i32, trace: None });
+        let empty = event_to_json(&TraceEvent { kind: Kind::Finished as i32, trace: None, missed: 0 });
         assert_eq!(empty, json!({"kind": "finished", "trace": null}));
+        let dropped = event_to_json(&TraceEvent { missed: 7, ..TraceEvent::default() });
+        assert_eq!(dropped, json!({"kind": "unspecified", "trace": null, "missed": 7}));
     }
 
     #[test]

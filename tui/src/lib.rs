@@ -3,6 +3,7 @@
 //! tables and readable reports.
 
 pub mod address;
+pub mod alert_enums;
 pub mod auth;
 pub mod connect;
 pub mod json;

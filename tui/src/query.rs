@@ -1,7 +1,7 @@
 //! Calls that take more than one RPC, and finding one alert among many.
 use llmops_proto::v1::alert_service_client::AlertServiceClient;
 use llmops_proto::v1::trace_service_client::TraceServiceClient;
-use llmops_proto::v1::{Alert, ListAlertsRequest, ListTracesRequest, Trace};
+use llmops_proto::v1::{Alert, ListTracesRequest, Trace};
 
 use crate::connect::AuthChannel;
 
@@ -52,7 +52,7 @@ pub async fn list_alerts(
         if remaining == 0 {
             break;
         }
-        let request = ListAlertsRequest { state: (*state).to_owned(), limit: remaining };
+        let request = crate::alert_enums::list_request(state, remaining);
         let listed = client.list_alerts(request).await?.into_inner().alerts;
         for alert in listed {
             if !alerts.iter().any(|seen| seen.id == alert.id) {

@@ -3,6 +3,9 @@
 //! resolved alerts and for a viewer that fell behind.
 // Test code: a failed expectation is the test failing.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
+// The fake answers as an llmopsd from before the alert enums (strings only): llmopsctl must still read it, and
+// it reads the `state` of ListAlerts as such a daemon does (llmopsctl sends both).
+#![allow(deprecated)]
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +53,7 @@ fn drift_alert() -> Alert {
             attempts: 1,
             last_error: String::new(),
             last_attempt_unix_ms: AT + 500,
+            ..Delivery::default()
         }],
         ..Alert::default()
     }
@@ -123,9 +127,9 @@ impl AlertService for FakeDaemon {
     ) -> Result<Response<Self::WatchAlertsStream>, tonic::Status> {
         let acked = Alert { state: "acknowledged".into(), updated_at_unix_ms: AT + 61_000, ..drift_alert() };
         let events = vec![
-            Ok(AlertEvent { kind: "raised".into(), alert: Some(drift_alert()), missed: 0 }),
-            Ok(AlertEvent { kind: "acknowledged".into(), alert: Some(acked), missed: 0 }),
-            Ok(AlertEvent { kind: String::new(), alert: None, missed: 2 }),
+            Ok(AlertEvent { kind: "raised".into(), alert: Some(drift_alert()), ..AlertEvent::default() }),
+            Ok(AlertEvent { kind: "acknowledged".into(), alert: Some(acked), ..AlertEvent::default() }),
+            Ok(AlertEvent { kind: String::new(), alert: None, missed: 2, ..AlertEvent::default() }),
         ];
         Ok(Response::new(tokio_stream::iter(events)))
     }

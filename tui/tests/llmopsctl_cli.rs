@@ -91,11 +91,16 @@ impl TraceService for FakeDaemon {
             return Err(err);
         }
         let started = Trace { status: TraceStatus::InFlight as i32, ..sample_trace(0) };
-        let events = vec![
-            Ok(TraceEvent { kind: Kind::Started as i32, trace: Some(started) }),
-            Ok(TraceEvent { kind: Kind::Finished as i32, trace: Some(sample_trace(0)) }),
-            Err(tonic::Status::resource_exhausted("viewer too slow: missed 7 events")),
+        let mut events = vec![
+            Ok(TraceEvent { kind: Kind::Started as i32, trace: Some(started), missed: 0 }),
+            Ok(TraceEvent { kind: Kind::Finished as i32, trace: Some(sample_trace(0)), missed: 0 }),
         ];
+        // `watch --json` (bodies) meets an llmopsd from before `TraceEvent.missed`, which only ends the stream;
+        // `watch` a current one, which says so in an event first.
+        if !request.into_inner().include_bodies {
+            events.push(Ok(TraceEvent { missed: 7, ..TraceEvent::default() }));
+        }
+        events.push(Err(tonic::Status::resource_exhausted("viewer too slow: missed 7 events")));
         Ok(Response::new(tokio_stream::iter(events)))
     }
 
@@ -202,6 +207,14 @@ async fn text_output_and_error_exits() {
     assert_eq!((&lines[0]["kind"], &lines[0]["trace"]["status"]), (&"started".into(), &"in_flight".into()));
     assert_eq!(lines[1]["kind"], "finished");
     assert!(String::from_utf8_lossy(&watch.stderr).contains("viewer too slow: missed 7 events"));
+
+    let text_watch = llmopsctl(&socket, &["watch", "--token", TOKEN]).await;
+    assert_eq!(text_watch.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&text_watch.stdout).lines().count(), 3, "header and two events");
+    assert_eq!(
+        String::from_utf8_lossy(&text_watch.stderr),
+        "llmopsctl: watch stream ended by llmopsd: this viewer read too slowly and missed 7 updates\n"
+    );
 }
 
 #[tokio::test]

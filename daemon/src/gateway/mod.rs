@@ -10,6 +10,7 @@ pub mod request;
 pub mod server;
 mod sse;
 mod stream;
+mod tool_calls;
 mod trace_guard;
 mod usage;
 

@@ -435,7 +435,13 @@ async fn complete(
 /// The whole body of a non-streaming answer.
 fn response_text(endpoint: Endpoint, value: &Value) -> String {
     match endpoint {
-        Endpoint::ChatCompletions => value.pointer("/choices/0/message/content"),
+        Endpoint::ChatCompletions => {
+            let message = value.pointer("/choices/0/message");
+            let mut text =
+                message.and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or_default().to_string();
+            super::tool_calls::ToolCalls::from_message(message).append_to(&mut text);
+            return text;
+        }
         Endpoint::Completions => value.pointer("/choices/0/text"),
         Endpoint::Embeddings => {
             let data = value.get("data").and_then(Value::as_array);

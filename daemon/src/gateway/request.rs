@@ -44,6 +44,9 @@ struct ChatMessage {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    /// An assistant turn's calls, for the trace's prompt text.
+    #[serde(default)]
+    tool_calls: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +74,9 @@ struct Common {
     stream_options: Option<StreamOptions>,
     #[serde(default)]
     user: Option<String>,
+    /// OpenAI's successor of `user`; the trace's user when `user` is absent.
+    #[serde(default)]
+    safety_identifier: Option<String>,
     #[serde(default)]
     metadata: Option<BTreeMap<String, String>>,
     #[serde(default)]
@@ -168,6 +174,7 @@ impl ClientRequest {
                     stream: None,
                     stream_options: None,
                     user: embedding.user,
+                    safety_identifier: None,
                     metadata: None,
                     max_tokens: None,
                     max_completion_tokens: None,
@@ -193,7 +200,10 @@ impl ClientRequest {
             model: common.model,
             stream,
             wants_stream_usage: stream && common.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
-            user: bounded("user", common.user.unwrap_or_default())?,
+            user: match (common.user, common.safety_identifier) {
+                (Some(user), _) => bounded("user", user)?,
+                (None, identifier) => bounded("safety_identifier", identifier.unwrap_or_default())?,
+            },
             session_id: String::new(),
             prompt_id: String::new(),
             prompt_version: String::new(),
@@ -292,6 +302,7 @@ fn render_messages(messages: &[ChatMessage]) -> String {
             }
             None => {}
         }
+        super::tool_calls::ToolCalls::from_list(message.tool_calls.as_ref()).append_to(&mut text);
     }
     text
 }

@@ -239,8 +239,8 @@ struct ChoiceView<'a> {
 struct DeltaView<'a> {
     #[serde(borrow, default)]
     content: Option<Cow<'a, str>>,
-    #[serde(default)]
-    tool_calls: Option<serde::de::IgnoredAny>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<super::tool_calls::CallDelta<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -260,6 +260,8 @@ struct StreamSummary {
     chunk_offsets_ms: Vec<f64>,
     /// Characters each of those chunks added to `text`.
     chunk_chars: Vec<u32>,
+    /// Tool calls, gathered from their pieces.
+    tool_calls: super::tool_calls::ToolCalls,
     done: bool,
     /// The start of the first data event that was not JSON: the stream is broken, not an answer.
     invalid: Option<String>,
@@ -268,7 +270,8 @@ struct StreamSummary {
 impl StreamSummary {
     /// For the trace. An engine that ignored include_usage is counted by chunks (one token each on
     /// OpenAI-compatible servers).
-    fn into_answer(self) -> AnswerSummary {
+    fn into_answer(mut self) -> AnswerSummary {
+        self.tool_calls.append_to(&mut self.text);
         AnswerSummary {
             text: self.text,
             finish_reason: self.finish_reason.unwrap_or_default(),
@@ -313,8 +316,11 @@ impl StreamSummary {
         };
         let delta = choice.delta.as_ref();
         let content = delta.and_then(|d| d.content.as_deref()).or(choice.text.as_deref()).unwrap_or_default();
-        let has_tool_call = delta.is_some_and(|d| d.tool_calls.is_some());
-        if !content.is_empty() || has_tool_call {
+        let calls = delta.and_then(|d| d.tool_calls.as_deref());
+        if let Some(calls) = calls {
+            self.tool_calls.observe(calls);
+        }
+        if !content.is_empty() || calls.is_some() {
             self.text.push_str(content);
             self.content_chunks += 1;
             self.chunk_offsets_ms.push(offset_ms);

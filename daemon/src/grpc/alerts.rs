@@ -1,11 +1,12 @@
 //! `llmops.v1.AlertService`: list, watch and acknowledge alerts.
-use crate::alerts::{Alert, AlertError, AlertEvent, AlertEventKind, AlertFilter, AlertManager, AlertState, Summary};
+use super::watch::{self, WatchStream};
+use crate::alerts::{
+    Alert, AlertError, AlertEvent, AlertEventKind, AlertFilter, AlertManager, AlertState, DeliveryStatus, Severity,
+    Summary,
+};
 use crate::shutdown::Shutdown;
-use futures::Stream;
 use llmops_proto::v1 as pb;
 use std::collections::HashMap;
-use std::pin::Pin;
-use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 pub struct AlertApi {
@@ -36,6 +37,50 @@ fn kind_name(kind: AlertEventKind) -> &'static str {
     }
 }
 
+fn kind_to_proto(kind: AlertEventKind) -> pb::AlertEventKind {
+    match kind {
+        AlertEventKind::Raised => pb::AlertEventKind::Raised,
+        AlertEventKind::Updated => pb::AlertEventKind::Updated,
+        AlertEventKind::Acknowledged => pb::AlertEventKind::Acknowledged,
+        AlertEventKind::Resolved => pb::AlertEventKind::Resolved,
+    }
+}
+
+fn severity_to_proto(severity: Severity) -> pb::AlertSeverity {
+    match severity {
+        Severity::Info => pb::AlertSeverity::Info,
+        Severity::Warning => pb::AlertSeverity::Warning,
+        Severity::Critical => pb::AlertSeverity::Critical,
+    }
+}
+
+fn state_to_proto(state: AlertState) -> pb::AlertState {
+    match state {
+        AlertState::Firing => pb::AlertState::Firing,
+        AlertState::Acknowledged => pb::AlertState::Acknowledged,
+        AlertState::Resolved => pb::AlertState::Resolved,
+    }
+}
+
+fn state_from_proto(state: pb::AlertState) -> Option<AlertState> {
+    match state {
+        pb::AlertState::Unspecified => None,
+        pb::AlertState::Firing => Some(AlertState::Firing),
+        pb::AlertState::Acknowledged => Some(AlertState::Acknowledged),
+        pb::AlertState::Resolved => Some(AlertState::Resolved),
+    }
+}
+
+fn delivery_status_to_proto(status: DeliveryStatus) -> (pb::DeliveryStatus, &'static str) {
+    match status {
+        DeliveryStatus::Pending => (pb::DeliveryStatus::Pending, "pending"),
+        DeliveryStatus::Delivered => (pb::DeliveryStatus::Delivered, "delivered"),
+        DeliveryStatus::Failed => (pb::DeliveryStatus::Failed, "failed"),
+    }
+}
+
+/// The alert with each enum twice: the enum field and the deprecated string it replaced (older clients read it).
+#[allow(deprecated)]
 pub fn alert_to_proto(alert: &Alert) -> pb::Alert {
     let evidence = &alert.evidence;
     pb::Alert {
@@ -43,7 +88,9 @@ pub fn alert_to_proto(alert: &Alert) -> pb::Alert {
         key: alert.key.clone(),
         rule: alert.rule.clone(),
         severity: alert.severity.as_str().into(),
+        alert_severity: severity_to_proto(alert.severity) as i32,
         state: alert.state.as_str().into(),
+        alert_state: state_to_proto(alert.state) as i32,
         title: alert.title.clone(),
         message: alert.message.clone(),
         evidence: Some(pb::Evidence {
@@ -65,18 +112,47 @@ pub fn alert_to_proto(alert: &Alert) -> pb::Alert {
         deliveries: alert
             .deliveries
             .iter()
-            .map(|d| pb::Delivery {
-                url: d.url.clone(),
-                status: serde_json::to_value(d.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
-                attempts: d.attempts,
-                last_error: d.last_error.clone().unwrap_or_default(),
-                last_attempt_unix_ms: d.last_attempt_unix_ms.unwrap_or(0),
+            .map(|d| {
+                let (delivery_status, status) = delivery_status_to_proto(d.status);
+                pb::Delivery {
+                    url: d.url.clone(),
+                    status: status.into(),
+                    delivery_status: delivery_status as i32,
+                    attempts: d.attempts,
+                    last_error: d.last_error.clone().unwrap_or_default(),
+                    last_attempt_unix_ms: d.last_attempt_unix_ms.unwrap_or(0),
+                }
             })
             .collect(),
         acknowledged_by: alert.acknowledged_by.clone().unwrap_or_default(),
+    }
+}
+
+/// The event with its kind twice: the enum and the deprecated string it replaced (older clients read it).
+#[allow(deprecated)]
+fn event_to_proto(AlertEvent { kind, alert }: AlertEvent) -> pb::AlertEvent {
+    pb::AlertEvent {
+        kind: kind_name(kind).into(),
+        event_kind: kind_to_proto(kind) as i32,
+        alert: Some(alert_to_proto(&alert)),
+        missed: 0,
+    }
+}
+
+/// The state ListAlerts asks for: `alert_state`, else the deprecated `state` string (clients from before the
+/// enum); `None` for all.
+#[allow(deprecated)]
+fn requested_state(request: &pb::ListAlertsRequest) -> Result<Option<AlertState>, Status> {
+    match pb::AlertState::try_from(request.alert_state) {
+        Ok(pb::AlertState::Unspecified) => {}
+        Ok(state) => return Ok(state_from_proto(state)),
+        Err(_) => return Err(Status::invalid_argument(format!("unknown alert_state value {}", request.alert_state))),
+    }
+    match request.state.as_str() {
+        "" | "all" => Ok(None),
+        name => AlertState::parse(name).map(Some).ok_or_else(|| {
+            Status::invalid_argument(format!("state {name:?}: expected firing, acknowledged or resolved"))
+        }),
     }
 }
 
@@ -88,8 +164,6 @@ fn status(error: AlertError) -> Status {
     }
 }
 
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::AlertEvent, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl pb::alert_service_server::AlertService for AlertApi {
     async fn list_alerts(
@@ -97,12 +171,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
         request: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
         let request = request.into_inner();
-        let state = match request.state.as_str() {
-            "" | "all" => None,
-            name => Some(AlertState::parse(name).ok_or_else(|| {
-                Status::invalid_argument(format!("state {name:?}: expected firing, acknowledged or resolved"))
-            })?),
-        };
+        let state = requested_state(&request)?;
         let filter = AlertFilter { state, limit: Some(if request.limit == 0 { 100 } else { request.limit }) };
         let alerts = self.alerts.clone();
         let listed = tokio::task::spawn_blocking(move || alerts.list(filter))
@@ -112,34 +181,13 @@ impl pb::alert_service_server::AlertService for AlertApi {
         Ok(Response::new(pb::ListAlertsResponse { alerts: listed.iter().map(alert_to_proto).collect() }))
     }
 
-    type WatchAlertsStream = EventStream;
+    type WatchAlertsStream = WatchStream<pb::AlertEvent>;
 
     async fn watch_alerts(
         &self,
         _: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
-        let receiver = self.alerts.subscribe();
-        let shutdown = self.shutdown.clone();
-        let stream = futures::stream::unfold(Some((receiver, shutdown)), |state| async move {
-            let (mut receiver, mut shutdown) = state?;
-            let next = tokio::select! {
-                next = receiver.recv() => next,
-                _ = shutdown.wait() => return None,
-            };
-            match next {
-                Ok(AlertEvent { kind, alert }) => {
-                    let event =
-                        pb::AlertEvent { kind: kind_name(kind).into(), alert: Some(alert_to_proto(&alert)), missed: 0 };
-                    Some((Ok(event), Some((receiver, shutdown))))
-                }
-                // A slow viewer is told what it missed and dropped; the daemon never waits for it.
-                Err(RecvError::Lagged(missed)) => {
-                    Some((Ok(pb::AlertEvent { missed, ..pb::AlertEvent::default() }), None))
-                }
-                Err(RecvError::Closed) => None,
-            }
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(watch::follow(self.alerts.subscribe(), self.shutdown.clone(), event_to_proto)))
     }
 
     async fn ack_alert(&self, request: Request<pb::AckAlertRequest>) -> Result<Response<pb::Alert>, Status> {

@@ -1,12 +1,10 @@
 //! `llmops.v1.BudgetService`: budgets with usage, remaining, burn rate and projected exhaustion, as a list
 //! and as a watch stream of changes.
+use super::watch::{self, WatchStream};
 use crate::budget::{Action, BudgetUsage, Ledger, Limit};
 use crate::shutdown::Shutdown;
-use futures::Stream;
 use llmops_proto::v1 as pb;
-use std::pin::Pin;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 /// How often a watch looks for changed budgets.
@@ -75,8 +73,6 @@ fn changed_since(sent: Option<&[pb::Budget]>, now: &[pb::Budget]) -> Vec<pb::Bud
         .collect()
 }
 
-type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::BudgetUpdate, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl pb::budget_service_server::BudgetService for BudgetApi {
     async fn list_budgets(
@@ -87,50 +83,53 @@ impl pb::budget_service_server::BudgetService for BudgetApi {
         Ok(Response::new(pb::ListBudgetsResponse { at_unix_ms, budgets }))
     }
 
-    type WatchBudgetsStream = UpdateStream;
+    type WatchBudgetsStream = WatchStream<pb::BudgetUpdate>;
 
     async fn watch_budgets(
         &self,
         _: Request<pb::WatchBudgetsRequest>,
     ) -> Result<Response<Self::WatchBudgetsStream>, Status> {
-        let (sender, receiver) = mpsc::channel(WATCH_BACKLOG);
-        let budgets = self.budgets.clone();
-        let mut shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            // What the viewer was last sent: each update carries every change since, so one it could not
-            // take is folded into the next instead of lost.
-            let mut delivered: Option<Vec<pb::Budget>> = None;
-            let mut ticker = tokio::time::interval(WATCH_EVERY);
-            let mut missed = 0u64;
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = shutdown.wait() => break,
-                    _ = sender.closed() => break,
-                }
-                let (at_unix_ms, now) = snapshot(&budgets);
-                let changed = changed_since(delivered.as_deref(), &now);
-                if delivered.is_some() && changed.is_empty() {
-                    continue;
-                }
-                match sender.try_send(Ok(pb::BudgetUpdate { at_unix_ms, budgets: changed, missed: 0 })) {
-                    Ok(()) => {
-                        delivered = Some(now);
-                        missed = 0;
-                    }
-                    // A viewer that stops reading is dropped, told how many updates it missed.
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        missed += 1;
-                        if missed >= WATCH_BACKLOG as u64 {
-                            let _ = sender.send(Ok(pb::BudgetUpdate { at_unix_ms, budgets: Vec::new(), missed })).await;
-                            break;
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+        // Spend is not evented: a task per viewer polls the ledger and offers what changed.
+        let (sender, receiver) = watch::channel(WATCH_BACKLOG);
+        tokio::spawn(poll_changes(self.budgets.clone(), self.shutdown.clone(), sender));
+        Ok(Response::new(watch::follow(receiver, self.shutdown.clone(), |update| update)))
+    }
+}
+
+/// Offers the viewer the budgets that changed, every `WATCH_EVERY`, until it goes away or is dropped.
+async fn poll_changes(budgets: Ledger, mut shutdown: Shutdown, sender: watch::Sender<pb::BudgetUpdate>) {
+    // What the viewer was last sent: each update carries every change since, so one it could not take is
+    // folded into the next instead of lost.
+    let mut delivered: Option<Vec<pb::Budget>> = None;
+    let mut ticker = tokio::time::interval(WATCH_EVERY);
+    // Updates in a row that found the viewer's buffer full.
+    let mut missed = 0u64;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait() => return,
+            _ = sender.closed() => return,
+        }
+        let (at_unix_ms, now) = snapshot(&budgets);
+        let changed = changed_since(delivered.as_deref(), &now);
+        if delivered.is_some() && changed.is_empty() {
+            continue;
+        }
+        match sender.offer(pb::BudgetUpdate { at_unix_ms, budgets: changed, missed: 0 }) {
+            watch::Offer::Buffered => {
+                delivered = Some(now);
+                missed = 0;
+            }
+            // Folded into the next update; a viewer that stops reading altogether is dropped.
+            watch::Offer::Full => {
+                missed += 1;
+                if missed >= WATCH_BACKLOG as u64 {
+                    sender.drop_viewer(missed);
+                    return;
                 }
             }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))))
+            watch::Offer::Gone => return,
+        }
     }
 }
 

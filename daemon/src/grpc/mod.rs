@@ -10,6 +10,7 @@ pub mod status;
 mod store_query;
 pub mod telemetry;
 pub mod traces;
+pub mod watch;
 
 use crate::config::GrpcListen;
 use crate::shutdown::Shutdown;

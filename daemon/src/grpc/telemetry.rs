@@ -1,14 +1,13 @@
 //! `llmops.v1.TelemetryService`: the latest sample, a change-only watch stream, a time-series query over the
 //! ring, and rolling request metrics.
+use super::watch::{self, WatchStream};
 use crate::shutdown::Shutdown;
 use crate::telemetry::model::{EngineSample, GpuSample, HostSample, TelemetrySample};
 use crate::telemetry::requests::{Percentiles, RouteWindowStats};
 use crate::telemetry::Telemetry;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use llmops_proto::v1 as pb;
-use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 /// Most samples one query returns; a longer range needs `step`.
@@ -25,8 +24,6 @@ impl TelemetryApi {
     }
 }
 
-type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::TelemetryUpdate, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl pb::telemetry_service_server::TelemetryService for TelemetryApi {
     async fn get_telemetry(
@@ -36,36 +33,20 @@ impl pb::telemetry_service_server::TelemetryService for TelemetryApi {
         Ok(Response::new(sample_to_proto(&self.telemetry.latest(), self.interval_ms())))
     }
 
-    type WatchTelemetryStream = UpdateStream;
+    type WatchTelemetryStream = WatchStream<pb::TelemetryUpdate>;
 
     async fn watch_telemetry(
         &self,
         _request: Request<pb::WatchTelemetryRequest>,
     ) -> Result<Response<Self::WatchTelemetryStream>, Status> {
         let receiver = self.telemetry.subscribe();
-        let first = self.telemetry.latest();
-        let shutdown = self.shutdown.clone();
+        let mut previous = self.telemetry.latest();
         // The first update is the whole latest sample; each later one only what changed since the previous.
-        let opening = futures::stream::once(async move { Ok(diff(None, &first)) });
-        let state = Some((receiver, shutdown, self.telemetry.latest()));
-        let updates = futures::stream::unfold(state, |state| async move {
-            let (mut receiver, mut shutdown, previous) = state?;
-            let next = tokio::select! {
-                next = receiver.recv() => next,
-                _ = shutdown.wait() => return None,
-            };
-            match next {
-                Ok(sample) => {
-                    let update = diff(Some(&previous), &sample);
-                    Some((Ok(update), Some((receiver, shutdown, sample))))
-                }
-                // Slow viewers never hold the daemon back: they are told what they missed and dropped.
-                Err(RecvError::Lagged(missed)) => {
-                    let update = pb::TelemetryUpdate { missed, ..pb::TelemetryUpdate::default() };
-                    Some((Ok(update), None))
-                }
-                Err(RecvError::Closed) => None,
-            }
+        let opening = futures::stream::once(std::future::ready(Ok(diff(None, &previous))));
+        let updates = watch::follow(receiver, self.shutdown.clone(), move |sample| {
+            let update = diff(Some(&previous), &sample);
+            previous = sample;
+            update
         });
         Ok(Response::new(Box::pin(opening.chain(updates))))
     }

@@ -2,13 +2,11 @@
 use super::convert::{event_kind_to_proto, status_from_proto, trace_to_proto};
 use super::replay::{ReplayEvents, Replayer};
 use super::store_query::with_store;
+use super::watch::{self, WatchStream};
 use crate::shutdown::Shutdown;
-use crate::trace::{EventKind, Recorder, Store, TraceQuery};
-use futures::Stream;
+use crate::trace::{EventKind, Recorder, Store, TraceEvent, TraceQuery};
 use llmops_proto::v1 as pb;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 const DEFAULT_PAGE: usize = 50;
@@ -35,8 +33,6 @@ impl TraceApi {
 fn non_empty(text: String) -> Option<String> {
     Some(text).filter(|t| !t.is_empty())
 }
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<pb::TraceEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::trace_service_server::TraceService for TraceApi {
@@ -78,7 +74,7 @@ impl pb::trace_service_server::TraceService for TraceApi {
         }
     }
 
-    type WatchTracesStream = EventStream;
+    type WatchTracesStream = WatchStream<pb::TraceEvent>;
 
     async fn watch_traces(
         &self,
@@ -93,35 +89,15 @@ impl pb::trace_service_server::TraceService for TraceApi {
         };
         let recent = futures::stream::iter(recent.into_iter().map(move |trace| {
             let kind = event_kind_to_proto(EventKind::Finished) as i32;
-            Ok(pb::TraceEvent { kind, trace: Some(trace_to_proto(&trace, include_bodies)) })
+            Ok(pb::TraceEvent { kind, trace: Some(trace_to_proto(&trace, include_bodies)), missed: 0 })
         }));
-        let shutdown = self.shutdown.clone();
-        // A viewer that falls more than the broadcast buffer behind is ended and told what it missed; the
-        // daemon never waits for it.
-        let stream = futures::stream::unfold(Some((receiver, shutdown)), move |state| async move {
-            let (mut receiver, mut shutdown) = state?;
-            let next = tokio::select! {
-                next = receiver.recv() => next,
-                _ = shutdown.wait() => return None,
-            };
-            match next {
-                Ok(event) => {
-                    let message = pb::TraceEvent {
-                        kind: event_kind_to_proto(event.kind) as i32,
-                        trace: Some(trace_to_proto(&event.trace, include_bodies)),
-                    };
-                    Some((Ok(message), Some((receiver, shutdown))))
-                }
-                Err(RecvError::Lagged(missed)) => Some((
-                    Err(Status::resource_exhausted(format!(
-                        "viewer too slow: dropped after missing {missed} trace events; reconnect to resume"
-                    ))),
-                    None,
-                )),
-                Err(RecvError::Closed) => None,
-            }
+        // A viewer that falls more than the recorder's buffer behind is told what it missed and dropped.
+        let live = watch::follow(receiver, self.shutdown.clone(), move |event: TraceEvent| pb::TraceEvent {
+            kind: event_kind_to_proto(event.kind) as i32,
+            trace: Some(trace_to_proto(&event.trace, include_bodies)),
+            missed: 0,
         });
-        let bursts = tokio_stream::StreamExt::chunks_timeout(stream, WATCH_BURST_EVENTS, WATCH_BURST);
+        let bursts = tokio_stream::StreamExt::chunks_timeout(live, WATCH_BURST_EVENTS, WATCH_BURST);
         let live = futures::StreamExt::flat_map(bursts, futures::stream::iter);
         Ok(Response::new(Box::pin(futures::StreamExt::chain(recent, live))))
     }

@@ -83,86 +83,19 @@ impl HostRules {
         }
     }
 
+    /// The three GPU rules: temperature, memory and throttling, each raising or resolving its own alert.
     fn check_gpu(&self, gpu: &GpuSample) {
         let labels = BTreeMap::from([
             ("gpu".to_string(), gpu.index.to_string()),
             ("uuid".to_string(), gpu.uuid.clone()),
             ("name".to_string(), gpu.name.clone()),
         ]);
-        let which = if gpu.name.is_empty() {
-            format!("GPU {}", gpu.index)
-        } else {
-            format!("GPU {} ({})", gpu.index, gpu.name)
-        };
-        let full_name = format!("{which}, {}", gpu.uuid);
-        let limit = self.config.gpu_temperature_celsius;
-        let critical = limit + 10;
-        let temperature = match gpu.temperature_celsius {
-            Some(t) if t >= limit => firing(
-                if t >= critical { Severity::Critical } else { Severity::Warning },
-                format!("{which} at {t} °C"),
-                format!("{full_name} is at {t} °C, at or over the {limit} °C alert threshold (critical from {critical} °C)."),
-                evidence("temperature_c", f64::from(t), f64::from(limit)),
-            ),
-            Some(t) => Outcome::Clear(format!("GPU {} back to {t} °C, under the {limit} °C threshold", gpu.index)),
-            None => Outcome::Clear(format!("GPU {} no longer reports its temperature", gpu.index)),
-        };
+        let names = GpuNames::of(gpu);
+        let temperature = gpu_temperature(gpu, &names, self.config.gpu_temperature_celsius);
         self.rule(format!("gpu:{}:temperature", gpu.uuid), &labels, temperature);
-
-        let fraction = self.config.gpu_memory_fraction;
-        let memory = match gpu.memory_used_bytes.zip(gpu.memory_total_bytes.filter(|t| *t > 0)) {
-            Some((used, total)) => {
-                let share = used as f64 / total as f64;
-                if share >= fraction {
-                    firing(
-                        Severity::Warning,
-                        format!("{which} memory {} full", percent(share)),
-                        format!(
-                            "{full_name} has {} of {} GB of memory in use ({}), at or over the {} alert threshold.",
-                            gigabytes(used),
-                            gigabytes(total),
-                            percent(share),
-                            percent(fraction)
-                        ),
-                        evidence("memory_used_fraction", share, fraction),
-                    )
-                } else {
-                    Outcome::Clear(format!(
-                        "GPU {} memory back to {} in use, under the {} threshold",
-                        gpu.index,
-                        percent(share),
-                        percent(fraction)
-                    ))
-                }
-            }
-            None => Outcome::Clear(format!("GPU {} no longer reports its memory", gpu.index)),
-        };
+        let memory = gpu_memory(gpu, &names, self.config.gpu_memory_fraction);
         self.rule(format!("gpu:{}:memory", gpu.uuid), &labels, memory);
-
-        let throttled: Vec<&str> = gpu
-            .throttle_reasons
-            .iter()
-            .flatten()
-            .filter(|r| r.contains("power") || r.contains("thermal") || r.contains("hw_slowdown"))
-            .map(String::as_str)
-            .collect();
-        let throttle = if throttled.is_empty() {
-            Outcome::Clear(format!("GPU {} no longer throttled for power or heat", gpu.index))
-        } else {
-            let reasons = throttled.join(", ");
-            let mut e = evidence("throttle_reasons", throttled.len() as f64, 0.0);
-            e.detail = reasons.clone();
-            firing(
-                Severity::Warning,
-                format!("{which} throttled: {reasons}"),
-                format!(
-                    "{full_name} is holding its clocks down for power or heat ({reasons}): requests on it run slower \
-                     until it cools down or its power draw falls."
-                ),
-                e,
-            )
-        };
-        self.rule(format!("gpu:{}:throttle", gpu.uuid), &labels, throttle);
+        self.rule(format!("gpu:{}:throttle", gpu.uuid), &labels, gpu_throttle(gpu, &names));
     }
 
     fn check_engine(&mut self, engine: &EngineView, now: Instant) {
@@ -299,6 +232,100 @@ impl HostRules {
             }
         }
     }
+}
+
+/// How alerts name a GPU: short in titles, with its UUID in messages (indexes change across reboots).
+struct GpuNames {
+    /// "GPU 0 (NVIDIA H100)", or "GPU 0" when the name is unknown.
+    which: String,
+    /// `which` and the UUID.
+    full: String,
+}
+
+impl GpuNames {
+    fn of(gpu: &GpuSample) -> Self {
+        let which = if gpu.name.is_empty() {
+            format!("GPU {}", gpu.index)
+        } else {
+            format!("GPU {} ({})", gpu.index, gpu.name)
+        };
+        let full = format!("{which}, {}", gpu.uuid);
+        Self { which, full }
+    }
+}
+
+/// Warning at `limit` °C, critical 10 °C above it.
+fn gpu_temperature(gpu: &GpuSample, names: &GpuNames, limit: u32) -> Outcome {
+    let critical = limit + 10;
+    let GpuNames { which, full } = names;
+    match gpu.temperature_celsius {
+        Some(t) if t >= limit => firing(
+            if t >= critical { Severity::Critical } else { Severity::Warning },
+            format!("{which} at {t} °C"),
+            format!("{full} is at {t} °C, at or over the {limit} °C alert threshold (critical from {critical} °C)."),
+            evidence("temperature_c", f64::from(t), f64::from(limit)),
+        ),
+        Some(t) => Outcome::Clear(format!("GPU {} back to {t} °C, under the {limit} °C threshold", gpu.index)),
+        None => Outcome::Clear(format!("GPU {} no longer reports its temperature", gpu.index)),
+    }
+}
+
+/// Warning when the share of memory in use reaches `fraction`.
+fn gpu_memory(gpu: &GpuSample, names: &GpuNames, fraction: f64) -> Outcome {
+    // A total of 0 would make the share meaningless: treated as not reported.
+    let Some((used, total)) = gpu.memory_used_bytes.zip(gpu.memory_total_bytes.filter(|t| *t > 0)) else {
+        return Outcome::Clear(format!("GPU {} no longer reports its memory", gpu.index));
+    };
+    let share = used as f64 / total as f64;
+    if share < fraction {
+        return Outcome::Clear(format!(
+            "GPU {} memory back to {} in use, under the {} threshold",
+            gpu.index,
+            percent(share),
+            percent(fraction)
+        ));
+    }
+    firing(
+        Severity::Warning,
+        format!("{} memory {} full", names.which, percent(share)),
+        format!(
+            "{} has {} of {} GB of memory in use ({}), at or over the {} alert threshold.",
+            names.full,
+            gigabytes(used),
+            gigabytes(total),
+            percent(share),
+            percent(fraction)
+        ),
+        evidence("memory_used_fraction", share, fraction),
+    )
+}
+
+/// Warning while the GPU holds its clocks down for power or heat (other throttle reasons, such as idle, are
+/// normal).
+fn gpu_throttle(gpu: &GpuSample, names: &GpuNames) -> Outcome {
+    let throttled: Vec<&str> = gpu
+        .throttle_reasons
+        .iter()
+        .flatten()
+        .filter(|r| r.contains("power") || r.contains("thermal") || r.contains("hw_slowdown"))
+        .map(String::as_str)
+        .collect();
+    if throttled.is_empty() {
+        return Outcome::Clear(format!("GPU {} no longer throttled for power or heat", gpu.index));
+    }
+    let reasons = throttled.join(", ");
+    let mut e = evidence("throttle_reasons", throttled.len() as f64, 0.0);
+    e.detail = reasons.clone();
+    firing(
+        Severity::Warning,
+        format!("{} throttled: {reasons}", names.which),
+        format!(
+            "{} is holding its clocks down for power or heat ({reasons}): requests on it run slower until it cools \
+             down or its power draw falls.",
+            names.full
+        ),
+        e,
+    )
 }
 
 fn evidence(statistic: &str, value: f64, threshold: f64) -> Evidence {

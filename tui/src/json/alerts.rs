@@ -3,14 +3,16 @@
 use llmops_proto::v1::{Alert, AlertEvent, Delivery, Evidence};
 use serde_json::{json, Value};
 
+use crate::alert_enums;
+
 /// One alert; `alert ID --json` and `alerts ack ID --json` print this object.
 pub fn alert_to_json(alert: &Alert) -> Value {
     json!({
         "id": alert.id,
         "key": alert.key,
         "rule": alert.rule,
-        "severity": alert.severity,
-        "state": alert.state,
+        "severity": alert_enums::severity_name(alert),
+        "state": alert_enums::state_name(alert),
         "title": alert.title,
         "message": alert.message,
         "evidence": alert.evidence.as_ref().map(evidence_to_json),
@@ -33,7 +35,7 @@ pub fn alerts_to_json(alerts: &[Alert]) -> Value {
 /// One `alerts --watch --json` line: `{"kind": "raised"|..., "alert": {...}|null, "missed": n}`.
 pub fn alert_event_to_json(event: &AlertEvent) -> Value {
     json!({
-        "kind": event.kind,
+        "kind": alert_enums::event_kind_name(event),
         "alert": event.alert.as_ref().map(alert_to_json),
         "missed": event.missed,
     })
@@ -56,7 +58,7 @@ fn evidence_to_json(evidence: &Evidence) -> Value {
 fn delivery_to_json(delivery: &Delivery) -> Value {
     json!({
         "url": delivery.url,
-        "status": delivery.status,
+        "status": alert_enums::delivery_status_name(delivery),
         "attempts": delivery.attempts,
         "last_error": delivery.last_error,
         "last_attempt_unix_ms": delivery.last_attempt_unix_ms,
@@ -64,8 +66,11 @@ fn delivery_to_json(delivery: &Delivery) -> Value {
 }
 
 #[cfg(test)]
+// The fixtures fill the deprecated strings beside the enums, as llmopsd does.
+#[allow(deprecated)]
 mod tests {
     use super::*;
+    use llmops_proto::v1::{AlertEventKind, AlertSeverity, AlertState, DeliveryStatus};
 
     fn alert() -> Alert {
         Alert {
@@ -73,7 +78,9 @@ mod tests {
             key: "drift:small:prompt_chars".into(),
             rule: "drift".into(),
             severity: "warning".into(),
+            alert_severity: AlertSeverity::Warning as i32,
             state: "acknowledged".into(),
+            alert_state: AlertState::Acknowledged as i32,
             title: "Prompt length drifted".into(),
             evidence: Some(Evidence {
                 statistic: "ks_p_value".into(),
@@ -94,6 +101,7 @@ mod tests {
             deliveries: vec![Delivery {
                 url: "https://hooks.example/alerts".into(),
                 status: "delivered".into(),
+                delivery_status: DeliveryStatus::Delivered as i32,
                 attempts: 1,
                 last_error: String::new(),
                 last_attempt_unix_ms: 1_717_000_000_500,
@@ -160,13 +168,18 @@ mod tests {
     fn list_and_events_wrap_the_alerts() {
         assert_eq!(alerts_to_json(&[]), json!({"alerts": []}));
         assert_eq!(alerts_to_json(&[alert()])["alerts"][0]["state"], "acknowledged");
-        let event = AlertEvent { kind: "raised".into(), alert: Some(alert()), missed: 0 };
+        let event = AlertEvent {
+            kind: "raised".into(),
+            event_kind: AlertEventKind::Raised as i32,
+            alert: Some(alert()),
+            missed: 0,
+        };
         let value = alert_event_to_json(&event);
         assert_eq!(
             (&value["kind"], &value["alert"]["rule"], &value["missed"]),
             (&json!("raised"), &json!("drift"), &json!(0))
         );
-        let missed = AlertEvent { kind: String::new(), alert: None, missed: 4 };
+        let missed = AlertEvent { kind: String::new(), alert: None, missed: 4, ..AlertEvent::default() };
         assert_eq!(alert_event_to_json(&missed), json!({"kind": "", "alert": null, "missed": 4}));
     }
 }

@@ -4,9 +4,10 @@ use std::collections::BTreeSet;
 use std::fmt::Display;
 
 use chrono::{DateTime, TimeZone};
-use llmops_proto::v1::{Alert, AlertEvent, Delivery, Evidence};
+use llmops_proto::v1::{Alert, AlertEvent, Delivery, DeliveryStatus, Evidence};
 
 use super::Report;
+use crate::alert_enums;
 use crate::table::{join_cells, Column, Table};
 use crate::text::{dash_if_empty, one_line, truncate, UNSET};
 use crate::when::{full_time, short_time};
@@ -57,8 +58,8 @@ where
     for alert in alerts {
         table.push(vec![
             short_alert_id(&alert.id),
-            dash_if_empty(&alert.state),
-            dash_if_empty(&alert.severity),
+            dash_if_empty(alert_enums::state_name(alert)),
+            dash_if_empty(alert_enums::severity_name(alert)),
             dash_if_empty(&alert.rule),
             dash_if_empty(&truncate(&one_line(&alert.title), TITLE_MAX_CHARS)),
             short_time(alert.started_at_unix_ms, now),
@@ -79,8 +80,8 @@ where
     let optional_time = |unix_ms: Option<i64>| unix_ms.map_or_else(|| UNSET.to_owned(), |ms| full_time(ms, zone));
     let fields = [
         ("id", dash_if_empty(&alert.id)),
-        ("state", dash_if_empty(&alert.state)),
-        ("severity", dash_if_empty(&alert.severity)),
+        ("state", dash_if_empty(alert_enums::state_name(alert))),
+        ("severity", dash_if_empty(alert_enums::severity_name(alert))),
         ("rule", dash_if_empty(&alert.rule)),
         ("title", dash_if_empty(&one_line(&alert.title))),
         ("key", dash_if_empty(&alert.key)),
@@ -124,7 +125,8 @@ pub fn render_acknowledged<Tz: TimeZone>(alert: &Alert, by: &str, zone: &Tz) -> 
 where
     Tz::Offset: Display,
 {
-    let what = format!("alert {} ({} {}: {})", alert.id, alert.severity, alert.rule, one_line(&alert.title));
+    let severity = alert_enums::severity_name(alert);
+    let what = format!("alert {} ({severity} {}: {})", alert.id, alert.rule, one_line(&alert.title));
     let when = alert.acknowledged_at_unix_ms.map_or_else(|| UNSET.to_owned(), |ms| full_time(ms, zone));
     if alert.acknowledged_by.is_empty() || alert.acknowledged_by == by {
         format!("Acknowledged {what} as {by}.\n")
@@ -149,9 +151,9 @@ where
     let at = if alert.updated_at_unix_ms > 0 { alert.updated_at_unix_ms } else { alert.started_at_unix_ms };
     Some(join_watch_cells(&[
         short_time(at, now),
-        dash_if_empty(&event.kind.to_uppercase()),
+        dash_if_empty(&alert_enums::event_kind_name(event).to_uppercase()),
         short_alert_id(&alert.id),
-        dash_if_empty(&alert.severity),
+        dash_if_empty(alert_enums::severity_name(alert)),
         dash_if_empty(&alert.rule),
         dash_if_empty(&truncate(&one_line(&alert.title), TITLE_MAX_CHARS)),
         evidence_cell(alert.evidence.as_ref()),
@@ -210,16 +212,16 @@ fn value_against_threshold(value: f64, threshold: f64, threshold_label: &str) ->
 
 /// "1/1 delivered", "failed (3 tries)", "pending", "1/2 delivered, 1 failed"; "-" without webhooks.
 pub fn webhooks_summary(deliveries: &[Delivery]) -> String {
-    let count = |status: &str| deliveries.iter().filter(|d| d.status == status).count();
+    let count = |status| deliveries.iter().filter(|d| alert_enums::delivery_status(d) == status).count();
     let total = deliveries.len();
-    let (delivered, failed) = (count("delivered"), count("failed"));
+    let (delivered, failed) = (count(DeliveryStatus::Delivered), count(DeliveryStatus::Failed));
     match deliveries {
         [] => UNSET.to_owned(),
         _ if delivered == total => format!("{delivered}/{total} delivered"),
-        [only] => match only.status.as_str() {
-            "failed" => format!("failed ({})", tries(only.attempts)),
-            "pending" if only.attempts > 0 => format!("retrying ({})", tries(only.attempts)),
-            status => dash_if_empty(status),
+        [only] => match alert_enums::delivery_status(only) {
+            DeliveryStatus::Failed => format!("failed ({})", tries(only.attempts)),
+            DeliveryStatus::Pending if only.attempts > 0 => format!("retrying ({})", tries(only.attempts)),
+            _ => dash_if_empty(alert_enums::delivery_status_name(only)),
         },
         _ => {
             // Anything neither delivered nor failed is still on its way.
@@ -341,7 +343,7 @@ where
     for delivery in deliveries {
         table.push(vec![
             dash_if_empty(&delivery.url),
-            dash_if_empty(&delivery.status),
+            dash_if_empty(alert_enums::delivery_status_name(delivery)),
             delivery.attempts.to_string(),
             full_time(delivery.last_attempt_unix_ms, zone),
             dash_if_empty(&truncate(&one_line(&delivery.last_error), ERROR_MAX_CHARS)),

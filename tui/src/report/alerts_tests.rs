@@ -1,6 +1,9 @@
 //! Tests of `report/alerts.rs`: tables, the alert report, evidence and webhook summaries, watch lines.
+// The fixtures fill the deprecated strings beside the enums, as llmopsd does.
+#![allow(deprecated)]
 use super::*;
 use chrono::Utc;
+use llmops_proto::v1::{AlertEventKind, AlertSeverity, AlertState};
 
 const AT: i64 = 1_717_000_000_000; // 2024-05-29 16:26:40 UTC
 
@@ -9,7 +12,15 @@ fn now() -> DateTime<Utc> {
 }
 
 fn delivery(status: &str, attempts: u32) -> Delivery {
-    Delivery { url: "https://hooks.example/a".into(), status: status.into(), attempts, ..Delivery::default() }
+    let name = format!("DELIVERY_STATUS_{}", status.to_uppercase());
+    let delivery_status = DeliveryStatus::from_str_name(&name).unwrap_or_default() as i32;
+    Delivery {
+        url: "https://hooks.example/a".into(),
+        status: status.into(),
+        delivery_status,
+        attempts,
+        ..Delivery::default()
+    }
 }
 
 fn drift_alert() -> Alert {
@@ -18,7 +29,9 @@ fn drift_alert() -> Alert {
         key: "drift:small:prompt_chars".into(),
         rule: "drift".into(),
         severity: "warning".into(),
+        alert_severity: AlertSeverity::Warning as i32,
         state: "firing".into(),
+        alert_state: AlertState::Firing as i32,
         title: "Prompt length drifted on route small since the reference week".into(),
         message: "KS test: the prompts of the last hour are longer.".into(),
         evidence: Some(Evidence {
@@ -52,7 +65,9 @@ fn alerts_table_has_one_row_per_alert() {
         id: "gpu-1".into(),
         rule: "gpu".into(),
         severity: "critical".into(),
+        alert_severity: AlertSeverity::Critical as i32,
         state: "resolved".into(),
+        alert_state: AlertState::Resolved as i32,
         title: "GPU 0 at 91 °C".into(),
         evidence: Some(Evidence {
             statistic: "gpu_temp_c".into(),
@@ -159,6 +174,7 @@ fn alert_report_shows_fields_evidence_windows_and_webhooks() {
 fn acknowledging_says_who_did_it() {
     let acked = Alert {
         state: "acknowledged".into(),
+        alert_state: AlertState::Acknowledged as i32,
         acknowledged_by: "alice".into(),
         acknowledged_at_unix_ms: Some(AT),
         ..drift_alert()
@@ -178,7 +194,12 @@ fn watch_lines_line_up_with_their_header() {
         alert_watch_header(),
         format!("TIME      EVENT         ID        SEVERITY  RULE           TITLE{}EVIDENCE", " ".repeat(37))
     );
-    let event = AlertEvent { kind: "raised".into(), alert: Some(drift_alert()), missed: 0 };
+    let event = AlertEvent {
+        kind: "raised".into(),
+        event_kind: AlertEventKind::Raised as i32,
+        alert: Some(drift_alert()),
+        missed: 0,
+    };
     let line = alert_watch_line(&event, &now()).expect("a line");
     assert!(line.starts_with("16:27:40  RAISED        0000a1e7  warning   drift          Prompt length"), "{line}");
     // Columns in characters: the cut title ends in a 3-byte "…".

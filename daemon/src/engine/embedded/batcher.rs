@@ -4,19 +4,14 @@
 //! and its KV-cache slot for the next request in the queue.
 use super::job::{Command, Event, Finish, FinishReason, Job};
 use super::llm::LoadedModel;
-use super::request::Sampling;
 use super::text::{Piece, TextOut};
 use super::Load;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-
-/// How far back frequency, presence and repetition penalties look, in tokens (llama.cpp's default).
-const PENALTY_LAST_N: i32 = 64;
 
 struct Slot {
     seq: i32,
@@ -28,7 +23,6 @@ struct Slot {
     /// The last sampled token, fed in the next step.
     next: Option<LlamaToken>,
     generated: u32,
-    sampler: LlamaSampler,
     text: TextOut,
     /// Where this sequence's logits are in the current batch.
     logits_at: Option<i32>,
@@ -93,14 +87,13 @@ impl Schedule {
     }
 
     /// Gives each free sequence to the oldest waiting job.
-    fn admit(&mut self, sampler: impl Fn(&Sampling) -> LlamaSampler) {
+    fn admit(&mut self) {
         for index in 0..self.slots.len() {
             if self.slots[index].is_some() {
                 continue;
             }
             let Some(job) = self.waiting.pop_front() else { break };
             self.load.left_queue(1);
-            let sampler = sampler(&job.sampling);
             self.slots[index] = Some(Slot {
                 seq: index as i32,
                 text: TextOut::new(job.stop.clone()),
@@ -109,7 +102,6 @@ impl Schedule {
                 pos: 0,
                 next: None,
                 generated: 0,
-                sampler,
                 logits_at: None,
             });
         }
@@ -170,8 +162,7 @@ impl<'m> Batcher<'m> {
             for index in self.schedule.cancelled() {
                 self.free(index);
             }
-            let n_vocab = self.model.n_vocab();
-            self.schedule.admit(|sampling| sampler(sampling, n_vocab));
+            self.schedule.admit();
             if self.schedule.running() {
                 self.step();
             }
@@ -231,7 +222,7 @@ impl<'m> Batcher<'m> {
     fn sample(&mut self, index: usize) {
         let Some(slot) = self.schedule.slots[index].as_mut() else { return };
         let Some(at) = slot.logits_at.take() else { return };
-        let token = slot.sampler.sample(&self.ctx, at);
+        let token = slot.job.sampler.sample(&self.ctx, at);
         slot.generated += 1;
         let outcome = if self.model.is_end_of_generation(token) {
             let rest = slot.text.finish();
@@ -287,37 +278,6 @@ impl<'m> Batcher<'m> {
     }
 }
 
-/// llama.cpp's sampler chain in its usual order: penalties, then truncation, then temperature and the draw.
-/// Temperature 0 is greedy (the penalties still apply).
-fn sampler(sampling: &Sampling, n_vocab: i32) -> LlamaSampler {
-    let mut chain = Vec::new();
-    if sampling.frequency_penalty != 0.0 || sampling.presence_penalty != 0.0 || sampling.repetition_penalty != 1.0 {
-        chain.push(LlamaSampler::penalties(
-            n_vocab,
-            PENALTY_LAST_N,
-            sampling.repetition_penalty,
-            sampling.frequency_penalty,
-            sampling.presence_penalty,
-        ));
-    }
-    if sampling.temperature <= 0.0 {
-        chain.push(LlamaSampler::greedy());
-        return LlamaSampler::chain_simple(chain);
-    }
-    if sampling.top_k > 0 {
-        chain.push(LlamaSampler::top_k(sampling.top_k));
-    }
-    if sampling.top_p < 1.0 {
-        chain.push(LlamaSampler::top_p(sampling.top_p, 1));
-    }
-    if sampling.min_p > 0.0 {
-        chain.push(LlamaSampler::min_p(sampling.min_p, 1));
-    }
-    chain.push(LlamaSampler::temp(sampling.temperature));
-    chain.push(LlamaSampler::dist(sampling.seed));
-    LlamaSampler::chain_simple(chain)
-}
-
 #[cfg(test)]
 mod tests {
     //! The scheduling of continuous batching, step by step, without a model: `Schedule` fills a recording
@@ -349,19 +309,6 @@ mod tests {
         }
     }
 
-    fn greedy() -> Sampling {
-        Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            top_k: 0,
-            min_p: 0.0,
-            seed: 0,
-            frequency_penalty: 0.0,
-            presence_penalty: 0.0,
-            repetition_penalty: 1.0,
-        }
-    }
-
     /// A schedule of `parallel` sequences.
     fn schedule(parallel: usize) -> Schedule {
         Schedule::new(parallel, Arc::new(Load::default()))
@@ -373,12 +320,18 @@ mod tests {
         let (events, client) = tokio::sync::mpsc::unbounded_channel();
         let prompt = (first..first + len).map(LlamaToken).collect();
         schedule.load.waiting.fetch_add(1, Ordering::Relaxed);
-        schedule.waiting.push_back(Job { prompt, sampling: greedy(), max_tokens: 100, stop: Vec::new(), events });
+        schedule.waiting.push_back(Job {
+            prompt,
+            sampler: llama_cpp_2::sampling::LlamaSampler::greedy(),
+            max_tokens: 100,
+            stop: Vec::new(),
+            events,
+        });
         client
     }
 
     fn admit(schedule: &mut Schedule) {
-        schedule.admit(|_| LlamaSampler::greedy());
+        schedule.admit();
     }
 
     /// The next step's batch, at most `capacity` tokens.

@@ -1,11 +1,12 @@
 //! What passes between a request and the decode loop: the job in, text and the outcome out.
-use super::request::Sampling;
+use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 pub struct Job {
     pub prompt: Vec<LlamaToken>,
-    pub sampling: Sampling,
+    /// Its sampler chain, grammar included (built by `sampler::build`).
+    pub sampler: LlamaSampler,
     /// Tokens the answer may have: the request's limit, or what is left of the context window.
     pub max_tokens: u32,
     pub stop: Vec<String>,

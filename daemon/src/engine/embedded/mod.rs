@@ -3,13 +3,19 @@
 //! runs the decode loop (see `batcher`). The model loads in the background: until it has, or when it cannot
 //! be loaded, requests get a 503 that says why and what fixes it.
 mod batcher;
+mod constraint;
 pub mod cpu;
 mod format;
 mod job;
 mod llm;
+mod params;
 mod request;
+mod sampler;
+mod schema;
 mod text;
 pub mod threads;
+mod tool_output;
+mod tools;
 
 use super::{Answer, Endpoint, EngineLoad, Health, HealthState, UpstreamError};
 use crate::config::EmbeddedEngineConfig;
@@ -206,14 +212,16 @@ impl EmbeddedEngine {
         let prompt = model.tokens(&generation.prompt).map_err(|r| self.refused(r))?;
         let max_tokens =
             fit_window(prompt.len(), generation.max_tokens, model.context_size).map_err(|r| self.refused(r))?;
+        let sampler = sampler::build(&model, &generation.sampling, generation.constraint.as_ref())
+            .map_err(|r| self.refused(r))?;
         self.enter_queue()?;
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let job = Job { prompt, sampling: generation.sampling, max_tokens, stop: generation.stop, events };
+        let job = Job { prompt, sampler, max_tokens, stop: generation.stop, events };
         if self.commands.send(Command::Run(job)).is_err() {
             self.load.left_queue(1);
             return Err(self.unavailable("the engine has stopped".into()));
         }
-        let formatter = format::Formatter::new(chat, generation.model);
+        let formatter = format::Formatter::new(chat, generation.model, generation.tools.is_some());
         let body =
             if generation.stream { format::sse(formatter, receiver) } else { format::whole(formatter, receiver) };
         Ok(Answer { status: 200, body })
@@ -265,8 +273,12 @@ impl Drop for EmbeddedEngine {
 /// in OpenAI's words), or, without one, whatever the window has left.
 fn fit_window(prompt: usize, max_tokens: Option<u32>, window: u32) -> Result<u32, Refusal> {
     let window_size = window as usize;
-    let overflow =
-        |message: String| Refusal { status: 400, message, param: Some("messages"), code: "context_length_exceeded" };
+    let overflow = |message: String| Refusal {
+        status: 400,
+        message,
+        param: Some("messages".into()),
+        code: "context_length_exceeded",
+    };
     if prompt >= window_size {
         return Err(overflow(format!(
             "This model's maximum context length is {window} tokens. However, your prompt is {prompt} tokens \

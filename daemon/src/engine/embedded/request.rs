@@ -1,6 +1,8 @@
-//! What a request asks of the embedded engine: the prompt, how to sample, when to stop. Read from the OpenAI
-//! body the gateway forwards; anything the engine cannot honour is refused with a 400 naming the field,
-//! never silently ignored.
+//! What a request asks of the embedded engine: the prompt, how to sample, when to stop, what shape the answer
+//! must have (`response_format`, tools). Read from the OpenAI body the gateway forwards; anything the engine
+//! cannot honour is refused with a 400 naming the field (see `params`), never silently ignored.
+use super::constraint::{self, Constraint};
+use super::tools::{self, Tools};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -9,18 +11,22 @@ use serde_json::Value;
 pub struct Refusal {
     pub status: u16,
     pub message: String,
-    pub param: Option<&'static str>,
+    pub param: Option<String>,
     pub code: &'static str,
 }
 
 impl Refusal {
-    pub fn invalid(param: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(param: &str, message: impl Into<String>) -> Self {
+        Self::invalid_named(param.to_string(), message)
+    }
+
+    pub fn invalid_named(param: String, message: impl Into<String>) -> Self {
         Self { status: 400, message: message.into(), param: Some(param), code: "invalid_request" }
     }
 
     pub fn body(&self) -> Value {
         let kind = if self.status == 429 { "rate_limit_error" } else { "invalid_request_error" };
-        crate::engine::openai_error_body(&self.message, kind, self.param, Some(self.code))
+        crate::engine::openai_error_body(&self.message, kind, self.param.as_deref(), Some(self.code))
     }
 }
 
@@ -46,6 +52,8 @@ pub struct Sampling {
     pub presence_penalty: f32,
     /// 1.0 means off.
     pub repetition_penalty: f32,
+    /// (token id, bias added to its logit).
+    pub logit_bias: Vec<(i32, f32)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +65,10 @@ pub struct Generation {
     pub stop: Vec<String>,
     pub stream: bool,
     pub model: String,
+    /// The grammar the answer is held to, if any.
+    pub constraint: Option<Constraint>,
+    /// Tools the model was told of; its answer is read for calls.
+    pub tools: Option<Tools>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +83,9 @@ struct MessageWire {
     role: String,
     #[serde(default)]
     content: Option<Value>,
+    /// An assistant turn's calls, sent back on the next turn.
+    #[serde(default)]
+    tool_calls: Option<Value>,
 }
 
 /// Fields the gateway has already type-checked are read leniently here; these are the ones that matter.
@@ -91,15 +106,17 @@ struct Wire {
     frequency_penalty: Option<f32>,
     presence_penalty: Option<f32>,
     repetition_penalty: Option<f32>,
-    n: Option<u32>,
     stream: bool,
-    tools: Option<Vec<Value>>,
-    logprobs: Option<bool>,
-    echo: Option<bool>,
-    suffix: Option<String>,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
+    response_format: Option<Value>,
+    logit_bias: Option<std::collections::BTreeMap<String, f32>>,
 }
 
 const MAX_STOP_SEQUENCES: usize = 16;
+/// OpenAI's limit on `logit_bias` entries.
+const MAX_LOGIT_BIAS: usize = 300;
 
 /// Sampling for parameters a request leaves out: llama.cpp's own defaults, as `llama-server` uses them. OpenAI's
 /// (temperature 1, no truncation) suit large hosted models; small local ones ramble under them.
@@ -112,22 +129,25 @@ const DEFAULT_MIN_P: f32 = 0.05;
 const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 
 pub fn parse(chat: bool, body: &Value) -> Result<Generation, Refusal> {
+    super::params::check(chat, body)?;
     let wire: Wire = serde_path_to_error::deserialize(body)
         .map_err(|e| Refusal::invalid("body", format!("invalid value for `{}`: {}", e.path(), e.inner())))?;
-    if wire.n.is_some_and(|n| n != 1) {
-        return Err(Refusal::invalid("n", "`n` must be 1: the embedded engine returns one choice per request"));
+    let tools =
+        tools::parse(wire.tools.as_ref(), wire.tool_choice.as_ref(), wire.parallel_tool_calls)?.filter(Tools::active);
+    let mut constraint = constraint::response_format(wire.response_format.as_ref())?;
+    if let Some(tools) = &tools {
+        if constraint.is_some() {
+            return Err(Refusal::invalid(
+                "response_format",
+                "`response_format` and `tools` together: the answer is either tool calls or JSON; send \
+                 `tool_choice: \"none\"` or leave out `response_format`",
+            ));
+        }
+        constraint = Some(tools.constraint()?);
     }
-    if wire.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
-        return Err(Refusal::invalid("tools", "the embedded engine does not support tool calls"));
-    }
-    if wire.logprobs == Some(true) {
-        return Err(Refusal::invalid("logprobs", "the embedded engine does not return logprobs"));
-    }
-    if wire.echo == Some(true) || wire.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        let param = if wire.echo == Some(true) { "echo" } else { "suffix" };
-        return Err(Refusal::invalid(param, format!("the embedded engine does not support `{param}`")));
-    }
-    let prompt = if chat { chat_prompt(wire.messages.unwrap_or_default())? } else { text_prompt(wire.prompt)? };
+    let logit_bias = logit_bias(wire.logit_bias)?;
+    let prompt =
+        if chat { chat_prompt(wire.messages.unwrap_or_default(), tools.as_ref())? } else { text_prompt(wire.prompt)? };
     let temperature = wire.temperature.unwrap_or(DEFAULT_TEMPERATURE);
     if !(0.0..=2.0).contains(&temperature) {
         return Err(Refusal::invalid("temperature", format!("`temperature` is {temperature}; it must be 0 to 2")));
@@ -171,12 +191,35 @@ pub fn parse(chat: bool, body: &Value) -> Result<Generation, Refusal> {
             frequency_penalty: wire.frequency_penalty.unwrap_or(0.0),
             presence_penalty: wire.presence_penalty.unwrap_or(0.0),
             repetition_penalty,
+            logit_bias,
         },
         max_tokens,
         stop,
         stream: wire.stream,
         model: wire.model,
+        constraint,
+        tools,
     })
+}
+
+fn logit_bias(biases: Option<std::collections::BTreeMap<String, f32>>) -> Result<Vec<(i32, f32)>, Refusal> {
+    let biases = biases.unwrap_or_default();
+    if biases.len() > MAX_LOGIT_BIAS {
+        return Err(Refusal::invalid("logit_bias", format!("at most {MAX_LOGIT_BIAS} entries in `logit_bias`")));
+    }
+    biases
+        .into_iter()
+        .map(|(token, bias)| {
+            let shown: String = token.chars().take(32).collect();
+            let id = token
+                .parse::<i32>()
+                .map_err(|_| Refusal::invalid("logit_bias", format!("`logit_bias` key {shown:?} is not a token id")))?;
+            if !(-100.0..=100.0).contains(&bias) {
+                return Err(Refusal::invalid("logit_bias", format!("the bias of token {id} must be -100 to 100")));
+            }
+            Ok((id, bias))
+        })
+        .collect()
 }
 
 fn rand_seed() -> u32 {
@@ -184,39 +227,68 @@ fn rand_seed() -> u32 {
     uuid::Uuid::now_v7().as_u128() as u32
 }
 
-fn chat_prompt(messages: Vec<MessageWire>) -> Result<Prompt, Refusal> {
+fn chat_prompt(messages: Vec<MessageWire>, tools: Option<&Tools>) -> Result<Prompt, Refusal> {
     if messages.is_empty() {
         return Err(Refusal::invalid("messages", "`messages` is empty"));
     }
-    let mut turns = Vec::with_capacity(messages.len());
+    let mut turns = Vec::with_capacity(messages.len() + 1);
     for (i, message) in messages.into_iter().enumerate() {
-        let text = match message.content {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(text)) => text,
-            Some(Value::Array(parts)) => {
-                let mut text = String::new();
-                for part in parts {
-                    match part.get("type").and_then(Value::as_str) {
-                        Some("text") | None => {
-                            text.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default());
-                        }
-                        Some(other) => {
-                            return Err(Refusal::invalid(
-                                "messages",
-                                format!(
-                                    "messages[{i}].content has a part of type `{other}`; this model reads text only"
-                                ),
-                            ))
-                        }
-                    }
-                }
-                text
+        let mut text = message_text(i, message.content)?;
+        let role = match message.role.as_str() {
+            // Tool results and earlier calls in the Hermes format the tools are described in.
+            "tool" => {
+                text = tools::render_result(&text);
+                "user".to_string()
             }
-            Some(_) => return Err(Refusal::invalid("messages", format!("messages[{i}].content must be text"))),
+            "assistant" if message.tool_calls.as_ref().is_some_and(|c| !c.is_null()) => {
+                let calls = message.tool_calls.as_ref().map(tools::render_calls).transpose();
+                let calls = calls.map_err(|e| Refusal::invalid("messages", format!("messages[{i}]: {e}")))?;
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&calls.unwrap_or_default());
+                message.role
+            }
+            // OpenAI's newer name for the system turn.
+            "developer" => "system".to_string(),
+            _ => message.role,
         };
-        turns.push((message.role, text));
+        turns.push((role, text));
+    }
+    if let Some(tools) = tools {
+        let described = tools.system_text();
+        match turns.first_mut() {
+            Some((role, text)) if role == "system" => *text = format!("{text}\n\n{described}"),
+            _ => turns.insert(0, ("system".to_string(), described)),
+        }
     }
     Ok(Prompt::Chat(turns))
+}
+
+fn message_text(i: usize, content: Option<Value>) -> Result<String, Refusal> {
+    Ok(match content {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text,
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for part in parts {
+                match part.get("type").and_then(Value::as_str) {
+                    Some("text") | None => {
+                        text.push_str(part.get("text").and_then(Value::as_str).unwrap_or_default());
+                    }
+                    Some(other) => {
+                        let other: String = other.chars().take(64).collect();
+                        return Err(Refusal::invalid(
+                            "messages",
+                            format!("messages[{i}].content has a part of type `{other}`; this model reads text only"),
+                        ));
+                    }
+                }
+            }
+            text
+        }
+        Some(_) => return Err(Refusal::invalid("messages", format!("messages[{i}].content must be text"))),
+    })
 }
 
 fn text_prompt(prompt: Option<Value>) -> Result<Prompt, Refusal> {
@@ -277,17 +349,18 @@ mod tests {
 
     #[test]
     fn what_cannot_be_honoured_is_refused_by_name() {
-        let refuse = |chat, body: Value| parse(chat, &body).expect_err("refused").param;
-        assert_eq!(refuse(true, json!({"messages": [{"role": "user", "content": "x"}], "n": 2})), Some("n"));
+        let refuse = |chat, body: Value| parse(chat, &body).expect_err("refused").param.unwrap_or_default();
+        assert_eq!(refuse(true, json!({"messages": [{"role": "user", "content": "x"}], "n": 2})), "n");
         assert_eq!(
             refuse(true, json!({"messages": [{"role": "user", "content": "x"}], "temperature": 3})),
-            Some("temperature")
+            "temperature"
         );
-        assert_eq!(refuse(true, json!({"messages": [{"role": "user", "content": "x"}], "tools": [{}]})), Some("tools"));
-        assert_eq!(refuse(true, json!({"messages": []})), Some("messages"));
-        assert_eq!(refuse(false, json!({"prompt": ["a", "b"]})), Some("prompt"));
-        assert_eq!(refuse(false, json!({"prompt": "a", "max_tokens": 0})), Some("max_tokens"));
+        assert_eq!(refuse(true, json!({"messages": [{"role": "user", "content": "x"}], "tools": [{}]})), "tools");
+        assert_eq!(refuse(true, json!({"messages": [{"role": "user", "content": "x"}], "seed": "x"})), "body");
+        assert_eq!(refuse(true, json!({"messages": []})), "messages");
+        assert_eq!(refuse(false, json!({"prompt": ["a", "b"]})), "prompt");
+        assert_eq!(refuse(false, json!({"prompt": "a", "max_tokens": 0})), "max_tokens");
         let image = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]});
-        assert_eq!(refuse(true, image), Some("messages"));
+        assert_eq!(refuse(true, image), "messages");
     }
 }

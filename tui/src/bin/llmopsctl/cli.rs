@@ -1,10 +1,19 @@
-//! The command line: commands, flags and their help text.
-use std::time::Duration;
-
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use llmops_proto::v1::{ListTracesRequest, TraceStatus};
+//! The command line: the global flags and the commands with their help text. The flags of `traces`, `alerts`
+//! and `keys` are in files of their own (cli/).
+use clap::{Parser, Subcommand};
 use llmops_tui::address::Target;
-use llmops_tui::when;
+
+// Explicit paths: llmopsctl/alerts.rs is the `alerts` command itself.
+#[path = "cli/alerts.rs"]
+mod alerts;
+#[path = "cli/keys.rs"]
+mod keys;
+#[path = "cli/traces.rs"]
+mod traces;
+
+pub use alerts::{AlertStateFilter, AlertsArgs, AlertsCommand};
+pub use keys::KeysCommand;
+pub use traces::TracesArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -158,182 +167,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct AlertsArgs {
-    #[command(subcommand)]
-    pub command: Option<AlertsCommand>,
-
-    /// Only alerts in this state [default: firing and acknowledged, i.e. all but resolved]
-    #[arg(long, value_enum, value_name = "STATE")]
-    pub state: Option<AlertStateFilter>,
-
-    /// How many alerts to show at most
-    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub limit: u32,
-
-    /// Follow live instead: one line per alert raised, updated (raised again, or escalated), acknowledged or
-    /// resolved (time, event, id, severity, rule, title, evidence), until interrupted. Exits 1 if this viewer
-    /// falls behind and llmopsd drops it.
-    #[arg(long, conflicts_with_all = ["state", "limit"])]
-    pub watch: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AlertsCommand {
-    /// Acknowledge an alert: someone is on it. It stays open, and folds repeats, until its rule resolves it
-    ///
-    /// Webhooks hear of the acknowledgement. Acknowledging an acknowledged alert changes nothing (the output
-    /// says who did it first). Exits 1 when no alert has that id or when it is already resolved.
-    Ack {
-        /// The alert's id, or any unique start or end of it (the ID column of `llmopsctl alerts`)
-        id: String,
-        /// Who acknowledges it, kept with the alert [default: $USER, else "llmopsctl"]
-        #[arg(long, value_name = "NAME", value_parser = parse_non_empty)]
-        by: Option<String>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AlertStateFilter {
-    /// Raised and not acknowledged
-    Firing,
-    /// Someone is on it; still open
-    Acknowledged,
-    /// Its condition cleared
-    Resolved,
-    /// Every state
-    All,
-}
-
-impl AlertStateFilter {
-    /// The ListAlerts states to ask for, in the order to show them ("" asks for every state).
-    pub fn states(filter: Option<Self>) -> &'static [&'static str] {
-        match filter {
-            None => &["firing", "acknowledged"],
-            Some(Self::Firing) => &["firing"],
-            Some(Self::Acknowledged) => &["acknowledged"],
-            Some(Self::Resolved) => &["resolved"],
-            Some(Self::All) => &[""],
-        }
-    }
-}
-
-#[derive(Debug, Subcommand)]
-pub enum KeysCommand {
-    /// Make a key for a tenant and print it, this one time only
-    ///
-    /// Save the printed key right away: llmopsd keeps only its SHA-256 hash and cannot show it again (a lost
-    /// key is revoked and replaced). Once any key exists, llmopsd in `auth.mode = "auto"` requires a valid key
-    /// on every HTTP request. Scripts: `llmopsctl keys create --tenant acme --json | jq -r .secret`.
-    Create {
-        /// The tenant the key's requests count as (in traces and tenant:NAME budgets)
-        #[arg(long, value_name = "TENANT", value_parser = parse_non_empty)]
-        tenant: String,
-        /// A label to tell keys apart, e.g. who or what uses it
-        #[arg(long, value_name = "NAME")]
-        name: Option<String>,
-    },
-    /// Every key (never the keys themselves): id, tenant, name, when created, source, whether revoked
-    ///
-    /// SOURCE is "store" for keys made with `keys create` and "config" for `[[auth.keys]]` in the config file.
-    /// The last line says whether requests without a valid key are refused now.
-    List,
-    /// Revoke a key made with `keys create`: requests sending it get 401 from then on
-    ///
-    /// Exits 1 when no key has that id, or for a config-file key (remove it from the config instead).
-    Revoke {
-        /// The key's id (the ID column of `llmopsctl keys list`)
-        id: String,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct TracesArgs {
-    /// Only traces started at most this long ago, e.g. 30s, 10m, 2h, 1d
-    #[arg(long, value_name = "DURATION", value_parser = when::parse_ago)]
-    pub since: Option<Duration>,
-
-    /// Only traces started at least this long ago, e.g. 5m
-    #[arg(long, value_name = "DURATION_AGO", value_parser = when::parse_ago)]
-    pub until: Option<Duration>,
-
-    /// Only traces whose requested or served model is exactly this
-    #[arg(long, value_name = "MODEL")]
-    pub model: Option<String>,
-
-    /// Only traces of this route (the public model name)
-    #[arg(long, value_name = "ROUTE")]
-    pub route: Option<String>,
-
-    /// Only traces with this outcome
-    #[arg(long, value_enum, value_name = "STATUS")]
-    pub status: Option<StatusFilter>,
-
-    /// Only traces whose prompt or response contains this text (case-insensitive)
-    #[arg(long, value_name = "TEXT")]
-    pub search: Option<String>,
-
-    /// Only traces that took at least this many milliseconds
-    #[arg(long, value_name = "MS", value_parser = parse_non_negative_ms)]
-    pub min_latency_ms: Option<f64>,
-
-    /// How many traces to show at most (fetched page by page)
-    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-    pub limit: u32,
-}
-
-impl TracesArgs {
-    /// The request filter, with `--since` / `--until` counted back from `now_unix_ms`.
-    pub fn filter(&self, now_unix_ms: i64, include_bodies: bool) -> ListTracesRequest {
-        let ago = |duration: Option<Duration>| duration.map_or(0, |d| when::unix_ms_ago(now_unix_ms, d));
-        ListTracesRequest {
-            since_unix_ms: ago(self.since),
-            until_unix_ms: ago(self.until),
-            route: self.route.clone().unwrap_or_default(),
-            model: self.model.clone().unwrap_or_default(),
-            status: self.status.map_or(TraceStatus::Unspecified, TraceStatus::from) as i32,
-            search: self.search.clone().unwrap_or_default(),
-            min_latency_ms: self.min_latency_ms.unwrap_or(0.0),
-            include_bodies,
-            ..ListTracesRequest::default()
-        }
-    }
-
-    /// An empty window is almost certainly swapped flags, so it is refused rather than answered with nothing.
-    pub fn window_error(&self) -> Option<&'static str> {
-        match (self.since, self.until) {
-            (Some(since), Some(until)) if until >= since => {
-                Some("--until must be more recent than --since (both count back from now)")
-            }
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StatusFilter {
-    /// Answered by an engine
-    Ok,
-    /// Refused by the gateway before any engine ran
-    Rejected,
-    /// An engine failed, timed out or cut the stream
-    Error,
-    /// The client went away first
-    Cancelled,
-}
-
-impl From<StatusFilter> for TraceStatus {
-    fn from(filter: StatusFilter) -> Self {
-        match filter {
-            StatusFilter::Ok => TraceStatus::Ok,
-            StatusFilter::Rejected => TraceStatus::Rejected,
-            StatusFilter::Error => TraceStatus::Error,
-            StatusFilter::Cancelled => TraceStatus::Cancelled,
-        }
-    }
-}
-
+/// For names that must say something (a tenant, who acknowledges).
 fn parse_non_empty(text: &str) -> Result<String, String> {
     if text.trim().is_empty() {
         Err("must not be empty".to_owned())
@@ -342,11 +176,10 @@ fn parse_non_empty(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_non_negative_ms(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(ms) if ms.is_finite() && ms >= 0.0 => Ok(ms),
-        _ => Err("expected a number of milliseconds, 0 or more".to_owned()),
-    }
+/// The command line as clap parses it, for the tests here and in cli/.
+#[cfg(test)]
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("llmopsctl").chain(args.iter().copied()))
 }
 
 #[cfg(test)]
@@ -354,39 +187,9 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("llmopsctl").chain(args.iter().copied()))
-    }
-
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn traces_flags_become_a_filter() {
-        let cli = parse(&["traces", "--since", "10m", "--status", "error", "--model", "m", "--limit", "5"])
-            .expect("valid command line");
-        let Command::Traces(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
-        assert_eq!(args.limit, 5);
-        let filter = args.filter(1_000_000, true);
-        assert_eq!(filter.since_unix_ms, 400_000);
-        assert_eq!(filter.until_unix_ms, 0);
-        assert_eq!(filter.status, TraceStatus::Error as i32);
-        assert_eq!(filter.model, "m");
-        assert!(filter.include_bodies);
-    }
-
-    #[test]
-    fn bad_flags_are_refused() {
-        assert!(parse(&["traces", "--limit", "0"]).is_err());
-        assert!(parse(&["traces", "--since", "yesterday"]).is_err());
-        assert!(parse(&["traces", "--status", "in_flight"]).is_err());
-        assert!(parse(&["traces", "--min-latency-ms", "-1"]).is_err());
-        assert!(parse(&["--connect", "localhost", "status"]).is_err());
-        let cli = parse(&["traces", "--since", "5m", "--until", "1h"]).expect("parses");
-        let Command::Traces(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
-        assert!(args.window_error().is_some());
     }
 
     #[test]
@@ -409,53 +212,6 @@ mod tests {
         assert!(parse(&["logs"]).is_err(), "the engine is required");
         assert!(parse(&["logs", "vllm", "--lines", "0"]).is_err());
         assert!(matches!(parse(&["engines", "--json"]).expect("parses").command, Command::Engines));
-    }
-
-    #[test]
-    fn keys_take_a_subcommand_and_budgets_a_watch_flag() {
-        let cli = parse(&["keys", "create", "--tenant", "acme", "--name", "ci"]).expect("parses");
-        assert!(
-            matches!(&cli.command, Command::Keys { command: KeysCommand::Create { tenant, name: Some(name) } }
-                if tenant == "acme" && name == "ci"),
-            "{cli:?}"
-        );
-        assert!(parse(&["keys", "create"]).is_err(), "the tenant is required");
-        assert!(parse(&["keys", "create", "--tenant", " "]).is_err(), "the tenant must not be blank");
-        assert!(parse(&["keys"]).is_err(), "a keys subcommand is required");
-        let cli = parse(&["keys", "list", "--json"]).expect("parses");
-        assert!(matches!(cli.command, Command::Keys { command: KeysCommand::List }) && cli.json, "{cli:?}");
-        let cli = parse(&["keys", "revoke", "key-1"]).expect("parses");
-        assert!(matches!(&cli.command, Command::Keys { command: KeysCommand::Revoke { id } } if id == "key-1"));
-        assert!(parse(&["keys", "revoke"]).is_err(), "the id is required");
-        assert!(matches!(parse(&["budgets"]).expect("parses").command, Command::Budgets { watch: false }));
-        assert!(matches!(parse(&["budgets", "--watch"]).expect("parses").command, Command::Budgets { watch: true }));
-    }
-
-    #[test]
-    fn alerts_take_filters_a_watch_flag_or_ack() {
-        let cli = parse(&["alerts"]).expect("parses");
-        let Command::Alerts(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
-        assert!(args.command.is_none() && !args.watch && args.limit == 100, "{args:?}");
-        assert_eq!(AlertStateFilter::states(args.state), ["firing", "acknowledged"]);
-        let cli = parse(&["alerts", "--state", "all", "--limit", "5", "--json"]).expect("parses");
-        let Command::Alerts(args) = cli.command else { panic!("parsed as {:?}", cli.command) };
-        assert_eq!((AlertStateFilter::states(args.state), args.limit), (&[""][..], 5));
-        assert!(cli.json);
-        assert!(matches!(parse(&["alerts", "--watch"]).expect("parses").command, Command::Alerts(a) if a.watch));
-        let cli = parse(&["alerts", "ack", "a1e7", "--by", "alice"]).expect("parses");
-        let Command::Alerts(AlertsArgs { command: Some(AlertsCommand::Ack { id, by }), .. }) = cli.command else {
-            panic!("parsed as {:?}", cli.command)
-        };
-        assert_eq!((id.as_str(), by.as_deref()), ("a1e7", Some("alice")));
-        assert!(matches!(parse(&["alert", "a1e7"]).expect("parses").command, Command::Alert { id } if id == "a1e7"));
-        assert!(parse(&["alerts", "--state", "open"]).is_err());
-        assert!(parse(&["alerts", "--limit", "0"]).is_err());
-        assert!(parse(&["alerts", "--watch", "--state", "firing"]).is_err());
-        assert!(parse(&["alerts", "--watch", "--limit", "5"]).is_err());
-        assert!(parse(&["alerts", "--state", "all", "ack", "a1e7"]).is_err(), "list flags do not go with ack");
-        assert!(parse(&["alerts", "ack"]).is_err(), "the id is required");
-        assert!(parse(&["alerts", "ack", "a1e7", "--by", " "]).is_err(), "--by must not be blank");
-        assert!(parse(&["alert"]).is_err(), "the id is required");
     }
 
     #[test]

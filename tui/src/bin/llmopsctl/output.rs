@@ -41,9 +41,9 @@ impl Update for TraceEvent {
         json::event_to_json(self)
     }
 
-    /// The traces watch tells a slow viewer with the status that ends the stream instead.
+    /// An older llmopsd tells a slow viewer with the status that ends the stream instead (`WatchEnded`).
     fn missed(&self) -> u64 {
-        0
+        self.missed
     }
 }
 

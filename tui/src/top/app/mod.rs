@@ -2,6 +2,8 @@
 //! needs the daemon comes back as an `Effect` for the feed.
 use llmops_proto::v1 as pb;
 
+use crate::alert_enums;
+
 use super::feed::Effect;
 use super::host::HostUpdate;
 use super::input::Intent;
@@ -353,9 +355,9 @@ impl App {
         let Some(alert) = self.host().alerts.get(self.alerts_selected) else {
             return self.error("no alert selected".into());
         };
-        match alert.state.as_str() {
-            "resolved" => self.error(format!("{} is resolved already", alert.title)),
-            "acknowledged" => {
+        match alert_enums::state(alert) {
+            pb::AlertState::Resolved => self.error(format!("{} is resolved already", alert.title)),
+            pb::AlertState::Acknowledged => {
                 let text = format!("{} was acknowledged already by {}", alert.title, alert.acknowledged_by);
                 self.notice = Some(Notice { text, error: false });
             }

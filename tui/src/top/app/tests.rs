@@ -13,7 +13,7 @@ fn trace(id: &str, route: &str) -> pb::Trace {
 
 fn finished(id: &str) -> HostUpdate {
     let kind = pb::trace_event::Kind::Finished as i32;
-    HostUpdate::TraceEvent(pb::TraceEvent { kind, trace: Some(trace(id, "chat")) })
+    HostUpdate::TraceEvent(pb::TraceEvent { kind, trace: Some(trace(id, "chat")), missed: 0 })
 }
 
 /// One host with three traces (newest first: c, b, a), on the traces view.
@@ -60,6 +60,8 @@ fn moving_down_pauses_follow_and_keeps_the_row_as_traces_arrive() {
 }
 
 #[test]
+// Alerts as an llmopsd from before the alert enums sends them: the console still reads their state.
+#[allow(deprecated)]
 fn acknowledging_a_firing_alert_asks_the_daemon() {
     let mut app = app();
     let alert = |id: &str, state: &str| pb::Alert { id: id.into(), state: state.into(), ..pb::Alert::default() };

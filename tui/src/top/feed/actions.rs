@@ -3,6 +3,7 @@ use llmops_proto::v1 as pb;
 use tonic::Code;
 
 use super::{Effect, HostFeed};
+use crate::alert_enums;
 use crate::connect::Daemon;
 use crate::top::host::{HostUpdate, ReplayUpdate};
 
@@ -34,7 +35,7 @@ pub(super) async fn perform(feed: HostFeed, daemon: Daemon, effect: Effect) {
                 Ok(alert) => {
                     let alert = alert.into_inner();
                     let text = format!("acknowledged: {}", alert.title);
-                    let event = pb::AlertEvent { kind: "acknowledged".into(), alert: Some(alert), missed: 0 };
+                    let event = alert_enums::local_event(pb::AlertEventKind::Acknowledged, alert);
                     feed.send(HostUpdate::AlertEvent(event)).await;
                     feed.send(HostUpdate::Notice { text, error: false }).await;
                 }

@@ -48,6 +48,11 @@ pub(super) async fn traces(feed: &HostFeed, daemon: &Daemon) -> Ending {
             }
         };
         match message {
+            // The daemon drops a viewer that fell behind after this event: list and watch again.
+            Ok(Some(event)) if event.missed > 0 => {
+                feed.send(HostUpdate::TracesMissed(event.missed)).await;
+                return Ending::Again;
+            }
             Ok(Some(mut event)) => {
                 if let Some(trace) = &mut event.trace {
                     slim_trace(trace);
@@ -55,6 +60,7 @@ pub(super) async fn traces(feed: &HostFeed, daemon: &Daemon) -> Ending {
                 feed.send(HostUpdate::TraceEvent(event)).await;
             }
             Ok(None) => return Ending::Again,
+            // How a daemon from before `TraceEvent.missed` says the same.
             Err(status) if status.code() == Code::ResourceExhausted => {
                 feed.send(HostUpdate::TracesMissed(missed_count(status.message()))).await;
                 return Ending::Again;
@@ -187,7 +193,7 @@ pub fn slim_trace(trace: &mut pb::Trace) {
     trace.chunk_chars = Vec::new();
 }
 
-/// The first number in the daemon's "missed N events" message (1 when it gives none).
+/// The first number in an older daemon's "missed N events" status message (1 when it gives none).
 fn missed_count(message: &str) -> u64 {
     message
         .split(|c: char| !c.is_ascii_digit())

@@ -12,6 +12,7 @@ use super::overview::missing;
 use super::theme::Theme;
 use super::widgets::{message, panel, right, Windowed};
 use super::{Ctx, ListHit};
+use crate::alert_enums;
 use crate::report::{compact_number, evidence_summary, webhooks_summary};
 use crate::text::{one_line, UNSET};
 use llmops_proto::v1 as pb;
@@ -19,7 +20,7 @@ use llmops_proto::v1 as pb;
 pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) -> Option<ListHit> {
     let (app, theme) = (ctx.app, ctx.theme);
     let host = app.host();
-    let firing = host.alerts.iter().filter(|a| a.state == "firing").count();
+    let firing = host.alerts.iter().filter(|a| alert_enums::state(a) == pb::AlertState::Firing).count();
     let title = format!(" Alerts {} firing, {} in all ", firing, host.alerts.len());
     if host.alerts.is_empty() {
         let block = panel(&theme, title);
@@ -59,10 +60,12 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) -> Option<ListHit> 
         let Some(alert) = host.alerts.get(index) else {
             return Vec::new();
         };
-        let state_style = if alert.state == "firing" { theme.error() } else { theme.dim() };
+        let firing = alert_enums::state(alert) == pb::AlertState::Firing;
+        let state_style = if firing { theme.error() } else { theme.dim() };
+        let severity = alert_enums::severity_name(alert);
         let mut cells = vec![
-            Cell::from(Span::styled(alert.severity.clone(), theme.severity(&alert.severity))),
-            Cell::from(Span::styled(alert.state.clone(), state_style)),
+            Cell::from(Span::styled(severity.to_owned(), theme.severity(severity))),
+            Cell::from(Span::styled(alert_enums::state_name(alert).to_owned(), state_style)),
             Cell::from(alert.rule.clone()),
             Cell::from(one_line(&alert.title)),
             right(alert.occurrences.to_string(), theme.plain()),
@@ -100,7 +103,7 @@ fn evidence_lines(alert: &pb::Alert, ctx: Ctx<'_>) -> Vec<Line<'static>> {
     if !alert.message.is_empty() {
         lines.push(Line::raw(one_line(&alert.message)));
     }
-    let mut state = format!("{}, started {}", alert.state, ago(now, alert.started_at_unix_ms));
+    let mut state = format!("{}, started {}", alert_enums::state_name(alert), ago(now, alert.started_at_unix_ms));
     if let Some(at) = alert.acknowledged_at_unix_ms {
         let by =
             if alert.acknowledged_by.is_empty() { String::new() } else { format!(" by {}", alert.acknowledged_by) };
@@ -126,12 +129,13 @@ fn evidence_lines(alert: &pb::Alert, ctx: Ctx<'_>) -> Vec<Line<'static>> {
         } else {
             format!(": {}", one_line(&delivery.last_error))
         };
-        let style = if delivery.status == "failed" { theme.error() } else { theme.dim() };
+        let failed = alert_enums::delivery_status(delivery) == pb::DeliveryStatus::Failed;
+        let style = if failed { theme.error() } else { theme.dim() };
         lines.push(Line::styled(
             format!(
                 "  {} {} ({} {}){error}",
                 delivery.url,
-                delivery.status,
+                alert_enums::delivery_status_name(delivery),
                 delivery.attempts,
                 if delivery.attempts == 1 { "try" } else { "tries" }
             ),

@@ -8,8 +8,10 @@ use super::chrome::link_span;
 use super::format::{bytes_of, dollars};
 use super::widgets::{panel, right, Windowed};
 use super::{Ctx, ListHit};
+use crate::alert_enums;
 use crate::text::UNSET;
 use crate::top::state::Host;
+use llmops_proto::v1::AlertState;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) -> ListHit {
     let (app, theme) = (ctx.app, ctx.theme);
@@ -37,7 +39,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) -> ListHit {
             return Vec::new();
         };
         let summary = Summary::of(host);
-        let firing = host.alerts.iter().filter(|alert| alert.state == "firing").count();
+        let firing = host.alerts.iter().filter(|alert| alert_enums::state(alert) == AlertState::Firing).count();
         let alert_style = if firing > 0 { theme.error() } else { theme.plain() };
         vec![
             Cell::from(host.address.clone()),

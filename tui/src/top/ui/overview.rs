@@ -10,6 +10,7 @@ use super::gpus;
 use super::theme::Theme;
 use super::widgets::{message, panel, right};
 use super::Ctx;
+use crate::alert_enums;
 use crate::text::{dash_if_empty, one_line};
 use crate::top::state::Host;
 use crate::when::format_uptime;
@@ -230,19 +231,17 @@ fn alerts(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
         // Alerts are a list, not an option: with nothing else received yet, an empty one means "not yet".
         return message(frame, inner, &theme, missing(host, "alerts", &theme));
     }
-    let firing: Vec<&pb::Alert> = host.alerts.iter().filter(|a| a.state == "firing").collect();
+    let in_state = |state| host.alerts.iter().filter(move |a| alert_enums::state(a) == state);
+    let firing: Vec<&pb::Alert> = in_state(pb::AlertState::Firing).collect();
     let count_style = if firing.is_empty() { theme.ok() } else { theme.error() };
     let mut lines = vec![Line::from(vec![
         Span::styled(format!("{} firing", firing.len()), count_style),
-        Span::styled(
-            format!(", {} acknowledged", host.alerts.iter().filter(|a| a.state == "acknowledged").count()),
-            theme.dim(),
-        ),
+        Span::styled(format!(", {} acknowledged", in_state(pb::AlertState::Acknowledged).count()), theme.dim()),
     ])];
     if let Some(newest) = firing.iter().max_by_key(|a| a.started_at_unix_ms) {
         // The severity shows as the colour; the title gets the whole line.
         let title = theme.cut(&one_line(&newest.title), usize::from(inner.width));
-        lines.push(Line::styled(title, theme.severity(&newest.severity)));
+        lines.push(Line::styled(title, theme.severity(alert_enums::severity_name(newest))));
     }
     frame.render_widget(Paragraph::new(lines), inner);
 }
