@@ -13,6 +13,8 @@
 //!
 //! Every HTTP call has a timeout and every server start a deadline; the servers are killed on exit, on
 //! errors and on Ctrl-C.
+#[path = "engine_throughput/host.rs"]
+mod host;
 #[path = "engine_throughput/interleave.rs"]
 mod interleave;
 #[path = "engine_throughput/measure.rs"]
@@ -24,7 +26,7 @@ mod server;
 #[path = "engine_throughput/stream.rs"]
 mod stream;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -97,31 +99,15 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn existing_file(path: &Path, what: &str) -> anyhow::Result<PathBuf> {
-    let path = path.canonicalize().with_context(|| format!("{what} {} not found", path.display()))?;
-    if !path.is_file() {
-        bail!("{what} {} is not a file", path.display());
-    }
-    Ok(path)
-}
-
-/// The 1-minute load average.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
-}
-
 async fn run(args: &Args) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         println!("warning: debug build of the client; build with --release");
     }
-    let llama_program = existing_file(&args.llama_server, "--llama-server")?;
-    let model = existing_file(&args.model, "--model")?;
+    let llama_program = host::existing_file(&args.llama_server, "--llama-server")?;
+    let model = host::existing_file(&args.model, "--model")?;
     let daemon = match (&args.daemon, args.only_llama_server) {
         (_, true) => None,
-        (Some(path), false) => Some(existing_file(path, "--daemon")?),
+        (Some(path), false) => Some(host::existing_file(path, "--daemon")?),
         (None, false) => Some(llmops_e2e::daemon::binary("llmopsd")?),
     };
     let work = tempfile::tempdir().context("cannot create a work directory")?;
@@ -131,12 +117,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(daemon) = &daemon {
         println!("llmopsd:      {} ({})", daemon.display(), server::version(daemon).await);
     }
-    println!("model: {}   threads: {}   cores: {}", model.display(), args.threads, cores());
-    let before = load_average();
-    println!("load average (1 min) before: {before}");
-    if before.parse::<f64>().is_ok_and(|load| load >= 0.5) {
-        println!("warning: the machine is not idle (a cargo build?); the numbers will be skewed");
-    }
+    println!("model: {}   threads: {}   cores: {}", model.display(), args.threads, host::cores());
+    host::print_load_before();
 
     let window = Duration::from_secs(args.seconds);
     let request_timeout = Duration::from_secs(args.request_timeout_secs);
@@ -175,13 +157,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let setup = Setup { runs: args.runs, max_tokens: args.max_tokens, seconds: args.seconds, rounds: args.rounds };
     let (met, compared) = report::print(&results, &setup);
     println!();
-    println!("load average (1 min) after: {}", load_average());
+    println!("load average (1 min) after: {}", host::load_average());
     if compared > 0 {
         println!("targets met: {met} of {compared}");
     }
     Ok(())
-}
-
-fn cores() -> String {
-    std::thread::available_parallelism().map_or_else(|_| "unknown".into(), |n| n.to_string())
 }

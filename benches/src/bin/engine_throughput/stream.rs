@@ -25,6 +25,10 @@ pub struct StreamStats {
     pub content_chunks: u64,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// The answer: every `delta.content` in order (constrained-decoding parses it).
+    pub content: String,
+    /// The last non-null `finish_reason` ("stop", "length", ...).
+    pub finish_reason: Option<String>,
     /// `data: [DONE]` was seen (false when the deadline cut the stream).
     pub finished: bool,
 }
@@ -133,6 +137,10 @@ fn handle_line(line: &[u8], at: Duration, stats: &mut StreamStats) -> anyhow::Re
         stats.first_token.get_or_insert(at);
         stats.last_token = Some(at);
         stats.content_chunks += 1;
+        stats.content.push_str(content);
+    }
+    if let Some(reason) = event.pointer("/choices/0/finish_reason").and_then(Value::as_str) {
+        stats.finish_reason = Some(reason.to_owned());
     }
     if let Some(usage) = event.get("usage").filter(|u| u.is_object()) {
         stats.prompt_tokens = usage.get("prompt_tokens").and_then(Value::as_u64);
@@ -153,7 +161,8 @@ mod tests {
             (r#"data: {"choices":[{"delta":{"role":"assistant","content":null}}]}"#, ms(5)),
             (r#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#, ms(10)),
             (": keep-alive", ms(15)),
-            (r#"data: {"choices":[{"delta":{"content":" there"}}]}"#, ms(30)),
+            (r#"data: {"choices":[{"delta":{"content":" there"},"finish_reason":null}]}"#, ms(30)),
+            (r#"data: {"choices":[{"delta":{},"finish_reason":"stop"}]}"#, ms(30)),
             (r#"data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#, ms(31)),
             ("data: [DONE]", ms(32)),
         ] {
@@ -162,6 +171,7 @@ mod tests {
         assert_eq!((stats.first_token, stats.last_token), (Some(ms(10)), Some(ms(30))));
         assert_eq!((stats.content_chunks, stats.prompt_tokens, stats.completion_tokens), (2, Some(7), Some(3)));
         assert!(stats.finished);
+        assert_eq!((stats.content.as_str(), stats.finish_reason.as_deref()), ("Hi there", Some("stop")));
         assert_eq!(stats.decode_rate(), Some(100.0));
     }
 
