@@ -66,6 +66,7 @@ struct State {
     budget_flusher: Flusher,
     alerts: AlertManager,
     auth: Arc<Authenticator>,
+    prompts: Arc<crate::prompts::PromptRegistry>,
 }
 
 fn open_state(config: &Config) -> anyhow::Result<State> {
@@ -98,7 +99,10 @@ fn open_state(config: &Config) -> anyhow::Result<State> {
         Flusher::start(budgets.clone(), Duration::from_secs(1)).context("cannot start the budget flush thread")?;
     let alerts =
         AlertManager::open(&state_path, config.alerts.webhooks.clone()).context("cannot open the alert store")?;
-    Ok(State { recorder, writer, reader_store, budgets, budget_flusher, alerts, auth })
+    let prompts = Arc::new(
+        crate::prompts::PromptRegistry::open(&state_path).context("cannot open the prompt registry (state.db)")?,
+    );
+    Ok(State { recorder, writer, reader_store, budgets, budget_flusher, alerts, auth, prompts })
 }
 
 fn build_gateway(
@@ -110,6 +114,14 @@ fn build_gateway(
     closing: shutdown::Shutdown,
 ) -> Arc<Gateway> {
     let limits = &config.rate_limits;
+    let drift = DriftMonitor::start(config.drift.clone(), state.alerts.clone());
+    let feedback = Arc::new(crate::feedback::Feedback::new(
+        state.recorder.clone(),
+        state.reader_store.clone(),
+        telemetry.clone(),
+        drift.clone(),
+        config.privacy.hash_content,
+    ));
     let parts = GatewayParts {
         engines: engines.clone(),
         auth: state.auth.clone(),
@@ -123,8 +135,9 @@ fn build_gateway(
         body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
         cors_origins: config.server.cors_origins.clone(),
         closing,
+        prompts: state.prompts.clone(),
+        feedback,
     };
-    let drift = DriftMonitor::start(config.drift.clone(), state.alerts.clone());
     let observers = Arc::new(Observers { telemetry: telemetry.clone(), drift, alerts: state.alerts.clone() });
     Arc::new(Gateway::new(router.clone(), state.recorder.clone(), observers, parts))
 }
@@ -242,6 +255,8 @@ fn grpc_apis(
         keys: KeyApi { auth: state.auth.clone() },
         budgets: BudgetApi { budgets: state.budgets.clone(), shutdown: shutdown.clone() },
         alerts: AlertApi { alerts: state.alerts.clone(), shutdown: shutdown.clone() },
+        feedback: crate::grpc::feedback::FeedbackApi { feedback: gateway.feedback.clone() },
+        prompts: crate::grpc::prompts::PromptApi { prompts: state.prompts.clone() },
     }
 }
 

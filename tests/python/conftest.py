@@ -347,3 +347,14 @@ def openai_client(daemon: Daemon):
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def embedded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """(Daemon, OpenAI SDK client): llmopsd with no config, serving the default model in-process, once it has
+    loaded. One daemon for the session, shared by test_embedded_{structured,tools,params}.py through
+    embedded_support.py's `daemon` and `client` fixtures. It is defined here, once, because a fixture imported
+    into several modules is a separate fixture in each, and would start a daemon per module."""
+    from embedded_support import serve_embedded
+
+    yield from serve_embedded(request, tmp_path_factory)

@@ -6,33 +6,17 @@ from __future__ import annotations
 import openai
 import pytest
 
-from conftest import poll_until, start_daemon, start_once
+from embedded_support import serve_embedded
 
 MODEL = "smollm2-135m-instruct"
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 QUESTION = {"role": "user", "content": "What is the capital of Germany?"}
-READY_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="module")
 def client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    daemon = start_once(request, "llmopsd (no config)", lambda: start_daemon(tmp_path_factory, None))
-    sdk = openai.OpenAI(base_url=f"{daemon.http_base}/v1", api_key="unused", max_retries=0, timeout=60)
-
-    def loaded() -> bool:
-        try:
-            sdk.completions.create(model=MODEL, prompt="a", max_tokens=1)
-            return True
-        except openai.APIStatusError as error:
-            if error.status_code == 503:  # still loading
-                return False
-            raise
-
-    poll_until(loaded, READY_TIMEOUT_S, lambda: f"the default model did not load\n{daemon.process.log_tail()}")
-    try:
+    for _, sdk in serve_embedded(request, tmp_path_factory):
         yield sdk
-    finally:
-        daemon.process.stop()
 
 
 def test_default_model_is_listed(client: openai.OpenAI) -> None:

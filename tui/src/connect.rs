@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use llmops_proto::v1::alert_service_client::AlertServiceClient;
 use llmops_proto::v1::budget_service_client::BudgetServiceClient;
+use llmops_proto::v1::feedback_service_client::FeedbackServiceClient;
 use llmops_proto::v1::key_service_client::KeyServiceClient;
+use llmops_proto::v1::prompt_service_client::PromptServiceClient;
 use llmops_proto::v1::status_service_client::StatusServiceClient;
 use llmops_proto::v1::telemetry_service_client::TelemetryServiceClient;
 use llmops_proto::v1::trace_service_client::TraceServiceClient;
@@ -83,6 +85,16 @@ impl Daemon {
 
     pub fn alerts(&self) -> AlertServiceClient<AuthChannel> {
         AlertServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn feedback(&self) -> FeedbackServiceClient<AuthChannel> {
+        FeedbackServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn prompts(&self) -> PromptServiceClient<AuthChannel> {
+        PromptServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 }

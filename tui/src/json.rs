@@ -11,12 +11,14 @@ use crate::names::{engine_health_name, event_kind_name, trace_status_name};
 // kept apart so this file stays readable.
 mod admin;
 mod alerts;
+mod scores;
 mod telemetry;
 
 pub use admin::{
     api_key_to_json, budget_to_json, budget_update_to_json, budgets_to_json, created_key_to_json, keys_to_json,
 };
 pub use alerts::{alert_event_to_json, alert_to_json, alerts_to_json};
+pub use scores::{score_rate_to_json, score_to_json};
 pub use telemetry::{request_metrics_to_json, telemetry_to_json, telemetry_update_to_json};
 
 pub fn trace_to_json(trace: &Trace) -> Value {
@@ -59,6 +61,8 @@ pub fn trace_to_json(trace: &Trace) -> Value {
         "cost_usd": trace.cost_usd,
         "energy_joules": trace.energy_joules,
         "replay_of": trace.replay_of,
+        "scores": trace.scores.iter().map(score_to_json).collect::<Vec<_>>(),
+        "prompt_hash": trace.prompt_hash,
     })
 }
 
@@ -306,6 +310,8 @@ mod tests {
             "cost_usd",
             "energy_joules",
             "replay_of",
+            "prompt_hash",
+            "scores",
         ];
         expected.sort_unstable();
         assert_eq!(keys, expected);

@@ -11,6 +11,7 @@ pub mod names;
 pub mod query;
 pub mod report;
 pub mod safe_output;
+pub mod scores;
 pub mod table;
 pub mod text;
 pub mod top;

@@ -98,7 +98,11 @@ impl TelemetryService for FakeDaemon {
             latency_ms: Some(Percentiles { p50: Some(100.0), p95: Some(200.0), p99: None }),
             ..RouteWindow::default()
         };
-        Ok(Response::new(RequestMetrics { at_unix_ms: 1_717_000_000_000, windows: vec![window(60), window(300)] }))
+        Ok(Response::new(RequestMetrics {
+            at_unix_ms: 1_717_000_000_000,
+            windows: vec![window(60), window(300)],
+            ..RequestMetrics::default()
+        }))
     }
 }
 

@@ -210,6 +210,13 @@ fn detail_view() {
 }
 
 #[test]
+fn detail_with_feedback_scores() {
+    let mut trace = full_trace();
+    trace.scores = scores();
+    insta::assert_snapshot!(screen(&detail_app(Some(trace), None), 100, 30));
+}
+
+#[test]
 fn detail_scrolled_in_privacy_mode() {
     let mut trace = full_trace();
     trace.prompt_text.clear();

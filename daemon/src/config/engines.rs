@@ -224,6 +224,13 @@ pub struct EmbeddedEngineConfig {
     pub max_waiting: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_gpu_memory_fraction: Option<f64>,
+    /// Serve `/v1/embeddings` (and only that) with this pooling: `mean`, `cls` or `last`. Empty: an embedding
+    /// model (a GGUF that declares its pooling, e.g. BERT, nomic, Qwen3-Embedding) serves embeddings with its
+    /// own pooling; any other model generates text.
+    pub pooling: String,
+    /// A Jinja chat template file used instead of the GGUF's own (empty: the GGUF's, through llama.cpp's
+    /// built-in engine, else rendered as Jinja).
+    pub chat_template: String,
 }
 
 impl Default for EmbeddedEngineConfig {
@@ -241,6 +248,8 @@ impl Default for EmbeddedEngineConfig {
             gpus: Vec::new(),
             max_waiting: None,
             max_gpu_memory_fraction: None,
+            pooling: String::new(),
+            chat_template: String::new(),
         }
     }
 }
@@ -256,6 +265,12 @@ impl EmbeddedEngineConfig {
         }
         if self.batch_size < 16 {
             return invalid(format!("batch_size = {} must be at least 16", self.batch_size));
+        }
+        if !matches!(self.pooling.as_str(), "" | "mean" | "cls" | "last") {
+            let shown: String = self.pooling.chars().take(32).collect();
+            return invalid(format!(
+                "pooling = {shown:?} must be \"mean\", \"cls\", \"last\" or empty (the model's own)"
+            ));
         }
         if self.context_size != 0 && self.context_size < 64 {
             return invalid(format!("context_size = {} must be 0 (the model's own) or at least 64", self.context_size));

@@ -5,6 +5,8 @@
 //! - [`changepoint`]: online change-point detectors (Page-Hinkley, tabular CUSUM) that alert within tens of
 //!   requests of a shift in latency or output length.
 //! - [`monitor`]: per route, model and prompt version, the signals of each trace through those detectors.
+//! - [`scores`]: a falling pass rate of a feedback score (e.g. thumbs up/down) per route, model, prompt
+//!   version and score name.
 //! - [`shift`]: CUSUM on one signal with the windows behind a detected shift, for the evidence.
 //! - [`texts`]: alert titles and messages for people: directions, units, the numbers before and after.
 //! - [`runner`]: the detector thread, fed from the request path without blocking it; it also ends one-off
@@ -12,9 +14,11 @@
 pub mod changepoint;
 pub mod monitor;
 pub mod runner;
+pub mod scores;
 pub mod shift;
 pub mod stats;
 pub mod texts;
 
 pub use monitor::{DriftConfig, DriftEngine, Observation, Verdict};
 pub use runner::DriftMonitor;
+pub use scores::ScoreObservation;

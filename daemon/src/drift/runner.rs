@@ -1,10 +1,12 @@
-//! Runs the drift detectors off the request path: finished traces are queued (bounded; a full queue drops
-//! and counts, never blocks a request) to one thread that feeds the detectors and raises or resolves alerts.
+//! Runs the drift detectors off the request path: finished traces and pass/fail feedback scores are queued
+//! (bounded; a full queue drops and counts, never blocks a request) to one thread that feeds the detectors and
+//! raises or resolves alerts.
 //! The thread has no tokio runtime; the alert manager delivers webhooks on its own.
 //!
 //! One-off alerts (CUSUM shifts, input anomalies) have no condition that clears: the thread resolves each
 //! `event_alert_timeout_secs` after its last occurrence, also across daemon restarts (from the stored alert).
 use super::monitor::{DriftConfig, DriftEngine, Observation, Verdict};
+use super::scores::{ScoreDrift, ScoreObservation};
 use super::texts;
 use crate::alerts::AlertManager;
 use crate::trace::Trace;
@@ -22,9 +24,15 @@ const MAX_WAIT_MS: i64 = 60_000;
 /// Wall-clock milliseconds; injected so tests can move time.
 pub type Clock = Box<dyn Fn() -> i64 + Send>;
 
+/// What the detector thread is fed.
+enum Input {
+    Trace(Observation),
+    Score(ScoreObservation),
+}
+
 pub struct DriftMonitor {
     config: DriftConfig,
-    queue: Option<SyncSender<Observation>>,
+    queue: Option<SyncSender<Input>>,
     /// Observations dropped because the detector thread fell behind.
     pub dropped: AtomicU64,
 }
@@ -35,7 +43,7 @@ impl DriftMonitor {
         if !config.enabled {
             return Arc::new(Self { config, queue: None, dropped: AtomicU64::new(0) });
         }
-        let (sender, receiver) = sync_channel::<Observation>(QUEUE);
+        let (sender, receiver) = sync_channel::<Input>(QUEUE);
         let worker = Worker::new(config.clone(), alerts, Box::new(crate::clock::unix_ms));
         let spawned = std::thread::Builder::new().name("llmops-drift".into()).spawn(move || worker.run(receiver));
         let queue = match spawned {
@@ -52,7 +60,15 @@ impl DriftMonitor {
     pub fn observe(&self, trace: &Trace) {
         let Some(queue) = &self.queue else { return };
         let Some(observation) = Observation::from_trace(trace, &self.config) else { return };
-        if let Err(TrySendError::Full(_)) = queue.try_send(observation) {
+        if let Err(TrySendError::Full(_)) = queue.try_send(Input::Trace(observation)) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues a pass/fail feedback score for the falling-pass-rate detector.
+    pub fn observe_score(&self, score: ScoreObservation) {
+        let Some(queue) = &self.queue else { return };
+        if let Err(TrySendError::Full(_)) = queue.try_send(Input::Score(score)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -99,6 +115,7 @@ impl Expiry {
 /// The detector thread's state: the detectors, the alerts they raise and the one-off alerts to end.
 pub struct Worker {
     engine: DriftEngine,
+    scores: ScoreDrift,
     alerts: AlertManager,
     expiry: Expiry,
     clock: Clock,
@@ -115,11 +132,17 @@ impl Worker {
         for alert in alerts.active().iter().filter(|a| is_one_off(a)) {
             expiry.occurred(&alert.key, alert.updated_at_unix_ms);
         }
-        Self { engine: DriftEngine::new(config), alerts, expiry, clock }
+        Self {
+            scores: ScoreDrift::new(config.clone().normalized()),
+            engine: DriftEngine::new(config),
+            alerts,
+            expiry,
+            clock,
+        }
     }
 
     /// Until every sender is gone (the daemon is stopping).
-    fn run(mut self, receiver: Receiver<Observation>) {
+    fn run(mut self, receiver: Receiver<Input>) {
         loop {
             let now = self.expire();
             let next = match self.expiry.next_due() {
@@ -130,7 +153,8 @@ impl Worker {
                 None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match next {
-                Ok(observation) => self.observe(&observation),
+                Ok(Input::Trace(observation)) => self.observe(&observation),
+                Ok(Input::Score(score)) => self.observe_score(&score),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -139,7 +163,18 @@ impl Worker {
 
     /// Feeds one observation to the detectors and acts on what they say.
     pub fn observe(&mut self, observation: &Observation) {
-        for verdict in self.engine.observe(observation) {
+        let verdicts = self.engine.observe(observation);
+        self.act(verdicts);
+    }
+
+    /// Feeds one pass/fail score to the score detector and acts on what it says.
+    pub fn observe_score(&mut self, score: &ScoreObservation) {
+        let verdicts = self.scores.observe(score);
+        self.act(verdicts);
+    }
+
+    fn act(&mut self, verdicts: Vec<Verdict>) {
+        for verdict in verdicts {
             match verdict {
                 Verdict::Raise(raised) => {
                     self.alerts.raise(*raised);

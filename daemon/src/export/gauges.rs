@@ -16,7 +16,41 @@ pub fn render_all(telemetry: &Telemetry, recorder: &Recorder, engines: &Engines)
     render_host(&mut w, &sample);
     render_engines(&mut w, &sample, engines);
     render_store(&mut w, recorder);
+    render_scores(&mut w, &telemetry.scores.snapshot());
     w.finish()
+}
+
+/// Feedback scores per route, prompt, score name and source (bounded: see `telemetry::scores`). A pass rate
+/// is `rate(llmops_score_passed_total)` over `rate(llmops_scores_total{kind="boolean"})`, a mean
+/// `llmops_score_value_sum / llmops_score_value_count`.
+fn render_scores(w: &mut MetricWriter, scores: &[crate::telemetry::scores::ScoreStats]) {
+    let (total, passed, value) = ("llmops_scores_total", "llmops_score_passed_total", "llmops_score_value");
+    w.family(total, "Feedback scores stored, by kind (number, boolean, label).", MetricKind::Counter);
+    w.family(passed, "Pass/fail feedback scores that passed.", MetricKind::Counter);
+    w.family(value, "Numeric feedback scores: their sum and count.", MetricKind::Summary);
+    for stats in scores {
+        let labels = [
+            ("route", stats.route.as_str()),
+            ("prompt_id", stats.prompt_id.as_str()),
+            ("prompt_version", stats.prompt_version.as_str()),
+            ("name", stats.name.as_str()),
+            ("source", stats.source),
+        ];
+        for (kind, count) in [("number", stats.numbers), ("boolean", stats.booleans), ("label", stats.labels)] {
+            if count > 0 {
+                let mut with_kind = labels.to_vec();
+                with_kind.push(("kind", kind));
+                w.sample(total, &with_kind, count as f64);
+            }
+        }
+        if stats.booleans > 0 {
+            w.sample(passed, &labels, stats.passed as f64);
+        }
+        if stats.numbers > 0 {
+            w.sample(&format!("{value}_sum"), &labels, stats.number_sum);
+            w.sample(&format!("{value}_count"), &labels, stats.numbers as f64);
+        }
+    }
 }
 
 type GpuGauge = (&'static str, &'static str, fn(&GpuSample) -> Option<f64>);

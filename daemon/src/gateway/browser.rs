@@ -86,7 +86,10 @@ pub fn preflight(origin: HeaderValue) -> Response {
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type, x-llmops-session-id, x-llmops-user"),
+        HeaderValue::from_static(
+            "authorization, content-type, x-llmops-session-id, x-llmops-user, x-llmops-prompt, \
+             x-llmops-prompt-variables",
+        ),
     );
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     response

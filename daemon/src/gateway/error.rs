@@ -44,6 +44,15 @@ pub enum GatewayError {
     /// The client did not send the body within `server.body_read_timeout_ms`.
     #[error("{0}")]
     BodyTimeout(String),
+    /// The request names something in a state that refuses it now (feedback on a trace still running).
+    #[error("{message}")]
+    Conflict { message: String, code: &'static str },
+    /// The daemon cannot take this now (a full write queue); nothing was done, a retry may succeed.
+    #[error("{0}")]
+    Busy(String),
+    /// The daemon itself failed (e.g. its prompt store could not be read).
+    #[error("{0}")]
+    Internal(String),
     /// The upstream refused the request itself (4xx): passed through with its status and body.
     #[error("upstream answered {status}")]
     UpstreamRejected { status: StatusCode, body: serde_json::Value },
@@ -71,6 +80,9 @@ impl GatewayError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BudgetExceeded { .. } | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -84,13 +96,15 @@ impl GatewayError {
             | Self::Unauthorized { .. }
             | Self::Forbidden { .. }
             | Self::UnsupportedMediaType(_)
-            | Self::BodyTimeout(_) => "invalid_request_error",
+            | Self::BodyTimeout(_)
+            | Self::Conflict { .. } => "invalid_request_error",
             Self::NotFound(_) => "not_found_error",
             Self::Upstream(_) | Self::StreamInterrupted(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",
-            Self::EngineUnavailable(_) => "service_unavailable_error",
+            Self::EngineUnavailable(_) | Self::Busy(_) => "service_unavailable_error",
             Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::RateLimited { .. } => "rate_limit_error",
+            Self::Internal(_) => "server_error",
         }
     }
 
@@ -103,11 +117,13 @@ impl GatewayError {
             Self::StreamInterrupted(_) => Some("stream_interrupted"),
             Self::EngineUnavailable(_) => Some("engine_unavailable"),
             Self::InvalidRequest { .. } => Some("invalid_request"),
-            Self::Unauthorized { code, .. } | Self::Forbidden { code, .. } => Some(code),
+            Self::Unauthorized { code, .. } | Self::Forbidden { code, .. } | Self::Conflict { code, .. } => Some(code),
+            Self::Busy(_) => Some("busy"),
             Self::UnsupportedMediaType(_) => Some("unsupported_media_type"),
             Self::BodyTimeout(_) => Some("request_timeout"),
             Self::BudgetExceeded { .. } => Some("budget_exceeded"),
             Self::RateLimited { .. } => Some("rate_limit_exceeded"),
+            Self::Internal(_) => Some("internal_error"),
             _ => None,
         }
     }
@@ -150,6 +166,7 @@ impl GatewayError {
             Self::BudgetExceeded { retry_after_secs, .. } | Self::RateLimited { retry_after_secs, .. } => {
                 Some(*retry_after_secs)
             }
+            Self::Busy(_) => Some(1),
             _ => None,
         }
     }

@@ -3,7 +3,9 @@ mod admission;
 mod answer;
 mod browser;
 pub mod error;
+mod feedback;
 mod health;
+pub mod prompt;
 mod proxy;
 mod refusals;
 pub mod request;
@@ -59,6 +61,10 @@ pub struct Gateway {
     pub refusals: refusals::Refusals,
     /// Requests being answered now.
     pub in_flight: Arc<AtomicU64>,
+    /// Scores on traces (`POST /v1/feedback`).
+    pub feedback: Arc<crate::feedback::Feedback>,
+    /// Registry prompts a request may name (`metadata.prompt`).
+    pub prompts: Arc<crate::prompts::PromptRegistry>,
     /// Fired when shutdown's grace period is over: requests still running end now and record their traces.
     pub closing: crate::shutdown::Shutdown,
 }
@@ -76,6 +82,8 @@ pub struct GatewayParts {
     pub cors_origins: Vec<String>,
     /// Fired when shutdown's grace period is over.
     pub closing: crate::shutdown::Shutdown,
+    pub feedback: Arc<crate::feedback::Feedback>,
+    pub prompts: Arc<crate::prompts::PromptRegistry>,
 }
 
 impl Gateway {
@@ -93,7 +101,9 @@ impl Gateway {
             browser: browser::BrowserPolicy::new(&parts.cors_origins),
             refusals: refusals::Refusals::default(),
             in_flight: Arc::new(AtomicU64::new(0)),
+            feedback: parts.feedback,
             closing: parts.closing,
+            prompts: parts.prompts,
         }
     }
 }
@@ -103,6 +113,7 @@ pub fn http_router(gateway: Arc<Gateway>) -> axum::Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/feedback", post(feedback::post_feedback))
         .route("/v1/models", get(models))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(readyz))

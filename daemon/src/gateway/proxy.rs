@@ -112,12 +112,14 @@ fn prepare(
     let trace = guard.trace_mut();
     // Kept even when the body is refused, so a rejected request's trace shows what was sent.
     trace.request_json = String::from_utf8_lossy(&bytes).into_owned();
-    let request = ClientRequest::parse(endpoint, &bytes, headers).inspect_err(|_| {
+    let mut request = ClientRequest::parse(endpoint, &bytes, headers).inspect_err(|_| {
         // Refused, but the trace still says which model was asked for when the body names one (within bounds).
         if let Some(model) = requested_model(&bytes).filter(|m| m.len() <= super::request::MAX_MODEL_BYTES) {
             trace.model_requested = model;
         }
     })?;
+    // The registry prompt, rendered into the messages; a refusal's trace still names the prompt asked for.
+    let applied = super::prompt::apply(&gateway.prompts, &mut request);
     // The route (a metric label and a drift key) is set only once the router knows it: a client cannot mint
     // label values with made-up model names.
     trace.model_requested = request.model.clone();
@@ -126,8 +128,10 @@ fn prepare(
     trace.session_id = request.session_id.clone();
     trace.prompt_id = request.prompt_id.clone();
     trace.prompt_version = request.prompt_version.clone();
+    trace.prompt_hash = request.prompt_hash.clone();
     trace.tags = request.tags.clone();
     trace.prompt_text = request.prompt_text.clone();
+    applied?;
     let targets = gateway
         .router
         .resolve(&request.model)
@@ -446,11 +450,12 @@ fn response_text(endpoint: Endpoint, value: &Value) -> String {
         Endpoint::Embeddings => {
             let data = value.get("data").and_then(Value::as_array);
             let count = data.map_or(0, Vec::len);
-            let dims = data
-                .and_then(|d| d.first())
-                .and_then(|e| e.get("embedding"))
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
+            // A list of floats, or base64 of little-endian f32s (4 bytes, 4/3 longer in base64).
+            let dims = match data.and_then(|d| d.first()).and_then(|e| e.get("embedding")) {
+                Some(Value::Array(values)) => values.len(),
+                Some(Value::String(base64)) => base64.trim_end_matches('=').len() * 3 / 4 / 4,
+                _ => 0,
+            };
             return format!("{count} embeddings of {dims} dimensions");
         }
     }

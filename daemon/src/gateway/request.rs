@@ -1,6 +1,7 @@
 //! Reading a client request: JSON checked against the shape of each endpoint (errors name the field), the
 //! parts a trace records pulled out, and the body kept whole so every parameter passes through untouched.
 use super::error::GatewayError;
+use super::prompt::PromptCall;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
@@ -28,6 +29,10 @@ pub struct ClientRequest {
     pub session_id: String,
     pub prompt_id: String,
     pub prompt_version: String,
+    /// The registry prompt the request names (`metadata.prompt`, `x-llmops-prompt`), until the gateway applies it.
+    pub prompt: Option<PromptCall>,
+    /// SHA-256 of the applied registry prompt version's content; empty when none.
+    pub prompt_hash: String,
     pub tags: BTreeMap<String, String>,
     /// The prompt rendered as text for the trace (and for search).
     pub prompt_text: String,
@@ -67,7 +72,9 @@ struct ContentPart {
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct Common {
-    model: String,
+    /// Optional only for requests naming a registry prompt with a model of its own (checked after parsing).
+    #[serde(default)]
+    model: Option<String>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -77,8 +84,9 @@ struct Common {
     /// OpenAI's successor of `user`; the trace's user when `user` is absent.
     #[serde(default)]
     safety_identifier: Option<String>,
+    /// String values are tags; `prompt` and `variables` name a registry prompt (see `prompt`).
     #[serde(default)]
-    metadata: Option<BTreeMap<String, String>>,
+    metadata: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     max_tokens: Option<u64>,
     #[serde(default)]
@@ -153,51 +161,23 @@ impl ClientRequest {
         if !body.is_object() {
             return Err(GatewayError::invalid("request body must be a JSON object"));
         }
-        let (common, prompt_text) = match endpoint {
-            Endpoint::ChatCompletions => {
-                let common: Common = typed(&body)?;
-                let chat: ChatBody = typed(&body)?;
-                if chat.messages.is_empty() {
-                    return Err(GatewayError::invalid_param("messages", "`messages` must not be empty"));
-                }
-                (common, render_messages(&chat.messages))
-            }
-            Endpoint::Completions => {
-                let common: Common = typed(&body)?;
-                let completion: CompletionBody = typed(&body)?;
-                (common, completion.prompt.render())
-            }
-            Endpoint::Embeddings => {
-                let embedding: EmbeddingBody = typed(&body)?;
-                let common = Common {
-                    model: embedding.model,
-                    stream: None,
-                    stream_options: None,
-                    user: embedding.user,
-                    safety_identifier: None,
-                    metadata: None,
-                    max_tokens: None,
-                    max_completion_tokens: None,
-                    temperature: None,
-                    top_p: None,
-                    n: None,
-                    seed: None,
-                };
-                (common, embedding.input.render())
-            }
-        };
-        if common.model.trim().is_empty() {
-            return Err(GatewayError::invalid_param("model", "`model` must not be empty"));
-        }
-        if common.model.len() > MAX_MODEL_BYTES {
+        let (common, prompt_text, no_messages) = read_common(endpoint, &body)?;
+        let (tags, metadata_prompt) = super::prompt::split_metadata(common.metadata.unwrap_or_default())?;
+        let prompt = super::prompt::read(metadata_prompt, headers)?;
+        if prompt.is_some() && endpoint != Endpoint::ChatCompletions {
             return Err(GatewayError::invalid_param(
-                "model",
-                format!("`model` is {} bytes long; at most {MAX_MODEL_BYTES} are accepted", common.model.len()),
+                "metadata.prompt",
+                "registry prompts apply to /v1/chat/completions only",
             ));
         }
+        // A registry prompt brings messages (and may bring the model): checked again once it is applied.
+        if prompt.is_none() && no_messages {
+            return Err(GatewayError::invalid_param("messages", "`messages` must not be empty"));
+        }
+        let model = checked_model(common.model, prompt.is_some())?;
         let stream = common.stream.unwrap_or(false);
         let mut request = ClientRequest {
-            model: common.model,
+            model,
             stream,
             wants_stream_usage: stream && common.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
             user: match (common.user, common.safety_identifier) {
@@ -207,11 +187,13 @@ impl ClientRequest {
             session_id: String::new(),
             prompt_id: String::new(),
             prompt_version: String::new(),
+            prompt,
+            prompt_hash: String::new(),
             tags: BTreeMap::new(),
             prompt_text,
             body,
         };
-        for (key, value) in common.metadata.unwrap_or_default() {
+        for (key, value) in tags {
             request.set_tag(&key, value)?;
         }
         request.read_tag_headers(headers)?;
@@ -225,6 +207,8 @@ impl ClientRequest {
             let Some(key) = name.as_str().strip_prefix("x-llmops-") else { continue };
             let Ok(value) = value.to_str() else { continue };
             match key {
+                // A registry prompt and its variables (see `prompt`), not tags.
+                "prompt" | "prompt-variables" => {}
                 "user" => self.user = bounded("x-llmops-user", value.to_string())?,
                 _ => self.set_tag(key.strip_prefix("tag-").unwrap_or(key), value.to_string())?,
             }
@@ -258,6 +242,13 @@ impl ClientRequest {
         Ok(())
     }
 
+    /// Re-reads the prompt text from the body's messages, after a registry prompt was put before them.
+    pub fn refresh_prompt_text(&mut self) {
+        if let Ok(chat) = typed::<ChatBody>(&self.body) {
+            self.prompt_text = render_messages(&chat.messages);
+        }
+    }
+
     /// The body for the engine: its model name, and usage requested in streams so token counts are exact.
     /// Edited in place (no copy per request); each attempt sets its own model.
     pub fn upstream_body(&mut self, engine_model: &str) -> &Value {
@@ -272,6 +263,64 @@ impl ClientRequest {
         }
         &self.body
     }
+}
+
+/// The typed fields every endpoint shares, the prompt as text for the trace, and whether a chat request
+/// came without messages (allowed only when a registry prompt brings them).
+fn read_common(endpoint: Endpoint, body: &Value) -> Result<(Common, String, bool), GatewayError> {
+    Ok(match endpoint {
+        Endpoint::ChatCompletions => {
+            let common: Common = typed(body)?;
+            let chat: ChatBody = typed(body)?;
+            let no_messages = chat.messages.is_empty();
+            (common, render_messages(&chat.messages), no_messages)
+        }
+        Endpoint::Completions => {
+            let common: Common = typed(body)?;
+            let completion: CompletionBody = typed(body)?;
+            (common, completion.prompt.render(), false)
+        }
+        Endpoint::Embeddings => {
+            let embedding: EmbeddingBody = typed(body)?;
+            let common = Common {
+                model: Some(embedding.model),
+                stream: None,
+                stream_options: None,
+                user: embedding.user,
+                safety_identifier: None,
+                metadata: None,
+                max_tokens: None,
+                max_completion_tokens: None,
+                temperature: None,
+                top_p: None,
+                n: None,
+                seed: None,
+            };
+            (common, embedding.input.render(), false)
+        }
+    })
+}
+
+/// The requested model, bounded; it may be left out only when a registry prompt names one.
+fn checked_model(model: Option<String>, has_prompt: bool) -> Result<String, GatewayError> {
+    let model = match model {
+        None if !has_prompt => return Err(GatewayError::invalid_param("model", "`model` is required")),
+        None => String::new(),
+        Some(model) if model.trim().is_empty() => {
+            if !has_prompt {
+                return Err(GatewayError::invalid_param("model", "`model` must not be empty"));
+            }
+            String::new()
+        }
+        Some(model) => model,
+    };
+    if model.len() > MAX_MODEL_BYTES {
+        return Err(GatewayError::invalid_param(
+            "model",
+            format!("`model` is {} bytes long; at most {MAX_MODEL_BYTES} are accepted", model.len()),
+        ));
+    }
+    Ok(model)
 }
 
 /// `value` if it is within [`MAX_TAG_VALUE_BYTES`], else a 400 naming `what`.

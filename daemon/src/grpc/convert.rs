@@ -82,6 +82,9 @@ pub fn trace_to_proto(t: &Trace, include_bodies: bool) -> pb::Trace {
         chunk_offsets_ms: if include_bodies { t.chunk_offsets_ms.clone() } else { Vec::new() },
         chunk_chars: if include_bodies { t.chunk_chars.clone() } else { Vec::new() },
         replay_of: t.replay_of.clone(),
+        // GetTrace adds them from the store; lists and live events leave them out.
+        scores: Vec::new(),
+        prompt_hash: t.prompt_hash.clone(),
         cost_usd: t.cost_usd,
         energy_joules: t.energy_joules,
     }

@@ -4,7 +4,9 @@
 pub mod alerts;
 pub mod budgets;
 mod convert;
+pub mod feedback;
 pub mod keys;
+pub mod prompts;
 pub mod replay;
 pub mod status;
 mod store_query;
@@ -45,6 +47,8 @@ pub struct Apis {
     pub keys: keys::KeyApi,
     pub budgets: budgets::BudgetApi,
     pub alerts: alerts::AlertApi,
+    pub feedback: feedback::FeedbackApi,
+    pub prompts: prompts::PromptApi,
 }
 
 /// A bound gRPC listener, not yet serving.
@@ -82,8 +86,16 @@ impl BoundGrpc {
 
     /// Serves until `shutdown` fires.
     pub async fn serve(self, apis: Apis, mut shutdown: Shutdown) -> Result<(), GrpcError> {
-        let Apis { traces: trace_api, status: status_api, telemetry: telemetry_api, keys: key_api, budgets, alerts } =
-            apis;
+        let Apis {
+            traces: trace_api,
+            status: status_api,
+            telemetry: telemetry_api,
+            keys: key_api,
+            budgets,
+            alerts,
+            prompts,
+            feedback: feedback_api,
+        } = apis;
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::trace_service_server::TraceServiceServer<traces::TraceApi>>().await;
         health.set_serving::<pb::status_service_server::StatusServiceServer<status::StatusApi>>().await;
@@ -91,6 +103,8 @@ impl BoundGrpc {
         health.set_serving::<pb::key_service_server::KeyServiceServer<keys::KeyApi>>().await;
         health.set_serving::<pb::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>().await;
         health.set_serving::<pb::alert_service_server::AlertServiceServer<alerts::AlertApi>>().await;
+        health.set_serving::<pb::prompt_service_server::PromptServiceServer<prompts::PromptApi>>().await;
+        health.set_serving::<pb::feedback_service_server::FeedbackServiceServer<feedback::FeedbackApi>>().await;
         let reflection = |builder: tonic_reflection::server::Builder<'static>| {
             builder
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -122,7 +136,9 @@ impl BoundGrpc {
             .add_service(pb::telemetry_service_server::TelemetryServiceServer::new(telemetry_api))
             .add_service(pb::key_service_server::KeyServiceServer::new(key_api))
             .add_service(pb::budget_service_server::BudgetServiceServer::new(budgets))
-            .add_service(pb::alert_service_server::AlertServiceServer::new(alerts));
+            .add_service(pb::alert_service_server::AlertServiceServer::new(alerts))
+            .add_service(pb::prompt_service_server::PromptServiceServer::new(prompts))
+            .add_service(pb::feedback_service_server::FeedbackServiceServer::new(feedback_api));
         let stop = async move { shutdown.wait().await };
         let result = match self.listener {
             Listener::Unix(listener, path) => {

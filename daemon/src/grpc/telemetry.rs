@@ -82,7 +82,25 @@ impl pb::telemetry_service_server::TelemetryService for TelemetryApi {
     ) -> Result<Response<pb::RequestMetrics>, Status> {
         let now = crate::clock::unix_ms();
         let windows = self.telemetry.requests.snapshot(now).iter().map(window_to_proto).collect();
-        Ok(Response::new(pb::RequestMetrics { at_unix_ms: now, windows }))
+        let scores = self.telemetry.scores.snapshot().iter().map(score_rate_to_proto).collect();
+        Ok(Response::new(pb::RequestMetrics { at_unix_ms: now, windows, scores }))
+    }
+}
+
+fn score_rate_to_proto(stats: &crate::telemetry::scores::ScoreStats) -> pb::ScoreRate {
+    pb::ScoreRate {
+        route: stats.route.clone(),
+        prompt_id: stats.prompt_id.clone(),
+        prompt_version: stats.prompt_version.clone(),
+        name: stats.name.clone(),
+        source: stats.source.to_owned(),
+        scores: stats.scores,
+        booleans: stats.booleans,
+        passed: stats.passed,
+        pass_rate: stats.pass_rate(),
+        numbers: stats.numbers,
+        mean: stats.mean(),
+        labels: stats.labels,
     }
 }
 

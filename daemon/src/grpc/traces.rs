@@ -68,8 +68,17 @@ impl pb::trace_service_server::TraceService for TraceApi {
             return Err(Status::invalid_argument("id is empty"));
         }
         let lookup = id.clone();
-        match with_store(&self.store, move |store| store.get(&lookup)).await? {
-            Some(trace) => Ok(Response::new(trace_to_proto(&trace, true))),
+        let found = with_store(&self.store, move |store| {
+            let Some(trace) = store.get(&lookup)? else { return Ok(None) };
+            Ok(Some((trace, store.scores(&lookup)?)))
+        })
+        .await?;
+        match found {
+            Some((trace, scores)) => {
+                let mut trace = trace_to_proto(&trace, true);
+                trace.scores = scores.iter().map(super::feedback::score_to_proto).collect();
+                Ok(Response::new(trace))
+            }
             None => Err(Status::not_found(format!("no trace with id {id}"))),
         }
     }

@@ -3,6 +3,7 @@
 use super::energy::{EnergyMeter, LocalPrices};
 use super::model::TelemetrySample;
 use super::requests::RequestMetrics;
+use super::scores::ScoreMetrics;
 use crate::sync::{MutexExt, RwLockExt};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,6 +16,8 @@ pub const WATCH_BACKLOG: usize = 16;
 pub struct Telemetry {
     pub interval: Duration,
     pub requests: RequestMetrics,
+    /// Feedback scores per route and prompt.
+    pub scores: ScoreMetrics,
     pub energy: EnergyMeter,
     capacity: usize,
     latest: RwLock<Arc<TelemetrySample>>,
@@ -31,6 +34,7 @@ impl Telemetry {
         Self {
             interval,
             requests: RequestMetrics::new(),
+            scores: ScoreMetrics::new(),
             energy: EnergyMeter::new(prices),
             capacity,
             latest: RwLock::new(Arc::new(TelemetrySample::default())),

@@ -8,6 +8,7 @@ pub mod model;
 pub mod requests;
 pub mod rules;
 pub mod sampler;
+pub mod scores;
 
 pub use energy::{EnergyTicket, LocalPrices};
 pub use hub::Telemetry;

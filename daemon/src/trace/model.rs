@@ -65,6 +65,8 @@ pub struct Trace {
     pub session_id: String,
     pub prompt_id: String,
     pub prompt_version: String,
+    /// SHA-256 of the registry prompt version the gateway rendered (its content hash); empty when none.
+    pub prompt_hash: String,
     pub tags: BTreeMap<String, String>,
     pub status: TraceStatus,
     pub http_status: u16,

@@ -1,15 +1,20 @@
 //! The recorder: the request path hands it finished traces without ever waiting on disk. A bounded queue feeds
 //! one writer thread that writes in batched transactions; when the queue is full the trace is dropped and
 //! counted. Live viewers get every event through a broadcast channel that never blocks the sender.
+//!
+//! Feedback scores go through the same queue and writer (one writer per database); whoever adds one waits for
+//! the writer's answer, which says whether the trace had room for it. The recorder also knows which requests
+//! are running, so a score for a trace not yet written can be told from one for a trace that never was.
 use super::model::Trace;
+use super::score::{Score, ScoreRefused};
 use super::store::Store;
 use crate::sync::MutexExt;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 /// Events buffered per live viewer before it counts as too slow.
 pub const WATCH_BUFFER: usize = 1024;
@@ -20,6 +25,9 @@ pub const RECENT_FINISHED: usize = 256;
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// How long the writer gathers traces into one transaction after the first arrives.
 const GATHER_WINDOW: Duration = Duration::from_millis(25);
+/// Running requests remembered at most (far more than connections allowed); past it a new one is not, and a
+/// score for it waits until it is written.
+const LIVE_CAPACITY: usize = 1 << 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -54,11 +62,29 @@ pub struct RecorderSettings {
 enum Message {
     /// Shared with the live viewers' events and the recent ring: one copy per trace.
     Trace(Arc<Trace>),
+    /// A score to write, and who waits for the outcome.
+    Score(Score, oneshot::Sender<Result<(), ScoreRefused>>),
     /// Write what is queued, then stop.
     Shutdown,
 }
 
 type Recent = Arc<Mutex<VecDeque<Arc<Trace>>>>;
+
+/// Where a trace is, as far as the recorder knows (the store is the caller's to ask next).
+#[derive(Debug, Clone)]
+pub enum Located {
+    /// Its request is still running, or its trace waits for its energy share.
+    Running,
+    /// Finished, not written yet.
+    Finished(Arc<Trace>),
+    /// Neither: in the store, or unknown.
+    Elsewhere,
+}
+
+/// The score queue was full; nothing was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the trace store's write queue is full")]
+pub struct QueueFull;
 
 /// Cheap to clone; every clone feeds the same writer.
 #[derive(Clone)]
@@ -67,6 +93,8 @@ pub struct Recorder {
     events: broadcast::Sender<TraceEvent>,
     /// Finished traces the writer has not written yet (at most `RECENT_FINISHED`), oldest first.
     recent: Recent,
+    /// Ids (as UUIDs) of requests announced and not yet finished, at most `LIVE_CAPACITY`.
+    live: Arc<Mutex<HashSet<u128>>>,
     stats: Arc<RecorderStats>,
     settings: RecorderSettings,
 }
@@ -88,12 +116,19 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name("trace-writer".into())
             .spawn(move || write_loop(store, receiver, (writer_stats, unwritten), settings))?;
-        let recorder = Recorder { queue: queue.clone(), events, recent, stats, settings };
+        let live = Arc::new(Mutex::new(HashSet::new()));
+        let recorder = Recorder { queue: queue.clone(), events, recent, live, stats, settings };
         Ok((recorder, WriterHandle { queue, thread }))
     }
 
     /// Announces a request that has started (live viewers only; nothing is stored yet).
     pub fn started(&self, trace: &Trace) {
+        if let Some(id) = uuid_of(&trace.id) {
+            let mut live = self.live.locked();
+            if live.len() < LIVE_CAPACITY {
+                live.insert(id);
+            }
+        }
         if self.events.receiver_count() == 0 {
             return; // Nobody watching: skip the copy.
         }
@@ -114,6 +149,10 @@ impl Recorder {
                 recent.pop_front();
             }
             recent.push_back(trace.clone());
+        }
+        // Out of the running set only once in the ring, so `locate` always finds it in one or the other.
+        if let Some(id) = uuid_of(&trace.id) {
+            self.live.locked().remove(&id);
         }
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(TraceEvent { kind: EventKind::Finished, trace: trace.clone() });
@@ -138,6 +177,30 @@ impl Recorder {
         } else {
             trace.measure();
         }
+    }
+
+    /// Where trace `id` is now. Looked at in the order a trace moves (running, finished, stored), so a trace
+    /// that moves on meanwhile is found in the next place.
+    pub fn locate(&self, id: &str) -> Located {
+        if uuid_of(id).is_some_and(|uuid| self.live.locked().contains(&uuid)) {
+            return Located::Running;
+        }
+        match self.recent.locked().iter().rev().find(|trace| trace.id == id) {
+            Some(trace) => Located::Finished(trace.clone()),
+            None => Located::Elsewhere,
+        }
+    }
+
+    /// Queues a score for the writer; the receiver gets the outcome once it is committed (or refused).
+    pub fn add_score(&self, score: Score) -> Result<oneshot::Receiver<Result<(), ScoreRefused>>, QueueFull> {
+        let (answer, outcome) = oneshot::channel();
+        self.queue.try_send(Message::Score(score, answer)).map_err(|_| QueueFull)?;
+        Ok(outcome)
+    }
+
+    /// Live viewers subscribed now.
+    pub fn viewers(&self) -> usize {
+        self.events.receiver_count()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<TraceEvent> {
@@ -178,6 +241,7 @@ fn write_loop(
 ) {
     let mut last_retention: Option<Instant> = None;
     let mut batch: Vec<Arc<Trace>> = Vec::with_capacity(settings.batch_size);
+    let mut scores: Vec<PendingScore> = Vec::new();
     let mut stopping = false;
     while !stopping {
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
@@ -186,28 +250,58 @@ fn write_loop(
         }
         match receiver.recv_timeout(RETENTION_EVERY) {
             Ok(Message::Trace(trace)) => batch.push(trace),
+            Ok(Message::Score(score, answer)) => scores.push((score, answer)),
             Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
             Err(RecvTimeoutError::Timeout) => continue,
         }
         // Gather what arrives within a short window, up to one batch: one transaction for many traces, and
         // at low rates one commit per window instead of one per request (less CPU taken from requests).
         let window_end = Instant::now() + GATHER_WINDOW;
-        while !stopping && batch.len() < settings.batch_size.max(1) {
+        while !stopping && batch.len() + scores.len() < settings.batch_size.max(1) {
             let wait = window_end.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(wait) {
                 Ok(Message::Trace(trace)) => batch.push(trace),
+                Ok(Message::Score(score, answer)) => scores.push((score, answer)),
                 Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => break,
             }
         }
         if stopping {
             // Drain the rest so nothing queued before shutdown is lost.
-            while let Ok(Message::Trace(trace)) = receiver.try_recv() {
-                batch.push(trace);
+            while let Ok(message) = receiver.try_recv() {
+                match message {
+                    Message::Trace(trace) => batch.push(trace),
+                    Message::Score(score, answer) => scores.push((score, answer)),
+                    Message::Shutdown => {}
+                }
             }
         }
         flush(&mut store, &mut batch, &stats, &unwritten);
+        flush_scores(&mut store, &mut scores);
     }
+}
+
+type PendingScore = (Score, oneshot::Sender<Result<(), ScoreRefused>>);
+
+/// Writes the scores in one transaction and tells each waiter how it went.
+fn flush_scores(store: &mut Store, scores: &mut Vec<PendingScore>) {
+    if scores.is_empty() {
+        return;
+    }
+    let (written, answers): (Vec<Score>, Vec<_>) = std::mem::take(scores).into_iter().unzip();
+    let outcomes = store.insert_scores(&written).unwrap_or_else(|error| {
+        tracing::error!(%error, scores = written.len(), "could not write scores");
+        vec![Err(ScoreRefused::Write(error.to_string())); written.len()]
+    });
+    for (answer, outcome) in answers.into_iter().zip(outcomes) {
+        // The waiter may have given up (its client went away); the score is stored all the same.
+        let _ = answer.send(outcome);
+    }
+}
+
+/// Gateway trace ids are UUIDs; anything else is never running.
+fn uuid_of(id: &str) -> Option<u128> {
+    uuid::Uuid::try_parse(id).ok().map(|uuid| uuid.as_u128())
 }
 
 fn flush(
@@ -249,165 +343,5 @@ fn run_retention(store: &mut Store, stats: &RecorderStats, settings: RecorderSet
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(queue_capacity: usize, hash_content: bool) -> RecorderSettings {
-        RecorderSettings { queue_capacity, batch_size: 64, hash_content, retention_days: 0, max_traces: 0 }
-    }
-
-    #[test]
-    fn everything_queued_is_written_by_shutdown() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.db");
-        let (recorder, writer) =
-            Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
-        for i in 0..2_000 {
-            recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
-        }
-        writer.shutdown();
-        assert_eq!(recorder.stats().written.load(Ordering::Relaxed), 2_000);
-        assert_eq!(recorder.stats().dropped.load(Ordering::Relaxed), 0);
-        assert_eq!(Store::open(&path).expect("reopen").count().expect("count"), 2_000);
-    }
-
-    #[test]
-    fn overflow_is_counted_not_blocking() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("t.db")).expect("open");
-        let (recorder, writer) = Recorder::start(store, settings(1, false)).expect("start");
-        for i in 0..500 {
-            recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
-        }
-        writer.shutdown();
-        let stats = recorder.stats();
-        let written = stats.written.load(Ordering::Relaxed);
-        let dropped = stats.dropped.load(Ordering::Relaxed);
-        assert_eq!(written + dropped, 500, "every trace is either written or counted as dropped");
-        assert!(dropped > 0, "a queue of one cannot absorb 500 traces sent at once");
-    }
-
-    #[test]
-    fn privacy_mode_redacts_before_viewers_and_store() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.db");
-        let (recorder, writer) = Recorder::start(Store::open(&path).expect("open"), settings(10, true)).expect("start");
-        let mut viewer = recorder.subscribe();
-        recorder.finished(Trace { id: "p".into(), prompt_text: "secret".into(), ..Trace::default() });
-        writer.shutdown();
-        let event = viewer.try_recv().expect("viewer got the event");
-        assert!(event.trace.prompt_text.is_empty());
-        let stored = Store::open(&path).expect("reopen").get("p").expect("get").expect("stored");
-        assert!(stored.prompt_text.is_empty());
-        assert_eq!(stored.prompt_chars, 6);
-        assert_eq!(stored.prompt_sha256.len(), 64);
-    }
-
-    #[test]
-    fn a_late_viewer_gets_the_unwritten_traces_then_live_ones() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.db");
-        // Many more traces than the ring holds, finished faster than the writer can empty it: the ring keeps
-        // the newest of those not written yet.
-        let (recorder, writer) =
-            Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
-        for i in 0..RECENT_FINISHED * 4 {
-            recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
-        }
-        let (mut live, recent) = recorder.subscribe_with_recent();
-        assert!(recent.len() <= RECENT_FINISHED);
-        let numbers: Vec<usize> = recent.iter().filter_map(|t| t.id[1..].parse().ok()).collect();
-        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "oldest first");
-        recorder.finished(Trace { id: "after".into(), ..Trace::default() });
-        assert_eq!(live.try_recv().expect("live event").trace.id, "after");
-        writer.shutdown();
-        // Every trace the ring no longer held is in the store: a listing after subscribing finds it.
-        let store = Store::open(&path).expect("reopen");
-        for i in 0..RECENT_FINISHED * 4 {
-            let id = format!("t{i}");
-            assert!(store.get(&id).expect("get").is_some() || recent.iter().any(|t| t.id == id), "{id} lost");
-        }
-        let (_, after_writes) = recorder.subscribe_with_recent();
-        assert!(after_writes.is_empty(), "written traces leave the ring: {}", after_writes.len());
-    }
-
-    /// The traces among `ids` that a viewer would miss if it subscribed now and then listed the store: in
-    /// neither the ring nor the store. (The ring first, then the store: a trace moves from one to the other.)
-    fn missed(recorder: &Recorder, store: &Store, ids: &[String]) -> Vec<String> {
-        let (_live, recent) = recorder.subscribe_with_recent();
-        let in_store = |id: &String| store.get(id).expect("get").is_some();
-        ids.iter().filter(|id| !recent.iter().any(|t| &t.id == *id) && !in_store(id)).cloned().collect()
-    }
-
-    /// Polls `condition` until it holds; panics after 30 s.
-    fn wait_for(what: &str, condition: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !condition() {
-            assert!(Instant::now() < deadline, "{what}: not within 30 s");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    #[test]
-    fn nothing_is_lost_between_ring_and_store_while_a_flush_is_in_progress() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.db");
-        let (recorder, writer) =
-            Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
-        let reader = Store::open(&path).expect("reader");
-        // Another connection holds the write lock: the writer's next transaction waits on it (busy timeout).
-        let lock = rusqlite::Connection::open(&path).expect("lock connection");
-        lock.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
-
-        let first: Vec<String> = (0..40).map(|i| format!("first{i}")).collect();
-        for id in &first {
-            recorder.finished(Trace { id: id.clone(), ..Trace::default() });
-        }
-        // The writer has taken them all off the queue into one batch and is inside the flush, waiting to commit.
-        let stats = recorder.stats();
-        wait_for("the writer takes the batch", || stats.queued.load(Ordering::Relaxed) == 0);
-        assert_eq!(stats.written.load(Ordering::Relaxed), 0, "nothing can be committed under the lock");
-        // More arrive during the flush, up to a full ring.
-        let second: Vec<String> = (0..RECENT_FINISHED - first.len()).map(|i| format!("second{i}")).collect();
-        for id in &second {
-            recorder.finished(Trace { id: id.clone(), ..Trace::default() });
-        }
-        let all: Vec<String> = first.iter().chain(&second).cloned().collect();
-        assert_eq!(missed(&recorder, &reader, &all), Vec::<String>::new(), "lost while the flush waits");
-
-        // Release the lock and watch every step of the writer's progress from another thread.
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let watcher = {
-            let (recorder, path, all, stop) = (recorder.clone(), path.clone(), all.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let reader = Store::open(&path).expect("watcher's reader");
-                let mut checks = 0_u64;
-                let mut lost = Vec::new();
-                while !stop.load(Ordering::Relaxed) && lost.is_empty() {
-                    lost = missed(&recorder, &reader, &all);
-                    checks += 1;
-                }
-                (checks, lost)
-            })
-        };
-        lock.execute_batch("ROLLBACK").expect("release the write lock");
-        let settled = || {
-            let done = stats.written.load(Ordering::Relaxed) + stats.write_errors.load(Ordering::Relaxed);
-            done == all.len() as u64
-        };
-        wait_for("the writer handles every trace", settled);
-        stop.store(true, Ordering::Relaxed);
-        let (checks, lost) = watcher.join().expect("watcher");
-        assert!(checks > 0);
-        assert_eq!(lost, Vec::<String>::new(), "lost while the writer committed ({checks} checks)");
-        assert_eq!(missed(&recorder, &reader, &all), Vec::<String>::new(), "lost after the writes");
-
-        // Written traces left the ring; only a failed write (the lock held past the 5 s busy timeout on a
-        // stalled machine) would keep some there, and then still findable.
-        let written = stats.written.load(Ordering::Relaxed);
-        let (_, ring) = recorder.subscribe_with_recent();
-        assert_eq!(ring.len() as u64, all.len() as u64 - written, "the ring holds exactly the unwritten");
-        assert_eq!(reader.count().expect("count"), written);
-        writer.shutdown();
-    }
-}
+#[path = "recorder_tests.rs"]
+mod tests;

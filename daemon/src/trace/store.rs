@@ -1,8 +1,15 @@
 //! SQLite trace store: WAL mode, versioned migrations, batched inserts, filtered cursor paging, retention.
+//! Feedback scores are in the same database (`store_scores.rs`).
 //! One connection writes (the recorder's thread); queries use a connection of their own.
 use super::model::{Trace, TraceStatus};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
+
+// Scores live beside traces (same database, same writer, pruned together); their queries are in a file of
+// their own, a child module so it can use the connection.
+#[path = "store_scores.rs"]
+mod scores;
+pub use scores::ORPHAN_GRACE_MS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -21,7 +28,8 @@ pub enum StoreError {
 }
 
 /// Each entry upgrades the schema by one version; `PRAGMA user_version` says how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE traces (
     id TEXT PRIMARY KEY,
     started_at_ms INTEGER NOT NULL,
@@ -61,7 +69,24 @@ CREATE TABLE traces (
 );
 CREATE INDEX traces_by_start ON traces (started_at_ms DESC, id DESC);
 CREATE INDEX traces_by_route ON traces (route, started_at_ms DESC);
-"#];
+"#,
+    r#"
+-- Feedback scores (store_scores.rs): kind is number, boolean (number 1 or 0) or label.
+CREATE TABLE scores (
+    id TEXT PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    number REAL,
+    label TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX scores_by_trace ON scores (trace_id, created_at_ms);
+CREATE INDEX scores_by_time ON scores (created_at_ms);
+"#,
+];
 
 const COLUMNS: &str = "id, started_at_ms, ended_at_ms, endpoint, route, model_requested, model_served, engine, \
     tenant, user, session_id, prompt_id, prompt_version, status, http_status, error_type, error_message, stream, \
@@ -78,6 +103,9 @@ struct Detail {
     chunk_chars: Vec<u32>,
     #[serde(default)]
     replay_of: String,
+    // The registry prompt's content hash: in the JSON detail rather than a column (never filtered on, no migration).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    prompt_hash: String,
 }
 
 /// Filters for listing traces, newest first.
@@ -148,6 +176,7 @@ impl Store {
                     chunk_offsets_ms: t.chunk_offsets_ms.clone(),
                     chunk_chars: t.chunk_chars.clone(),
                     replay_of: t.replay_of.clone(),
+                    prompt_hash: t.prompt_hash.clone(),
                 })
                 .unwrap_or_else(|_| "{}".into());
                 stmt.execute(params![
@@ -269,20 +298,27 @@ impl Store {
             .sum()
     }
 
-    /// Deletes traces older than the age limit and beyond the row limit; returns how many went.
+    /// Deletes traces older than the age limit and beyond the row limit, with their scores, and scores whose
+    /// trace never arrived; returns how many traces went.
     pub fn apply_retention(&mut self, now_ms: i64, max_age_days: u32, max_traces: u64) -> Result<u64, StoreError> {
+        let cutoff = (max_age_days > 0).then(|| now_ms - i64::from(max_age_days) * 86_400_000);
+        let keep = (max_traces > 0).then(|| i64::try_from(max_traces).unwrap_or(i64::MAX));
+        let tx = self.conn.transaction()?;
+        // Scores first: they are found through the traces about to go.
+        scores::prune(&tx, cutoff, keep)?;
+        scores::sweep_orphans(&tx, now_ms)?;
         let mut deleted = 0;
-        if max_age_days > 0 {
-            let cutoff = now_ms - i64::from(max_age_days) * 86_400_000;
-            deleted += self.conn.execute("DELETE FROM traces WHERE started_at_ms < ?", [cutoff])? as u64;
+        if let Some(cutoff) = cutoff {
+            deleted += tx.execute("DELETE FROM traces WHERE started_at_ms < ?", [cutoff])? as u64;
         }
-        if max_traces > 0 {
-            deleted += self.conn.execute(
+        if let Some(keep) = keep {
+            deleted += tx.execute(
                 "DELETE FROM traces WHERE rowid IN (SELECT rowid FROM traces ORDER BY started_at_ms DESC, id DESC \
                  LIMIT -1 OFFSET ?)",
-                [max_traces as i64],
+                [keep],
             )? as u64;
         }
+        tx.commit()?;
         Ok(deleted)
     }
 }
@@ -335,6 +371,7 @@ fn row_to_trace(row: &Row<'_>) -> rusqlite::Result<Trace> {
         chunk_offsets_ms: detail.chunk_offsets_ms,
         chunk_chars: detail.chunk_chars,
         replay_of: detail.replay_of,
+        prompt_hash: detail.prompt_hash,
     })
 }
 
@@ -370,6 +407,7 @@ mod tests {
         t.chunk_offsets_ms = vec![1.0, 2.5];
         t.chunk_chars = vec![2, 3];
         t.replay_of = "original".into();
+        t.prompt_hash = "ab".repeat(32);
         t.ttft_ms = Some(1.5);
         t.cost_usd = Some(0.25);
         t.input_tokens = 7;

@@ -20,10 +20,16 @@ mod alerts;
 mod cli;
 #[path = "llmopsctl/output.rs"]
 mod output;
+#[path = "llmopsctl/prompt_file.rs"]
+mod prompt_file;
+#[path = "llmopsctl/prompts.rs"]
+mod prompts;
 #[path = "llmopsctl/queries.rs"]
 mod queries;
 #[path = "llmopsctl/replay.rs"]
 mod replay;
+#[path = "llmopsctl/score.rs"]
+mod score;
 
 use cli::{Cli, Command};
 
@@ -141,6 +147,7 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
         Command::Traces(args) => queries::traces(&daemon, args, as_json, out, rpc_failure).await?,
         Command::Trace { id } => queries::trace(&daemon, id, as_json, out, rpc_failure).await?,
         Command::Watch => queries::watch_traces(&daemon, as_json, out, rpc_failure).await?,
+        Command::Score(args) => score::score(&daemon, args, as_json, out, rpc_failure).await?,
         Command::Gpus { watch: false } => queries::gpus(&daemon, as_json, out, rpc_failure).await?,
         Command::Gpus { watch: true } => queries::watch_gpus(&daemon, as_json, out, rpc_failure).await?,
         Command::Metrics => queries::metrics(&daemon, as_json, out, rpc_failure).await?,
@@ -148,6 +155,7 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
         Command::Budgets { watch } => admin::budgets(&daemon, *watch, as_json, out, rpc_failure).await?,
         Command::Alerts(args) => alerts::alerts(&daemon, args, as_json, out, rpc_failure).await?,
         Command::Alert { id } => alerts::show(&daemon, id, as_json, out, rpc_failure).await?,
+        Command::Prompts { command } => prompts::prompts(&daemon, command, as_json, out, rpc_failure).await?,
         Command::Replay { id, route, set } => {
             let args = replay::Args { id, route: route.as_deref(), set };
             replay::replay(&daemon, args, as_json, out, rpc_failure).await?

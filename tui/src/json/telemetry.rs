@@ -94,6 +94,7 @@ pub fn request_metrics_to_json(metrics: &RequestMetrics) -> Value {
     json!({
         "at_unix_ms": metrics.at_unix_ms,
         "windows": metrics.windows.iter().map(route_window_to_json).collect::<Vec<_>>(),
+        "scores": metrics.scores.iter().map(super::score_rate_to_json).collect::<Vec<_>>(),
     })
 }
 
@@ -203,6 +204,7 @@ mod tests {
                 ttft_ms: None,
                 ..RouteWindow::default()
             }],
+            ..RequestMetrics::default()
         };
         let value = request_metrics_to_json(&metrics);
         let window = &value["windows"][0];

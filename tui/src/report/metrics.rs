@@ -1,11 +1,11 @@
 //! `llmopsctl metrics`: request rate, errors, latency, TTFT and inter-token percentiles per route and model,
-//! one table per window.
+//! one table per window, and the feedback score rates when there are any.
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::time::Duration;
 
 use chrono::TimeZone;
-use llmops_proto::v1::{Percentiles, RequestMetrics, RouteWindow};
+use llmops_proto::v1::{Percentiles, RequestMetrics, RouteWindow, ScoreRate};
 
 use super::Report;
 use crate::table::{Column, Table};
@@ -52,7 +52,42 @@ where
         }
         report.block(&table.render());
     }
+    if !metrics.scores.is_empty() {
+        report.section("FEEDBACK SCORES (since llmopsd started)");
+        report.block(&score_table(&metrics.scores));
+    }
     report.text
+}
+
+/// One row per route, prompt, score name and source: counts, the pass rate of pass/fail scores and the mean
+/// of numeric ones ("-" without any).
+fn score_table(scores: &[ScoreRate]) -> String {
+    let mut table = Table::new(&[
+        Column::left("ROUTE"),
+        Column::left("PROMPT"),
+        Column::left("SCORE"),
+        Column::left("SOURCE"),
+        Column::right("N"),
+        Column::right("PASS%"),
+        Column::right("MEAN"),
+    ]);
+    for rate in scores {
+        let prompt = match (rate.prompt_id.as_str(), rate.prompt_version.as_str()) {
+            ("", "") => UNSET.to_owned(),
+            (id, "") => id.to_owned(),
+            (id, version) => format!("{id}@{version}"),
+        };
+        table.push(vec![
+            dash_if_empty(&rate.route),
+            prompt,
+            dash_if_empty(&rate.name),
+            dash_if_empty(&rate.source),
+            rate.scores.to_string(),
+            rate.pass_rate.map_or_else(|| UNSET.to_owned(), |rate| format!("{:.1}", rate * 100.0)),
+            rate.mean.map_or_else(|| UNSET.to_owned(), |mean| format!("{mean:.3}")),
+        ]);
+    }
+    table.render()
 }
 
 /// One row of `COLUMNS`.
@@ -116,6 +151,7 @@ mod tests {
         let metrics = RequestMetrics {
             at_unix_ms: 1_717_000_000_123,
             windows: vec![window(300, "small"), window(60, "small"), window(60, "big")],
+            ..RequestMetrics::default()
         };
         let text = render_request_metrics(&metrics, &Utc);
         assert!(text.starts_with("at                2024-05-29 16:26:40.123 +00:00\n"), "{text}");
@@ -142,6 +178,33 @@ mod tests {
         };
         let cells = route_window_cells(&idle);
         assert_eq!(cells[3..10], ["-", "-", "-", "-", "-", "1", "-"]);
+    }
+
+    #[test]
+    fn feedback_scores_get_a_table_of_their_own_when_there_are_any() {
+        let rate = ScoreRate {
+            route: "small".into(),
+            prompt_id: "support".into(),
+            prompt_version: "3".into(),
+            name: "thumbs".into(),
+            source: "human".into(),
+            scores: 8,
+            booleans: 8,
+            passed: 6,
+            pass_rate: Some(0.75),
+            ..ScoreRate::default()
+        };
+        let metrics = RequestMetrics { scores: vec![rate], ..RequestMetrics::default() };
+        let text = render_request_metrics(&metrics, &Utc);
+        assert!(
+            text.contains(
+                "\nFEEDBACK SCORES (since llmopsd started)\nROUTE  PROMPT     SCORE   SOURCE  N  PASS%  MEAN\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("small  support@3  thumbs  human   8   75.0     -\n"), "{text}");
+        let without = render_request_metrics(&RequestMetrics::default(), &Utc);
+        assert!(!without.contains("FEEDBACK"), "{without}");
     }
 
     #[test]

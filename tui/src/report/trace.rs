@@ -6,6 +6,7 @@ use llmops_proto::v1::Trace;
 
 use super::Report;
 use crate::names::trace_status_name;
+use crate::scores::{source_name, value_text};
 use crate::table::{Column, Table};
 use crate::text::{dash_if_empty, error_text, format_ms, http_status_text, one_line, optional_ms, UNSET};
 use crate::when::full_time;
@@ -35,6 +36,9 @@ where
     report.section("ATTEMPTS");
     report.block(&attempts_table(trace));
 
+    report.section("SCORES");
+    report.block(&scores_table(trace, zone));
+
     body(&mut report, "PROMPT", &trace.prompt_text, trace.prompt_chars, &trace.prompt_sha256);
     body(&mut report, "RESPONSE", &trace.response_text, trace.response_chars, &trace.response_sha256);
     report.section("REQUEST JSON");
@@ -50,7 +54,7 @@ where
     let tokens = format!("in {}, out {}{estimated}", trace.input_tokens, trace.output_tokens);
     let cost = trace.cost_usd.map_or_else(|| UNSET.to_owned(), |usd| format!("${usd:.6}"));
     let energy = trace.energy_joules.map_or_else(|| UNSET.to_owned(), |j| format!("{j:.3} J"));
-    let fields = [
+    let mut fields = vec![
         ("id", dash_if_empty(&trace.id)),
         ("started", full_time(trace.started_at_unix_ms, zone)),
         ("ended", full_time(trace.ended_at_unix_ms, zone)),
@@ -73,6 +77,12 @@ where
         ("cost", cost),
         ("energy", energy),
     ];
+    // Only for registry prompts (`metadata.prompt`): other traces keep their layout.
+    if !trace.prompt_hash.is_empty() {
+        if let Some(at) = fields.iter().position(|(label, _)| *label == "prompt version") {
+            fields.insert(at + 1, ("prompt hash", trace.prompt_hash.clone()));
+        }
+    }
     for (label, value) in fields {
         report.field(label, value);
     }
@@ -106,6 +116,34 @@ fn attempts_table(trace: &Trace) -> String {
         ]);
     }
     attempts.render()
+}
+
+/// Feedback on the trace, oldest first: name, value (pass, fail, a number or a label), who gave it, when, and
+/// the comment on one line.
+fn scores_table<Tz: TimeZone>(trace: &Trace, zone: &Tz) -> String
+where
+    Tz::Offset: Display,
+{
+    if trace.scores.is_empty() {
+        return "(none)".to_owned();
+    }
+    let mut table = Table::new(&[
+        Column::left("NAME"),
+        Column::left("VALUE"),
+        Column::left("SOURCE"),
+        Column::left("WHEN"),
+        Column::left("COMMENT"),
+    ]);
+    for score in &trace.scores {
+        table.push(vec![
+            dash_if_empty(&score.name),
+            value_text(score),
+            source_name(score.source).to_owned(),
+            full_time(score.created_at_unix_ms, zone),
+            dash_if_empty(&one_line(&score.comment)),
+        ]);
+    }
+    table.render()
 }
 
 fn with_unit(value: String, unit: &str) -> String {
@@ -186,6 +224,32 @@ mod tests {
         assert!(text.contains("\nPROMPT (8 chars)\nuser: hi\n"), "{text}");
         assert!(text.contains("\nRESPONSE (5 chars, sha256 abc)\n(not stored: privacy mode)\n"), "{text}");
         assert!(text.contains("\"model\": \"small\""), "{text}");
+        assert!(text.contains("\nSCORES\n(none)\n"), "{text}");
+    }
+
+    #[test]
+    fn scores_are_listed_oldest_first_with_value_source_and_comment() {
+        use llmops_proto::v1::{score::Value, Score, ScoreSource};
+        let score = |name: &str, value, source: ScoreSource, comment: &str| Score {
+            name: name.into(),
+            value: Some(value),
+            source: source as i32,
+            comment: comment.into(),
+            created_at_unix_ms: 1_717_000_000_000,
+            ..Score::default()
+        };
+        let trace = Trace {
+            scores: vec![
+                score("thumbs", Value::Passed(false), ScoreSource::Human, "wrong city\nand rude"),
+                score("quality", Value::Number(0.25), ScoreSource::Llm, ""),
+            ],
+            ..Trace::default()
+        };
+        let text = render_trace(&trace, &Utc);
+        let section = text.split_once("\nSCORES\n").expect("a scores section").1;
+        assert!(section.starts_with("NAME     VALUE  SOURCE  WHEN"), "{text}");
+        assert!(section.contains("thumbs   fail   human   2024-05-29 16:26:40.000 +00:00  wrong city"), "{text}");
+        assert!(section.contains("quality  0.25   llm"), "{text}");
     }
 
     #[test]

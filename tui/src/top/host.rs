@@ -52,6 +52,8 @@ pub enum HostUpdate {
     },
     /// The stream of `Effect::Replay`.
     Replay(ReplayUpdate),
+    /// A score stored by `Effect::Thumbs`, for the open detail of its trace.
+    ScoreAdded(pb::Score),
     /// The outcome of an action (acknowledge, ...), or why a command could not run.
     Notice {
         text: String,
@@ -124,6 +126,7 @@ impl Host {
             HostUpdate::TraceDetail { .. }
             | HostUpdate::TraceGpu { .. }
             | HostUpdate::Replay(_)
+            | HostUpdate::ScoreAdded(_)
             | HostUpdate::Notice { .. } => {}
         }
     }

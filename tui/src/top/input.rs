@@ -39,6 +39,10 @@ pub enum Intent {
     CycleSort,
     ReverseSort,
     OpenReplay,
+    /// `+` / `-` in a trace's detail: a thumbs up (true) or down score on it.
+    Thumbs {
+        up: bool,
+    },
     Acknowledge,
     TogglePlay,
     Faster,
@@ -122,6 +126,8 @@ fn view_key(app: &App, code: KeyCode) -> Option<Intent> {
         (View::Traces, KeyCode::Char('S')) => Some(Intent::ReverseSort),
         (View::Traces | View::Fleet, KeyCode::Enter) => Some(Intent::Select),
         (View::Detail, KeyCode::Char('r')) => Some(Intent::OpenReplay),
+        (View::Detail, KeyCode::Char('+' | '=')) => Some(Intent::Thumbs { up: true }),
+        (View::Detail, KeyCode::Char('-')) => Some(Intent::Thumbs { up: false }),
         (View::Alerts, KeyCode::Char('a')) => Some(Intent::Acknowledge),
         (View::Replay, KeyCode::Char(' ')) => Some(Intent::TogglePlay),
         (View::Replay, KeyCode::Char('+' | '=')) => Some(Intent::Faster),
@@ -255,6 +261,10 @@ mod tests {
     fn detail_alerts_and_budgets_bindings() {
         assert_eq!(press(&app(View::Detail), KeyCode::Char('r')), Some(Intent::OpenReplay));
         assert_eq!(press(&app(View::Detail), KeyCode::Char('j')), Some(Intent::Down));
+        assert_eq!(press(&app(View::Detail), KeyCode::Char('+')), Some(Intent::Thumbs { up: true }));
+        assert_eq!(press(&app(View::Detail), KeyCode::Char('=')), Some(Intent::Thumbs { up: true }));
+        assert_eq!(press(&app(View::Detail), KeyCode::Char('-')), Some(Intent::Thumbs { up: false }));
+        assert_eq!(press(&app(View::Traces), KeyCode::Char('+')), None, "thumbs only where one trace is open");
         assert_eq!(press(&app(View::Alerts), KeyCode::Char('a')), Some(Intent::Acknowledge));
         assert_eq!(press(&app(View::Traces), KeyCode::Char('a')), None);
         assert_eq!(press(&app(View::Budgets), KeyCode::Down), Some(Intent::Down));

@@ -139,6 +139,7 @@ pub fn metrics() -> pb::RequestMetrics {
             window("chat", "llama-3-8b", 300, 1500, 30, [800.0, 2000.0, 3000.0, 90.0, 230.0]),
             window("chat", "llama-3-8b", 3600, 9000, 90, [800.0, 2000.0, 3000.0, 90.0, 230.0]),
         ],
+        ..pb::RequestMetrics::default()
     }
 }
 

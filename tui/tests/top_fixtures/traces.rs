@@ -122,6 +122,25 @@ pub fn full_trace() -> pb::Trace {
     }
 }
 
+/// Feedback on `full_trace`: a person's thumbs down with a comment, an LLM judge's number and a code check's
+/// label, oldest first.
+pub fn scores() -> Vec<pb::Score> {
+    let score = |name: &str, value: pb::score::Value, source: pb::ScoreSource, comment: &str, at: i64| pb::Score {
+        id: format!("score-{name}"),
+        trace_id: full_trace().id,
+        name: name.into(),
+        value: Some(value),
+        comment: comment.into(),
+        source: source as i32,
+        created_at_unix_ms: NOW - at,
+    };
+    vec![
+        score("quality", pb::score::Value::Number(0.4), pb::ScoreSource::Llm, "", 2_000),
+        score("tone", pb::score::Value::Label("curt".into()), pb::ScoreSource::Code, "", 1_500),
+        score("thumbs", pb::score::Value::Passed(false), pb::ScoreSource::Human, "too long\nfor a quick answer", 1_000),
+    ]
+}
+
 fn playback(shown: usize) -> Playback {
     let trace = full_trace();
     let words: Vec<&str> = RESPONSE.split_inclusive(' ').collect();

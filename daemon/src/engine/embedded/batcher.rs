@@ -2,7 +2,7 @@
 //! step (continuous batching). Requests join between steps (their prompts fed in chunks, so answers already
 //! running keep flowing) and leave the moment they finish or their client goes away, freeing their sequence
 //! and its KV-cache slot for the next request in the queue.
-use super::job::{Command, Event, Finish, FinishReason, Job};
+use super::job::{Command, EmbedJob, Event, Finish, FinishReason, Job};
 use super::llm::LoadedModel;
 use super::text::{Piece, TextOut};
 use super::Load;
@@ -183,16 +183,24 @@ impl<'m> Batcher<'m> {
         if !self.schedule.busy() {
             match self.commands.recv() {
                 Ok(Command::Run(job)) => self.schedule.waiting.push_back(job),
+                Ok(Command::Embed(job)) => self.refuse_embedding(job),
                 Ok(Command::Stop) | Err(_) => return false,
             }
         }
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Run(job)) => self.schedule.waiting.push_back(job),
+                Ok(Command::Embed(job)) => self.refuse_embedding(job),
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
             }
         }
+    }
+
+    /// `post` sends embeddings only to an embedding engine; this answers one that got here regardless.
+    fn refuse_embedding(&self, job: EmbedJob) {
+        self.schedule.load.left_queue(1);
+        let _ = job.reply.send(Err("this engine generates text; it does not serve embeddings".into()));
     }
 
     /// One decode step: the next token of every running answer, then as much of waiting prompts as fits.
@@ -322,7 +330,7 @@ mod tests {
         schedule.load.waiting.fetch_add(1, Ordering::Relaxed);
         schedule.waiting.push_back(Job {
             prompt,
-            sampler: llama_cpp_2::sampling::LlamaSampler::greedy(),
+            sampler: crate::engine::embedded::sampler::RequestSampler::greedy(),
             max_tokens: 100,
             stop: Vec::new(),
             events,

@@ -1,12 +1,12 @@
 //! What passes between a request and the decode loop: the job in, text and the outcome out.
-use llama_cpp_2::sampling::LlamaSampler;
+use super::sampler::RequestSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
 pub struct Job {
     pub prompt: Vec<LlamaToken>,
     /// Its sampler chain, grammar included (built by `sampler::build`).
-    pub sampler: LlamaSampler,
+    pub sampler: RequestSampler,
     /// Tokens the answer may have: the request's limit, or what is left of the context window.
     pub max_tokens: u32,
     pub stop: Vec<String>,
@@ -44,8 +44,15 @@ pub struct Finish {
     pub completion_tokens: u32,
 }
 
-/// Messages to the decode loop.
+/// An embedding request: each input's tokens; the vectors (or why not) come back on `reply`.
+pub struct EmbedJob {
+    pub inputs: Vec<Vec<LlamaToken>>,
+    pub reply: tokio::sync::oneshot::Sender<Result<Vec<Vec<f32>>, String>>,
+}
+
+/// Messages to the engine thread.
 pub enum Command {
     Run(Job),
+    Embed(EmbedJob),
     Stop,
 }

@@ -5,6 +5,8 @@
 mod batcher;
 mod constraint;
 pub mod cpu;
+mod embed;
+mod embedder;
 mod format;
 mod job;
 mod llm;
@@ -12,6 +14,7 @@ mod params;
 mod request;
 mod sampler;
 mod schema;
+mod template;
 mod text;
 pub mod threads;
 mod tool_output;
@@ -20,6 +23,7 @@ mod tools;
 use super::{Answer, Endpoint, EngineLoad, Health, HealthState, UpstreamError};
 use crate::config::EmbeddedEngineConfig;
 use crate::sync::RwLockExt;
+use futures::StreamExt;
 use job::{Command, Job};
 use llm::LoadedModel;
 use request::Refusal;
@@ -97,6 +101,12 @@ impl EmbeddedEngine {
             load: Arc::new(Load::default()),
             commands,
         };
+        // A missing file is known at once: requests get "fetch it with ..." from the first, not "still loading".
+        if let Err(reason) = present(&model_path, catalog_name) {
+            tracing::error!(engine = name, %reason, "embedded engine unavailable");
+            set_state(&engine.state, State::Failed(reason));
+            return engine;
+        }
         let state = engine.state.clone();
         let load = engine.load.clone();
         let settings = settings.clone();
@@ -133,7 +143,11 @@ impl EmbeddedEngine {
                 "embedded engine ready"
             );
             set_state(&state, State::Ready(model.clone()));
-            batcher::Batcher::new(&model, ctx, settings.parallel, receiver, load).run();
+            if model.pooling.is_some() {
+                embedder::run(&model, ctx, settings.parallel, receiver, load);
+            } else {
+                batcher::Batcher::new(&model, ctx, settings.parallel, receiver, load).run();
+            }
             set_state(&state, State::Stopped);
         });
         if let Err(error) = spawned {
@@ -192,21 +206,32 @@ impl EmbeddedEngine {
     }
 
     pub async fn post(&self, endpoint: Endpoint, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
-        let chat = match endpoint {
-            Endpoint::ChatCompletions => true,
-            Endpoint::Completions => false,
-            Endpoint::Embeddings => {
-                return Err(self.refused(Refusal::invalid(
-                    "model",
-                    format!("`{}` is a generation model; it does not serve embeddings", self.served_name),
-                )))
-            }
-        };
         let model = match &*read_state(&self.state) {
             State::Ready(model) => model.clone(),
             State::Loading => return Err(self.unavailable("the model is still loading; retry in a moment".into())),
             State::Failed(reason) => return Err(self.unavailable(reason.clone())),
             State::Stopped => return Err(self.unavailable("the engine has stopped".into())),
+        };
+        let chat = match (endpoint, model.pooling.is_some()) {
+            (Endpoint::Embeddings, true) => return self.embed(&model, body).await,
+            (Endpoint::Embeddings, false) => {
+                return Err(self.refused(Refusal::invalid(
+                    "model",
+                    format!(
+                        "`{}` is a generation model; it does not serve embeddings (configure an embedding GGUF, \
+                         or `pooling` to embed with this one)",
+                        self.served_name
+                    ),
+                )))
+            }
+            (_, true) => {
+                return Err(self.refused(Refusal::invalid(
+                    "model",
+                    format!("`{}` serves embeddings only; send its requests to /v1/embeddings", self.served_name),
+                )))
+            }
+            (Endpoint::ChatCompletions, false) => true,
+            (Endpoint::Completions, false) => false,
         };
         let generation = request::parse(chat, body).map_err(|r| self.refused(r))?;
         let prompt = model.tokens(&generation.prompt).map_err(|r| self.refused(r))?;
@@ -225,6 +250,47 @@ impl EmbeddedEngine {
         let body =
             if generation.stream { format::sse(formatter, receiver) } else { format::whole(formatter, receiver) };
         Ok(Answer { status: 200, body })
+    }
+
+    /// `/v1/embeddings`: inputs tokenized here, each within the window, pooled on the engine thread.
+    async fn embed(&self, model: &LoadedModel, body: &serde_json::Value) -> Result<Answer, UpstreamError> {
+        let request = embed::parse(body, model.n_embd()).map_err(|r| self.refused(r))?;
+        let mut inputs = Vec::with_capacity(request.inputs.len());
+        let mut total = 0;
+        for (i, input) in request.inputs.iter().enumerate() {
+            let prompt = match input {
+                embed::Input::Text(text) => request::Prompt::Text(text.clone()),
+                embed::Input::Tokens(ids) => request::Prompt::Tokens(ids.clone()),
+            };
+            let tokens = model.tokens(&prompt).map_err(|r| self.refused(r))?;
+            if tokens.len() > model.context_size as usize {
+                return Err(self.refused(Refusal::invalid(
+                    "input",
+                    format!("input[{i}] is {} tokens; this model embeds at most {}", tokens.len(), model.context_size),
+                )));
+            }
+            total += tokens.len();
+            if total > embed::MAX_TOTAL_TOKENS {
+                return Err(self.refused(Refusal::invalid(
+                    "input",
+                    format!("the inputs are over {} tokens together; send fewer per request", embed::MAX_TOTAL_TOKENS),
+                )));
+            }
+            inputs.push(tokens);
+        }
+        self.enter_queue()?;
+        let (reply, vectors) = tokio::sync::oneshot::channel();
+        if self.commands.send(Command::Embed(job::EmbedJob { inputs, reply })).is_err() {
+            self.load.left_queue(1);
+            return Err(self.unavailable("the engine has stopped".into()));
+        }
+        let vectors = match vectors.await {
+            Ok(Ok(vectors)) => vectors,
+            Ok(Err(reason)) => return Err(self.unavailable(reason)),
+            Err(_) => return Err(self.unavailable("the engine stopped".into())),
+        };
+        let body = embed::answer(&request, &vectors, total).to_string();
+        Ok(Answer { status: 200, body: futures::stream::once(async move { Ok(bytes::Bytes::from(body)) }).boxed() })
     }
 
     /// Counts the request as waiting, or refuses it when the queue beyond the free sequences is full.
@@ -311,16 +377,22 @@ fn open(
     settings: &EmbeddedEngineConfig,
     on_progress: impl FnMut(f32) + 'static,
 ) -> Result<LoadedModel, String> {
-    if !path.is_file() {
-        return Err(match catalog_name {
-            Some(name) => format!(
-                "model {name} is not in the model cache ({} is missing); fetch it with `llmopsd model pull {name}`",
-                path.display()
-            ),
-            None => format!("the GGUF file {} does not exist", path.display()),
-        });
-    }
+    present(path, catalog_name)?;
     LoadedModel::load(path, settings, on_progress)
+}
+
+/// Whether the model file is there, else what to do about it.
+fn present(path: &Path, catalog_name: Option<&str>) -> Result<(), String> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(match catalog_name {
+        Some(name) => format!(
+            "model {name} is not in the model cache ({} is missing); fetch it with `llmopsd model pull {name}`",
+            path.display()
+        ),
+        None => format!("the GGUF file {} does not exist", path.display()),
+    })
 }
 
 fn read_state(state: &RwLock<State>) -> std::sync::RwLockReadGuard<'_, State> {

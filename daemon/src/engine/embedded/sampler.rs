@@ -1,12 +1,56 @@
-//! A request's sampler chain, built on the caller's task (a grammar that does not compile is the client's 400,
-//! not a failure in the decode loop): logit bias, penalties, the grammar, then truncation, temperature and
-//! the draw, in llama.cpp's usual order. Temperature 0 is greedy (bias, penalties and grammar still apply).
+//! A request's sampler, built on the caller's task (a grammar that does not compile is the client's 400, not a
+//! failure in the decode loop): logit bias, penalties, truncation, temperature and the draw, in llama.cpp's
+//! usual order (temperature 0 is greedy), and the grammar, if any, checked the way llama.cpp's own server
+//! does: the chain draws a token, the grammar checks that one token, and only when it is refused is the
+//! grammar applied to the whole vocabulary and the token drawn again. Applying it to all ~50,000 tokens at
+//! every step made constrained decoding 0.6x as fast as unconstrained (benches/constrained-decoding).
 use super::constraint::Constraint;
 use super::llm::LoadedModel;
 use super::request::{Refusal, Sampling};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
+
+pub struct RequestSampler {
+    chain: LlamaSampler,
+    grammar: Option<LlamaSampler>,
+}
+
+impl RequestSampler {
+    /// Greedy, with nothing else (tests of the schedule).
+    #[cfg(test)]
+    pub fn greedy() -> Self {
+        Self { chain: LlamaSampler::greedy(), grammar: None }
+    }
+
+    /// The next token from the logits at `index` of the last batch, accepted by every sampler.
+    pub fn sample(&mut self, ctx: &LlamaContext<'_>, index: i32) -> LlamaToken {
+        let Some(grammar) = self.grammar.as_mut() else { return self.chain.sample(ctx, index) };
+        let mut candidates = ctx.token_data_array_ith(index);
+        candidates.apply_sampler(&mut self.chain);
+        let drawn = candidates.selected_token();
+        let allowed = drawn.is_some_and(|token| {
+            let mut alone = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+            alone.apply_sampler(grammar);
+            alone.data.first().is_some_and(|data| data.logit().is_finite())
+        });
+        let token = match drawn {
+            Some(token) if allowed => token,
+            _ => {
+                let mut candidates = ctx.token_data_array_ith(index);
+                candidates.apply_sampler(grammar);
+                candidates.apply_sampler(&mut self.chain);
+                candidates.selected_token().unwrap_or(LlamaToken(0))
+            }
+        };
+        grammar.accept(token);
+        self.chain.accept(token);
+        token
+    }
+}
 
 /// How far back frequency, presence and repetition penalties look, in tokens (llama.cpp's default).
 const PENALTY_LAST_N: i32 = 64;
@@ -15,7 +59,12 @@ pub fn build(
     model: &LoadedModel,
     sampling: &Sampling,
     constraint: Option<&Constraint>,
-) -> Result<LlamaSampler, Refusal> {
+) -> Result<RequestSampler, Refusal> {
+    let grammar = constraint.map(|constraint| grammar(model, constraint)).transpose()?;
+    Ok(RequestSampler { chain: chain(model, sampling)?, grammar })
+}
+
+fn chain(model: &LoadedModel, sampling: &Sampling) -> Result<LlamaSampler, Refusal> {
     let n_vocab = model.n_vocab();
     let mut chain = Vec::new();
     if !sampling.logit_bias.is_empty() {
@@ -37,9 +86,6 @@ pub fn build(
             sampling.frequency_penalty,
             sampling.presence_penalty,
         ));
-    }
-    if let Some(constraint) = constraint {
-        chain.push(grammar(model, constraint)?);
     }
     if sampling.temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());

@@ -8,11 +8,17 @@ use llmops_tui::address::Target;
 mod alerts;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/prompts.rs"]
+mod prompts;
+#[path = "cli/score.rs"]
+mod score;
 #[path = "cli/traces.rs"]
 mod traces;
 
 pub use alerts::{AlertStateFilter, AlertsArgs, AlertsCommand};
 pub use keys::KeysCommand;
+pub use prompts::PromptsCommand;
+pub use score::ScoreArgs;
 pub use traces::TracesArgs;
 
 #[derive(Debug, Parser)]
@@ -20,8 +26,8 @@ pub use traces::TracesArgs;
     name = "llmopsctl",
     version,
     about = "Query a running llmopsd: its status, engines and their logs, recorded traces, one trace, traces \
-             live, GPU and host telemetry, request metrics, budgets or alerts; manage its API keys and \
-             acknowledge alerts",
+             live, GPU and host telemetry, request metrics, budgets or alerts; manage its API keys, score \
+             traces and acknowledge alerts",
     after_help = "Exit status: 0 on success, 1 when llmopsd answered with an error, \
                   2 for usage errors or when llmopsd cannot be reached."
 )]
@@ -69,7 +75,7 @@ pub enum Command {
     },
     /// Recorded traces, newest first
     Traces(TracesArgs),
-    /// Everything recorded for one trace: fields, tags, attempts, timing, prompt and response
+    /// Everything recorded for one trace: fields, tags, attempts, timing, feedback scores, prompt and response
     Trace {
         /// The trace id (the ID column of `llmopsctl traces`)
         id: String,
@@ -92,6 +98,13 @@ pub enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Add a feedback score to a trace: a number, pass/fail or a label, with a comment and who gave it
+    ///
+    /// The same as an application's `POST /v1/feedback` (the trace id is the `x-request-id` its client got
+    /// back). A trace takes several scores, up to 100. `llmopsctl trace ID` lists them; `llmopsctl metrics`
+    /// shows pass rates and means per route and prompt. Exits 1 when the trace is unknown or the score is
+    /// refused (the message says which field and why).
+    Score(ScoreArgs),
     /// Traces live as they start and finish, one line each, until interrupted
     Watch,
     /// GPUs, the host and engines' load, as llmopsd last sampled them
@@ -164,6 +177,15 @@ pub enum Command {
     Alert {
         /// The alert's id, or any unique start or end of it (the ID column of `llmopsctl alerts` shows its end)
         id: String,
+    },
+    /// Versioned prompts: list, show (with the audit history), push a version from a file, move a label, diff
+    ///
+    /// A request uses one with `metadata.prompt = "NAME@REF"` and `metadata.variables` (or the headers
+    /// `x-llmops-prompt` and `x-llmops-prompt-variables`); llmopsd renders its templates before the request's
+    /// messages and records name, version and content hash on the trace.
+    Prompts {
+        #[command(subcommand)]
+        command: PromptsCommand,
     },
 }
 

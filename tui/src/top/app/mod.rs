@@ -72,6 +72,7 @@ impl App {
             Intent::CycleSort => self.cycle_sort(),
             Intent::ReverseSort => self.traces.descending = !self.traces.descending,
             Intent::OpenReplay => self.open_replay(),
+            Intent::Thumbs { up } => self.thumbs(up, &mut effects),
             Intent::Acknowledge => self.acknowledge(&mut effects),
             Intent::TogglePlay => self.with_playback(Playback::toggle),
             Intent::Faster => self.with_playback(Playback::faster),
@@ -107,6 +108,12 @@ impl App {
             HostUpdate::TraceGpu { id, result } => {
                 if let Some(detail) = self.detail.as_mut().filter(|d| focused && d.trace_id == id) {
                     detail.gpu = Some(result);
+                }
+            }
+            HostUpdate::ScoreAdded(score) => {
+                let open = self.detail.as_mut().filter(|d| focused && d.trace_id == score.trace_id);
+                if let Some(trace) = open.and_then(|detail| detail.trace.as_mut()) {
+                    trace.scores.push(score);
                 }
             }
             HostUpdate::Replay(event) => {
@@ -154,6 +161,7 @@ impl App {
                     | U::TraceDetail { .. }
                     | U::TraceGpu { .. }
                     | U::Replay(_)
+                    | U::ScoreAdded(_)
             ),
             _ if host != self.focus => false,
             U::Telemetry(_) | U::TelemetryDelta(_) | U::Metrics(_) => view == View::Overview,
@@ -161,7 +169,7 @@ impl App {
             U::Alerts(_) | U::AlertEvent(_) => matches!(view, View::Overview | View::Alerts),
             U::Traces(_) | U::TraceEvent(_) | U::TracesMissed(_) => view == View::Traces,
             U::EngineLogs(_) => view == View::Budgets,
-            U::TraceDetail { .. } | U::TraceGpu { .. } => view == View::Detail,
+            U::TraceDetail { .. } | U::TraceGpu { .. } | U::ScoreAdded(_) => view == View::Detail,
             U::Replay(_) => view == View::Replay,
         }
     }
@@ -376,6 +384,7 @@ fn body_lines(trace: &pb::Trace) -> usize {
     FIXED_LINES + trace.attempts.len() * 2 + trace.prompt_text.lines().count() + trace.response_text.lines().count()
 }
 
+mod feedback;
 mod prompt;
 mod replay;
 #[cfg(test)]

@@ -44,6 +44,31 @@ fn enter_opens_the_detail_and_fetches_the_whole_trace() {
 }
 
 #[test]
+fn thumbs_in_the_detail_score_the_open_trace_and_the_answer_shows_there() {
+    let mut app = app();
+    assert!(press(&mut app, &[Intent::Thumbs { up: true }]).is_empty(), "no trace open");
+    assert!(app.notice.as_ref().is_some_and(|n| n.error));
+    press(&mut app, &[Intent::Down, Intent::Select]);
+    let effects = press(&mut app, &[Intent::Thumbs { up: true }, Intent::Thumbs { up: false }]);
+    assert_eq!(
+        effects,
+        [
+            Effect::Thumbs { host: 0, trace_id: "b".into(), up: true },
+            Effect::Thumbs { host: 0, trace_id: "b".into(), up: false }
+        ]
+    );
+    let score = |trace_id: &str| pb::Score { trace_id: trace_id.into(), name: "thumbs".into(), ..pb::Score::default() };
+    app.apply_update(0, HostUpdate::ScoreAdded(score("b")));
+    assert!(app.detail.as_ref().is_some_and(|d| d.trace.is_none()), "the trace is still loading: nothing to add to");
+    app.apply_update(0, HostUpdate::TraceDetail { id: "b".into(), result: Ok(trace("b", "chat")) });
+    assert!(app.shows(0, &HostUpdate::ScoreAdded(score("b"))));
+    app.apply_update(0, HostUpdate::ScoreAdded(score("b")));
+    app.apply_update(0, HostUpdate::ScoreAdded(score("a")));
+    let scores = app.detail.as_ref().and_then(|d| d.trace.as_ref()).map(|t| t.scores.len());
+    assert_eq!(scores, Some(1), "only the open trace's score is added");
+}
+
+#[test]
 fn moving_down_pauses_follow_and_keeps_the_row_as_traces_arrive() {
     let mut app = app();
     assert!(app.traces.follow);

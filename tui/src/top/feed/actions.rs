@@ -56,6 +56,26 @@ pub(super) async fn perform(feed: HostFeed, daemon: Daemon, effect: Effect) {
                 feed.send(HostUpdate::Replay(ReplayUpdate::Failed(error))).await;
             }
         }
+        Effect::Thumbs { trace_id, up, .. } => {
+            let request = pb::AddScoreRequest {
+                trace_id: trace_id.clone(),
+                name: crate::scores::THUMBS.to_owned(),
+                value: Some(pb::add_score_request::Value::Passed(up)),
+                comment: String::new(),
+                source: pb::ScoreSource::Human as i32,
+            };
+            match daemon.feedback().add_score(request).await {
+                Ok(score) => {
+                    let text = format!("thumbs {} recorded for trace {trace_id}", if up { "up" } else { "down" });
+                    feed.send(HostUpdate::ScoreAdded(score.into_inner())).await;
+                    feed.send(HostUpdate::Notice { text, error: false }).await;
+                }
+                Err(status) => {
+                    let text = format!("cannot score trace {trace_id}: {}", explain(&status));
+                    feed.send(HostUpdate::Notice { text, error: true }).await;
+                }
+            }
+        }
         Effect::FetchLogs { engine, .. } => {
             let request = pb::GetEngineLogsRequest { engine: engine.clone(), lines: 0 };
             let logs = match daemon.status().get_engine_logs(request).await {
@@ -93,7 +113,9 @@ pub(super) fn failure(effect: &Effect, reason: String) -> HostUpdate {
     match effect {
         Effect::FetchTrace { id, .. } => HostUpdate::TraceDetail { id: id.clone(), result: Err(reason) },
         Effect::Replay { .. } => HostUpdate::Replay(ReplayUpdate::Failed(reason)),
-        Effect::Ack { .. } | Effect::FetchLogs { .. } => HostUpdate::Notice { text: reason, error: true },
+        Effect::Ack { .. } | Effect::FetchLogs { .. } | Effect::Thumbs { .. } => {
+            HostUpdate::Notice { text: reason, error: true }
+        }
     }
 }
 

@@ -52,6 +52,13 @@ pub enum Effect {
         host: usize,
         engine: String,
     },
+    /// `FeedbackService.AddScore`: a human pass/fail score named `thumbs`, answered with
+    /// `HostUpdate::ScoreAdded` and a notice.
+    Thumbs {
+        host: usize,
+        trace_id: String,
+        up: bool,
+    },
 }
 
 impl Effect {
@@ -60,7 +67,8 @@ impl Effect {
             Effect::FetchTrace { host, .. }
             | Effect::Ack { host, .. }
             | Effect::Replay { host, .. }
-            | Effect::FetchLogs { host, .. } => *host,
+            | Effect::FetchLogs { host, .. }
+            | Effect::Thumbs { host, .. } => *host,
         }
     }
 }

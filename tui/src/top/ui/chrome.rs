@@ -159,7 +159,7 @@ fn hints(view: View, theme: &Theme) -> Vec<(&'static str, &'static str)> {
             ("s/S", "sort/reverse"),
             ("Enter", "detail"),
         ],
-        View::Detail => vec![("j/k", "scroll"), ("r", "replay"), ("Esc", "back")],
+        View::Detail => vec![("j/k", "scroll"), ("r", "replay"), ("+/-", "thumbs"), ("Esc", "back")],
         View::Alerts => vec![(updown, "select"), ("a", "acknowledge")],
         View::Budgets => vec![(updown, "select engine")],
         View::Replay => {

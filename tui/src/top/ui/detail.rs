@@ -1,5 +1,6 @@
 //! The trace detail view: who asked what, where it ran (attempts and fallbacks), how long each phase took,
-//! what it cost, and the prompt and response, scrollable.
+//! what it cost, its feedback scores (`+`/`-` add a thumbs up or down), and the prompt and response,
+//! scrollable.
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
@@ -9,6 +10,7 @@ use super::format::{count, dollars, millis, opt_millis};
 use super::theme::Theme;
 use super::widgets::{message, panel, wrap};
 use super::Ctx;
+use crate::scores::{source_name, value_text};
 use crate::text::{dash_if_empty, error_text, http_status_text, one_line, UNSET};
 use crate::top::tail::{served_or_requested, status_name};
 use llmops_proto::v1 as pb;
@@ -35,7 +37,7 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
     };
     let mut summary = summary_lines(trace, ctx);
     summary.extend(super::trace_gpu::lines(detail.gpu.as_ref(), &theme, 4));
-    summary.push(Line::styled("feedback: not recorded by this llmopsd", theme.dim()));
+    summary.extend(score_lines(&trace.scores, &theme));
     let summary_height = u16::try_from(summary.len()).unwrap_or(u16::MAX).min(inner.height.saturating_sub(3));
     let [summary_area, body_area] =
         Layout::vertical([Constraint::Length(summary_height), Constraint::Min(0)]).areas(inner);
@@ -132,6 +134,41 @@ fn summary_lines(trace: &pb::Trace, ctx: Ctx<'_>) -> Vec<Line<'static>> {
         dim("tags ".into()),
         Span::raw(if tags.is_empty() { "none".to_owned() } else { tags.join(" ") }),
     ]));
+    lines
+}
+
+/// Feedback scores shown at most; older ones are counted.
+const SCORE_LINES: usize = 4;
+
+/// "feedback (2):" and the newest scores, "  thumbs pass  human  great answer"; or how to give one.
+fn score_lines(scores: &[pb::Score], theme: &Theme) -> Vec<Line<'static>> {
+    if scores.is_empty() {
+        return vec![Line::styled("feedback: none yet (+ thumbs up, - thumbs down)", theme.dim())];
+    }
+    let mut lines = vec![Line::styled(format!("feedback ({}):", scores.len()), theme.dim())];
+    let shown = &scores[scores.len().saturating_sub(SCORE_LINES)..];
+    if scores.len() > shown.len() {
+        lines.push(Line::styled(format!("  {} earlier not shown", scores.len() - shown.len()), theme.dim()));
+    }
+    let name_width = shown.iter().map(|s| s.name.chars().count()).max().unwrap_or(0);
+    let value_width = shown.iter().map(|s| value_text(s).chars().count()).max().unwrap_or(0);
+    for score in shown {
+        let value = value_text(score);
+        let style = match score.value {
+            Some(pb::score::Value::Passed(true)) => theme.ok(),
+            Some(pb::score::Value::Passed(false)) => theme.error(),
+            _ => theme.bold(),
+        };
+        let mut spans = vec![
+            Span::raw(format!("  {:<name_width$} ", one_line(&score.name))),
+            Span::styled(format!("{:<value_width$}", one_line(&value)), style),
+            Span::styled(format!("  {:<5}", source_name(score.source)), theme.dim()),
+        ];
+        if !score.comment.is_empty() {
+            spans.push(Span::raw(format!("  {}", one_line(&score.comment))));
+        }
+        lines.push(Line::from(spans));
+    }
     lines
 }
 

@@ -43,7 +43,7 @@ const TRACES: Group = (
         ("Enter", "detail"),
     ],
 );
-const DETAIL: Group = ("Detail", &[("r", "replay"), ("j / k", "scroll")]);
+const DETAIL: Group = ("Detail", &[("r", "replay"), ("j / k", "scroll"), ("+ / -", "thumbs up/down (score)")]);
 const BUDGETS: Group = ("Budgets & engines", &[("UPDOWN", "select engine (log tail)")]);
 const REPLAY: Group = (
     "Replay",
