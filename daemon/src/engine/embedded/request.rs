@@ -363,4 +363,17 @@ mod tests {
         let image = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]});
         assert_eq!(refuse(true, image), "messages");
     }
+
+    #[test]
+    fn logit_bias_is_read_and_bounded() {
+        let ask =
+            |bias: Value| parse(true, &json!({"messages": [{"role": "user", "content": "x"}], "logit_bias": bias}));
+        assert_eq!(ask(json!({"42": -100, "7": 2.5})).expect("valid").sampling.logit_bias, [(42, -100.0), (7, 2.5)]);
+        let refused = |bias: Value| ask(bias).expect_err("refused");
+        assert!(refused(json!({"42": 101})).message.contains("-100 to 100"));
+        assert!(refused(json!({"the": 1})).message.contains("not a token id"));
+        let many: serde_json::Map<String, Value> = (0..301).map(|i| (i.to_string(), json!(1))).collect();
+        let error = refused(Value::Object(many));
+        assert_eq!((error.param.as_deref(), error.message.contains("at most 300")), (Some("logit_bias"), true));
+    }
 }
