@@ -337,5 +337,7 @@ mod tests {
     fn bad_embedded_values_are_named() {
         let err = parse("[engines.local]\nkind = \"embedded\"\nparallel = 0\n").expect_err("refused");
         assert!(err.contains("engines.local.parallel = 0"), "{err}");
+        let err = parse("[engines.local]\nkind = \"embedded\"\npooling = \"max\"\n").expect_err("refused");
+        assert!(err.contains("engines.local.pooling = \"max\""), "{err}");
     }
 }

@@ -70,7 +70,7 @@ impl LoadedModel {
         let jinja_first = !settings.chat_template.is_empty();
         let jinja = if jinja_first {
             let path = &settings.chat_template;
-            let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read chat_template {path}: {e}"))?;
+            let source = read_bounded(path).map_err(|e| format!("cannot read chat_template {path}: {e}"))?;
             Some(JinjaTemplate::new(source).map_err(|e| format!("chat_template {path}: {e}"))?)
         } else {
             // A GGUF template minijinja cannot parse either leaves llama.cpp's engine as the only one.
@@ -183,6 +183,15 @@ impl LoadedModel {
     pub fn n_embd(&self) -> usize {
         usize::try_from(self.model.n_embd_out()).unwrap_or(0)
     }
+}
+
+/// A template file, read no further than the bound (a device or a huge file is refused, not read forever).
+pub(super) fn read_bounded(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut source = String::new();
+    let limit = super::template::MAX_TEMPLATE_BYTES as u64 + 1;
+    std::fs::File::open(path)?.take(limit).read_to_string(&mut source)?;
+    Ok(source)
 }
 
 /// The pooling to serve embeddings with: the config's, else the one the GGUF declares (embedding models do;

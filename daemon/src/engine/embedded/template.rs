@@ -90,4 +90,12 @@ mod tests {
         assert!(JinjaTemplate::new("{% for %}".into()).is_err());
         assert!(JinjaTemplate::new("x".repeat(MAX_TEMPLATE_BYTES + 1)).is_err());
     }
+
+    #[test]
+    fn a_template_file_is_read_within_the_bound() {
+        // An endless device: read up to the bound and refused, not read forever.
+        let source = super::super::llm::read_bounded("/dev/zero").expect("readable");
+        assert_eq!(source.len(), MAX_TEMPLATE_BYTES + 1);
+        assert!(JinjaTemplate::new(source).is_err());
+    }
 }
