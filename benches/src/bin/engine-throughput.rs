@@ -85,31 +85,15 @@ fn main() -> anyhow::Result<()> {
     if args.runs == 0 || args.rounds == 0 || args.threads == 0 || args.max_tokens < 2 || args.seconds == 0 {
         bail!("--runs, --rounds, --threads and --seconds must be positive and --max-tokens at least 2");
     }
-    // One thread is plenty for a few streams and leaves the cores to the servers.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        // Returning drops the running servers, which kills them.
-        tokio::select! {
-            result = run(&args) => result,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-            _ = terminate.recv() => bail!("terminated"),
-        }
-    })
+    host::run_until_signal(run(&args))
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         println!("warning: debug build of the client; build with --release");
     }
-    let llama_program = host::existing_file(&args.llama_server, "--llama-server")?;
-    let model = host::existing_file(&args.model, "--model")?;
-    let daemon = match (&args.daemon, args.only_llama_server) {
-        (_, true) => None,
-        (Some(path), false) => Some(host::existing_file(path, "--daemon")?),
-        (None, false) => Some(llmops_e2e::daemon::binary("llmopsd")?),
-    };
+    let (llama_program, model, daemon) =
+        host::programs(&args.llama_server, &args.model, args.daemon.as_deref(), args.only_llama_server)?;
     let work = tempfile::tempdir().context("cannot create a work directory")?;
     let client = stream::client(Duration::from_secs(args.request_timeout_secs))?;
 

@@ -1,4 +1,6 @@
-//! The machine and the files a run starts from: the checks and readings both engine benches print first.
+//! The machine and the files a run starts from: the checks and readings both engine benches print first, and
+//! the runtime they run on until done or interrupted.
+use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -31,4 +33,37 @@ pub fn print_load_before() {
 
 pub fn cores() -> String {
     std::thread::available_parallelism().map_or_else(|_| "unknown".into(), |n| n.to_string())
+}
+
+/// The llama-server program, the model and, unless only llama-server is measured, llmopsd (the one given, else
+/// the one next to this executable or in $LLMOPS_BIN_DIR), each checked to exist.
+pub fn programs(
+    llama_server: &Path,
+    model: &Path,
+    daemon: Option<&Path>,
+    only_llama_server: bool,
+) -> anyhow::Result<(PathBuf, PathBuf, Option<PathBuf>)> {
+    let llama_program = existing_file(llama_server, "--llama-server")?;
+    let model = existing_file(model, "--model")?;
+    let daemon = match (daemon, only_llama_server) {
+        (_, true) => None,
+        (Some(path), false) => Some(existing_file(path, "--daemon")?),
+        (None, false) => Some(llmops_e2e::daemon::binary("llmopsd")?),
+    };
+    Ok((llama_program, model, daemon))
+}
+
+/// Runs `work` on one thread (plenty for a few streams; the cores are the servers') until it ends, Ctrl-C or
+/// SIGTERM. Returning drops the running servers, which kills them.
+pub fn run_until_signal(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch SIGTERM")?;
+        tokio::select! {
+            result = work => result,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = terminate.recv() => bail!("terminated"),
+        }
+    })
 }
