@@ -67,6 +67,7 @@ struct State {
     alerts: AlertManager,
     auth: Arc<Authenticator>,
     prompts: Arc<crate::prompts::PromptRegistry>,
+    evals: Arc<Mutex<crate::evals::EvalStore>>,
 }
 
 fn open_state(config: &Config) -> anyhow::Result<State> {
@@ -102,7 +103,10 @@ fn open_state(config: &Config) -> anyhow::Result<State> {
     let prompts = Arc::new(
         crate::prompts::PromptRegistry::open(&state_path).context("cannot open the prompt registry (state.db)")?,
     );
-    Ok(State { recorder, writer, reader_store, budgets, budget_flusher, alerts, auth, prompts })
+    let evals = Arc::new(Mutex::new(
+        crate::evals::EvalStore::open(&state_path).context("cannot open the evaluation store (state.db)")?,
+    ));
+    Ok(State { recorder, writer, reader_store, budgets, budget_flusher, alerts, auth, prompts, evals })
 }
 
 fn build_gateway(
@@ -256,7 +260,11 @@ fn grpc_apis(
         budgets: BudgetApi { budgets: state.budgets.clone(), shutdown: shutdown.clone() },
         alerts: AlertApi { alerts: state.alerts.clone(), shutdown: shutdown.clone() },
         feedback: crate::grpc::feedback::FeedbackApi { feedback: gateway.feedback.clone() },
-        prompts: crate::grpc::prompts::PromptApi { prompts: state.prompts.clone() },
+        prompts: crate::grpc::prompts::PromptApi { prompts: state.prompts.clone(), gates: state.evals.clone() },
+        evals: crate::grpc::evals::EvalApi {
+            runner: crate::evals::runner::Runner::new(state.evals.clone(), gateway.clone()),
+            traces: state.reader_store.clone(),
+        },
     }
 }
 

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod drift;
 pub mod engine;
+pub mod evals;
 pub mod export;
 pub mod feedback;
 pub mod gateway;

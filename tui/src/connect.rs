@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use llmops_proto::v1::alert_service_client::AlertServiceClient;
 use llmops_proto::v1::budget_service_client::BudgetServiceClient;
+use llmops_proto::v1::eval_service_client::EvalServiceClient;
 use llmops_proto::v1::feedback_service_client::FeedbackServiceClient;
 use llmops_proto::v1::key_service_client::KeyServiceClient;
 use llmops_proto::v1::prompt_service_client::PromptServiceClient;
@@ -95,6 +96,11 @@ impl Daemon {
 
     pub fn prompts(&self) -> PromptServiceClient<AuthChannel> {
         PromptServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn evals(&self) -> EvalServiceClient<AuthChannel> {
+        EvalServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 }

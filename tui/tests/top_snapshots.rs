@@ -397,6 +397,17 @@ fn command_prompt() {
 }
 
 #[test]
+fn dataset_prompt() {
+    let mut app = detail_app(Some(full_trace()), None);
+    app.prompt = Some(Prompt::Dataset { input: "golden".into(), trace_id: full_trace().id });
+    let (mut terminal, _) = render(&app, 80, 24);
+    // The cursor follows the name, after the prompt's label.
+    let typed = "add to dataset: golden".chars().count();
+    assert_eq!(terminal.get_cursor_position().expect("cursor"), (u16::try_from(typed).expect("width"), 23).into());
+    insta::assert_snapshot!(terminal.backend());
+}
+
+#[test]
 fn error_notice() {
     let mut app = with_view(View::Alerts);
     app.notice =

@@ -213,7 +213,8 @@ impl Authenticator {
     }
 }
 
-fn default_principal() -> Principal {
+/// Who a request is from when no key was used (also in-process requests: evaluation runs).
+pub fn default_principal() -> Principal {
     Principal { tenant: DEFAULT_TENANT.into(), key_id: None }
 }
 

@@ -1,5 +1,5 @@
 //! Daemon types to their `llmops.v1` messages.
-use crate::trace::{Attempt, EventKind, Trace, TraceStatus};
+use crate::trace::{Attempt, EventKind, Trace, TraceQuery, TraceStatus};
 use llmops_proto::v1 as pb;
 
 pub fn status_to_proto(status: TraceStatus) -> pb::TraceStatus {
@@ -10,6 +10,27 @@ pub fn status_to_proto(status: TraceStatus) -> pb::TraceStatus {
         TraceStatus::Error => pb::TraceStatus::Error,
         TraceStatus::Cancelled => pb::TraceStatus::Cancelled,
     }
+}
+
+fn non_empty(text: String) -> Option<String> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
+/// A `ListTracesRequest` as a store query (`limit` 0: `default_page`).
+pub fn query_from_proto(r: pb::ListTracesRequest, default_page: usize) -> Result<TraceQuery, tonic::Status> {
+    let status = pb::TraceStatus::try_from(r.status)
+        .map_err(|_| tonic::Status::invalid_argument(format!("unknown status value {}", r.status)))?;
+    Ok(TraceQuery {
+        since_ms: Some(r.since_unix_ms).filter(|v| *v > 0),
+        until_ms: Some(r.until_unix_ms).filter(|v| *v > 0),
+        route: non_empty(r.route),
+        model: non_empty(r.model),
+        status: status_from_proto(status),
+        search: non_empty(r.search),
+        min_latency_ms: Some(r.min_latency_ms).filter(|v| *v > 0.0),
+        limit: if r.limit == 0 { default_page } else { r.limit as usize },
+        page_token: non_empty(r.page_token),
+    })
 }
 
 pub fn status_from_proto(status: pb::TraceStatus) -> Option<TraceStatus> {

@@ -4,6 +4,8 @@
 pub mod alerts;
 pub mod budgets;
 mod convert;
+pub mod evals;
+mod evals_convert;
 pub mod feedback;
 pub mod keys;
 pub mod prompts;
@@ -49,6 +51,7 @@ pub struct Apis {
     pub alerts: alerts::AlertApi,
     pub feedback: feedback::FeedbackApi,
     pub prompts: prompts::PromptApi,
+    pub evals: evals::EvalApi,
 }
 
 /// A bound gRPC listener, not yet serving.
@@ -95,6 +98,7 @@ impl BoundGrpc {
             alerts,
             prompts,
             feedback: feedback_api,
+            evals,
         } = apis;
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::trace_service_server::TraceServiceServer<traces::TraceApi>>().await;
@@ -105,6 +109,7 @@ impl BoundGrpc {
         health.set_serving::<pb::alert_service_server::AlertServiceServer<alerts::AlertApi>>().await;
         health.set_serving::<pb::prompt_service_server::PromptServiceServer<prompts::PromptApi>>().await;
         health.set_serving::<pb::feedback_service_server::FeedbackServiceServer<feedback::FeedbackApi>>().await;
+        health.set_serving::<pb::eval_service_server::EvalServiceServer<evals::EvalApi>>().await;
         let reflection = |builder: tonic_reflection::server::Builder<'static>| {
             builder
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -138,7 +143,8 @@ impl BoundGrpc {
             .add_service(pb::budget_service_server::BudgetServiceServer::new(budgets))
             .add_service(pb::alert_service_server::AlertServiceServer::new(alerts))
             .add_service(pb::prompt_service_server::PromptServiceServer::new(prompts))
-            .add_service(pb::feedback_service_server::FeedbackServiceServer::new(feedback_api));
+            .add_service(pb::feedback_service_server::FeedbackServiceServer::new(feedback_api))
+            .add_service(pb::eval_service_server::EvalServiceServer::new(evals));
         let stop = async move { shutdown.wait().await };
         let result = match self.listener {
             Listener::Unix(listener, path) => {

@@ -1,7 +1,7 @@
 //! `llmops.v1.PromptService`: list, show, push, label and diff registry prompts. Writes are audited with who
 //! made them: the request's `by` and, on the Unix socket, the caller's uid as the kernel reports it.
 use crate::prompts::{
-    refs, AuditAction, AuditEntry, Author, NewVersion, PromptError, PromptMessage, PromptRef, PromptRegistry,
+    refs, AuditAction, AuditEntry, Author, Gate, NewVersion, PromptError, PromptMessage, PromptRef, PromptRegistry,
     PromptSummary, PromptVersion, RefKind,
 };
 use llmops_proto::v1 as pb;
@@ -13,6 +13,40 @@ const DEFAULT_HISTORY: u32 = 100;
 
 pub struct PromptApi {
     pub prompts: Arc<PromptRegistry>,
+    /// Evaluation runs, which gate label moves (`gate_run`).
+    pub gates: Arc<std::sync::Mutex<crate::evals::EvalStore>>,
+}
+
+/// Checks that `run` evaluated `name@version` and finished; refuses a run that did not pass unless `force`.
+fn check_gate(
+    gates: &std::sync::Mutex<crate::evals::EvalStore>,
+    name: &str,
+    version: u32,
+    run: &str,
+    force: bool,
+) -> Result<Gate, Status> {
+    use crate::evals::store::RunStatus;
+    let record = gates
+        .lock()
+        .map_err(|_| Status::internal("evaluation store lock poisoned"))?
+        .run(run)
+        .map_err(|e| Status::failed_precondition(format!("gate: {e}")))?;
+    let evaluated = PromptRef::parse(&record.prompt).ok();
+    if evaluated.as_ref().is_none_or(|r| r.name != name || r.kind != RefKind::Version(version)) {
+        return Err(Status::failed_precondition(format!(
+            "gate: {run} evaluated prompt {:?}, not {name}@{version}",
+            record.prompt
+        )));
+    }
+    match record.status {
+        RunStatus::Passed => Ok(Gate { run: run.to_string(), forced: false }),
+        RunStatus::Running => Err(Status::failed_precondition(format!("gate: {run} has not finished"))),
+        _ if force => Ok(Gate { run: run.to_string(), forced: true }),
+        _ => Err(Status::failed_precondition(format!(
+            "gate: {run} did not pass ({}); the label was not moved (force moves it anyway, audited)",
+            record.verdict
+        ))),
+    }
 }
 
 fn status(error: PromptError) -> Status {
@@ -80,6 +114,8 @@ fn audit_to_proto(entry: &AuditEntry) -> pb::PromptAuditEntry {
         label: entry.label.clone(),
         from_version: entry.from_version.unwrap_or(0),
         to_version: entry.to_version,
+        gate_run: entry.gate.run.clone(),
+        forced: entry.gate.forced,
     }
 }
 
@@ -165,7 +201,17 @@ impl pb::prompt_service_server::PromptService for PromptApi {
         let author = Author::new(&request.by, uid).map_err(status)?;
         let registry = self.prompts.clone();
         let (name, label, number) = (request.name, request.label.clone(), request.version);
-        let (version, from) = blocking(move || registry.set_label(&name, &label, number, &author)).await?;
+        let gate = match request.gate_run.as_str() {
+            "" if request.force => return Err(Status::invalid_argument("force applies to a gate_run only")),
+            "" => Gate::default(),
+            run => {
+                let (gates, name, run, force) = (self.gates.clone(), name.clone(), run.to_string(), request.force);
+                tokio::task::spawn_blocking(move || check_gate(&gates, &name, number, &run, force))
+                    .await
+                    .map_err(|e| Status::internal(format!("gate task failed: {e}")))??
+            }
+        };
+        let (version, from) = blocking(move || registry.set_label_gated(&name, &label, number, &author, &gate)).await?;
         let (label, from_version) = (request.label, from.unwrap_or(0));
         tracing::info!(prompt = %version.name, %label, from = from_version, to = version.version, "prompt label moved");
         let summary = self.prompts.list().into_iter().find(|s| s.name == version.name);

@@ -1,10 +1,10 @@
 //! `llmops.v1.TraceService`: queries over the store and the live trace stream.
-use super::convert::{event_kind_to_proto, status_from_proto, trace_to_proto};
+use super::convert::{event_kind_to_proto, query_from_proto, trace_to_proto};
 use super::replay::{ReplayEvents, Replayer};
 use super::store_query::with_store;
 use super::watch::{self, WatchStream};
 use crate::shutdown::Shutdown;
-use crate::trace::{EventKind, Recorder, Store, TraceEvent, TraceQuery};
+use crate::trace::{EventKind, Recorder, Store, TraceEvent};
 use llmops_proto::v1 as pb;
 use std::sync::{Arc, Mutex};
 use tonic::{Request, Response, Status};
@@ -30,10 +30,6 @@ impl TraceApi {
     }
 }
 
-fn non_empty(text: String) -> Option<String> {
-    Some(text).filter(|t| !t.is_empty())
-}
-
 #[tonic::async_trait]
 impl pb::trace_service_server::TraceService for TraceApi {
     async fn list_traces(
@@ -41,20 +37,8 @@ impl pb::trace_service_server::TraceService for TraceApi {
         request: Request<pb::ListTracesRequest>,
     ) -> Result<Response<pb::ListTracesResponse>, Status> {
         let r = request.into_inner();
-        let status = pb::TraceStatus::try_from(r.status)
-            .map_err(|_| Status::invalid_argument(format!("unknown status value {}", r.status)))?;
         let include_bodies = r.include_bodies;
-        let query = TraceQuery {
-            since_ms: Some(r.since_unix_ms).filter(|v| *v > 0),
-            until_ms: Some(r.until_unix_ms).filter(|v| *v > 0),
-            route: non_empty(r.route),
-            model: non_empty(r.model),
-            status: status_from_proto(status),
-            search: non_empty(r.search),
-            min_latency_ms: Some(r.min_latency_ms).filter(|v| *v > 0.0),
-            limit: if r.limit == 0 { DEFAULT_PAGE } else { r.limit as usize },
-            page_token: non_empty(r.page_token),
-        };
+        let query = query_from_proto(r, DEFAULT_PAGE)?;
         let (traces, next) = with_store(&self.store, move |store| store.list(&query)).await?;
         Ok(Response::new(pb::ListTracesResponse {
             traces: traces.iter().map(|t| trace_to_proto(t, include_bodies)).collect(),

@@ -8,7 +8,7 @@ pub mod registry;
 pub mod render;
 mod store;
 
-pub use model::{AuditAction, AuditEntry, NewVersion, PromptMessage, PromptSummary, PromptVersion};
+pub use model::{AuditAction, AuditEntry, Gate, NewVersion, PromptMessage, PromptSummary, PromptVersion};
 pub use refs::{PromptRef, RefKind};
 pub use registry::PromptRegistry;
 pub use render::Rendered;

@@ -215,6 +215,16 @@ pub struct AuditEntry {
     pub label: String,
     pub from_version: Option<u32>,
     pub to_version: u32,
+    /// Label moves: the evaluation run that gated it.
+    pub gate: Gate,
+}
+
+/// The evaluation run a label move was gated on (`prompts label --gate`); empty `run`: none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gate {
+    pub run: String,
+    /// Moved although the run did not pass.
+    pub forced: bool,
 }
 
 /// A unified diff of two versions' canonical text; empty when they are the same.

@@ -3,7 +3,7 @@
 //! prompts of 32 labels) and up to [`CACHED_VERSIONS`] version bodies, filled at start with the versions labels
 //! and `latest` point at, on push and on label moves. Versions are immutable, so a cached body never goes
 //! stale; only labels and `latest` change, and only through this type.
-use super::model::{unified_diff, AuditEntry, NewVersion, PromptSummary, PromptVersion};
+use super::model::{unified_diff, AuditEntry, Gate, NewVersion, PromptSummary, PromptVersion};
 use super::refs::{PromptRef, RefKind};
 use super::render::{Rendered, Renderer};
 use super::store::Store;
@@ -123,11 +123,23 @@ impl PromptRegistry {
         version: u32,
         by: &Author,
     ) -> Result<(Arc<PromptVersion>, Option<u32>), PromptError> {
+        self.set_label_gated(name, label, version, by, &Gate::default())
+    }
+
+    /// [`Self::set_label`], with the evaluation run that gated the move kept in the audit.
+    pub fn set_label_gated(
+        &self,
+        name: &str,
+        label: &str,
+        version: u32,
+        by: &Author,
+        gate: &Gate,
+    ) -> Result<(Arc<PromptVersion>, Option<u32>), PromptError> {
         check_name("prompt name", name)?;
         check_label(label)?;
         let now = crate::clock::unix_ms();
         let mut store = self.store.locked();
-        let from = store.set_label(name, label, version, by.as_str(), now)?;
+        let from = store.set_label(name, label, version, by.as_str(), now, gate)?;
         let body = match store.version(name, version)? {
             Some(body) => Arc::new(body),
             None => return Err(PromptError::Store(format!("{name}@{version} vanished"))),

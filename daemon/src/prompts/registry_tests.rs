@@ -177,3 +177,26 @@ fn the_audit_keeps_the_newest_entries_per_prompt() {
     assert_eq!(count, i64::try_from(limits::MAX_AUDIT_PER_PROMPT).expect("fits"));
     assert_eq!(registry.history("support", 1).expect("history")[0].by, "new");
 }
+
+#[test]
+fn a_state_db_from_before_gated_moves_gains_the_gate_columns_and_keeps_its_audit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    let old = rusqlite::Connection::open(&path).expect("old db");
+    old.execute_batch(
+        "CREATE TABLE prompt_audit (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, at_ms INTEGER NOT NULL,
+           by TEXT NOT NULL, action TEXT NOT NULL, label TEXT NOT NULL, from_version INTEGER, to_version INTEGER NOT NULL);
+         INSERT INTO prompt_audit (name, at_ms, by, action, label, from_version, to_version)
+           VALUES ('support', 1, 'alice', 'label', 'production', NULL, 1);",
+    )
+    .expect("old schema");
+    drop(old);
+    let registry = PromptRegistry::open(&path).expect("open migrates");
+    registry.push("support", content("Q: {{ question }}"), &by("bob")).expect("push");
+    let gate = Gate { run: "run-7".into(), forced: true };
+    registry.set_label_gated("support", "production", 1, &by("carol"), &gate).expect("gated move");
+    let history = registry.history("support", 10).expect("history");
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0].gate, gate);
+    assert_eq!((history[2].by.as_str(), &history[2].gate), ("alice", &Gate::default()), "the old entry is kept");
+}

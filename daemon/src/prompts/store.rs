@@ -2,7 +2,7 @@
 //! user_version` is left to the trace store). Versions are immutable (a trigger refuses updates); labels are
 //! upserted; every push and label move adds an audit row in the same transaction. Count bounds are checked
 //! here, inside the write transaction, so the cache can never let one slip.
-use super::model::{AuditAction, AuditEntry, NewVersion, PromptMessage, PromptSummary, PromptVersion};
+use super::model::{AuditAction, AuditEntry, Gate, NewVersion, PromptMessage, PromptSummary, PromptVersion};
 use super::{limits, PromptError};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
@@ -65,6 +65,7 @@ fn to_u32(value: i64) -> u32 {
 impl Store {
     pub fn open(path: &Path) -> Result<Self, PromptError> {
         let conn = crate::state_db::open(path, SCHEMA).map_err(|error| PromptError::Store(error.to_string()))?;
+        add_gate_columns(&conn)?;
         Ok(Self { conn })
     }
 
@@ -199,7 +200,7 @@ impl Store {
                 by
             ],
         )?;
-        audit(&tx, name, now_ms, by, AuditAction::Push, "", (next > 1).then(|| next - 1), next)?;
+        audit(&tx, name, now_ms, by, AuditAction::Push, "", (next > 1).then(|| next - 1), next, &Gate::default())?;
         tx.commit()?;
         let version = PromptVersion {
             name: name.to_string(),
@@ -221,6 +222,7 @@ impl Store {
         version: u32,
         by: &str,
         now_ms: i64,
+        gate: &Gate,
     ) -> Result<Option<u32>, PromptError> {
         let tx = self.conn.transaction()?;
         let latest: Option<i64> =
@@ -248,7 +250,7 @@ impl Store {
             params![name, label, version, now_ms],
         )?;
         let from = from.map(to_u32);
-        audit(&tx, name, now_ms, by, AuditAction::Label, label, from, version)?;
+        audit(&tx, name, now_ms, by, AuditAction::Label, label, from, version, gate)?;
         tx.commit()?;
         Ok(from)
     }
@@ -256,7 +258,7 @@ impl Store {
     /// The newest `limit` audit entries of `name`, newest first.
     pub fn history(&self, name: &str, limit: usize) -> Result<Vec<AuditEntry>, PromptError> {
         let mut statement = self.conn.prepare(
-            "SELECT at_ms, by, action, label, from_version, to_version FROM prompt_audit
+            "SELECT at_ms, by, action, label, from_version, to_version, gate_run, forced FROM prompt_audit
              WHERE name = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -268,11 +270,12 @@ impl Store {
                 r.get::<_, String>(3)?,
                 r.get::<_, Option<i64>>(4)?,
                 r.get::<_, i64>(5)?,
+                Gate { run: r.get(6)?, forced: r.get(7)? },
             ))
         })?;
         let mut entries = Vec::new();
         for row in rows {
-            let (at_unix_ms, by, action, label, from, to) = row?;
+            let (at_unix_ms, by, action, label, from, to, gate) = row?;
             let action = AuditAction::parse(&action)
                 .ok_or_else(|| PromptError::Store(format!("audit of {name}: unknown action {action:?}")))?;
             entries.push(AuditEntry {
@@ -282,6 +285,7 @@ impl Store {
                 label,
                 from_version: from.map(to_u32),
                 to_version: to_u32(to),
+                gate,
             });
         }
         Ok(entries)
@@ -299,11 +303,12 @@ fn audit(
     label: &str,
     from: Option<u32>,
     to: u32,
+    gate: &Gate,
 ) -> Result<(), PromptError> {
     tx.execute(
-        "INSERT INTO prompt_audit (name, at_ms, by, action, label, from_version, to_version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![name, at_ms, by, action.as_str(), label, from, to],
+        "INSERT INTO prompt_audit (name, at_ms, by, action, label, from_version, to_version, gate_run, forced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![name, at_ms, by, action.as_str(), label, from, to, gate.run, gate.forced],
     )?;
     let keep = i64::try_from(limits::MAX_AUDIT_PER_PROMPT).unwrap_or(i64::MAX);
     tx.execute(
@@ -311,6 +316,19 @@ fn audit(
              SELECT id FROM prompt_audit WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
         params![name, keep],
     )?;
+    Ok(())
+}
+
+/// The audit's gate columns, added to a `state.db` made before label moves could be gated.
+fn add_gate_columns(conn: &Connection) -> Result<(), PromptError> {
+    let mut statement = conn.prepare("SELECT name FROM pragma_table_info('prompt_audit')")?;
+    let columns: Vec<String> = statement.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    if !columns.iter().any(|c| c == "gate_run") {
+        conn.execute_batch(
+            "ALTER TABLE prompt_audit ADD COLUMN gate_run TEXT NOT NULL DEFAULT '';
+             ALTER TABLE prompt_audit ADD COLUMN forced INTEGER NOT NULL DEFAULT 0;",
+        )?;
+    }
     Ok(())
 }
 

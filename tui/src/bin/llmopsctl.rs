@@ -18,6 +18,14 @@ mod admin;
 mod alerts;
 #[path = "llmopsctl/cli.rs"]
 mod cli;
+#[path = "llmopsctl/datasets.rs"]
+mod datasets;
+#[path = "llmopsctl/eval_json.rs"]
+mod eval_json;
+#[path = "llmopsctl/evals.rs"]
+mod evals;
+#[path = "llmopsctl/junit.rs"]
+mod junit;
 #[path = "llmopsctl/output.rs"]
 mod output;
 #[path = "llmopsctl/prompt_file.rs"]
@@ -54,6 +62,8 @@ enum Failure {
     WatchEnded(Box<tonic::Status>),
     /// llmopsd dropped this viewer after it fell this many updates behind.
     TooSlow(u64),
+    /// An evaluation's verdict, already printed: exit with this status (100 failed, 1 could not run).
+    Verdict(u8),
     Output(io::Error),
 }
 
@@ -74,10 +84,13 @@ impl Failure {
         }
     }
 
-    /// Prints the failure as one line on stderr and picks the exit status.
-    fn report(self) -> ExitCode {
+    /// Prints the failure as one line on stderr and picks the exit status. An evaluation (`eval run`, a gated
+    /// label move) exits 1 for whatever kept it from running, an unreachable llmopsd included.
+    fn report(self, evaluating: bool) -> ExitCode {
+        let unreachable_status = if evaluating { 1 } else { 2 };
         let (message, exit_status) = match self {
-            Failure::Unreachable(err) => (format!("{err} (is llmopsd running? use --connect)"), 2),
+            Failure::Verdict(status) => return ExitCode::from(status),
+            Failure::Unreachable(err) => (format!("{err} (is llmopsd running? use --connect)"), unreachable_status),
             Failure::Rpc(status) => {
                 let hint = match status.code() {
                     Code::Unauthenticated | Code::PermissionDenied => " (check --token or LLMOPS_TOKEN)",
@@ -127,9 +140,14 @@ async fn main() -> ExitCode {
         }
     }
     let target = cli.connect.clone().unwrap_or_else(Target::default_socket);
+    let evaluating = matches!(
+        &cli.command,
+        Command::Eval { command: cli::EvalCommand::Run(_) }
+            | Command::Prompts { command: cli::PromptsCommand::Label { gate: Some(_), .. } }
+    );
     match run(&cli, &target, auth).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.report(),
+        Err(failure) => failure.report(evaluating),
     }
 }
 
@@ -156,6 +174,8 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
         Command::Alerts(args) => alerts::alerts(&daemon, args, as_json, out, rpc_failure).await?,
         Command::Alert { id } => alerts::show(&daemon, id, as_json, out, rpc_failure).await?,
         Command::Prompts { command } => prompts::prompts(&daemon, command, as_json, out, rpc_failure).await?,
+        Command::Dataset { command } => datasets::datasets(&daemon, command, as_json, out, rpc_failure).await?,
+        Command::Eval { command } => evals::evals(&daemon, command, as_json, out, rpc_failure).await?,
         Command::Replay { id, route, set } => {
             let args = replay::Args { id, route: route.as_deref(), set };
             replay::replay(&daemon, args, as_json, out, rpc_failure).await?

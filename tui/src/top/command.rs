@@ -3,8 +3,8 @@ use super::state::{SortKey, View};
 
 /// What `:` accepts; `Tab` completes these.
 pub const COMMANDS: &[&str] = &[
-    "overview", "traces", "alerts", "budgets", "engines", "fleet", "help", "quit", "follow", "pause", "sort", "filter",
-    "host", "replay", "rerun", "ack",
+    "overview", "traces", "alerts", "budgets", "engines", "evals", "fleet", "help", "quit", "follow", "pause", "sort",
+    "filter", "host", "replay", "rerun", "ack",
 ];
 /// Commands that take a word after them (completion adds the space).
 const WITH_ARGUMENT: &[&str] = &["sort", "filter", "host"];
@@ -51,6 +51,7 @@ pub fn parse_command(line: &str, hosts: usize) -> Result<Command, String> {
         "traces" => Command::Show(View::Traces),
         "alerts" => Command::Show(View::Alerts),
         "budgets" | "engines" => Command::Show(View::Budgets),
+        "evals" => Command::Show(View::Evals),
         "fleet" if hosts < 2 => return Err("the fleet view needs several hosts (--connect more than once)".into()),
         "fleet" => Command::Show(View::Fleet),
         "help" => Command::Help,
@@ -105,6 +106,7 @@ mod tests {
     fn commands_parse_or_say_why_not() {
         assert_eq!(parse_command(" traces ", 1), Ok(Command::Show(View::Traces)));
         assert_eq!(parse_command("engines", 1), Ok(Command::Show(View::Budgets)));
+        assert_eq!(parse_command("evals", 1), Ok(Command::Show(View::Evals)));
         assert_eq!(parse_command("sort latency", 1), Ok(Command::Sort(Some(SortKey::Latency))));
         assert_eq!(parse_command("sort", 1), Ok(Command::Sort(None)));
         assert_eq!(parse_command("filter route:chat  slow", 1), Ok(Command::Filter("route:chat  slow".into())));

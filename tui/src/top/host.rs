@@ -54,6 +54,19 @@ pub enum HostUpdate {
     Replay(ReplayUpdate),
     /// A score stored by `Effect::Thumbs`, for the open detail of its trace.
     ScoreAdded(pb::Score),
+    /// `ListEvalRuns` (newest first), polled while the evals view is open, or why it failed.
+    EvalRuns(Result<Vec<pb::EvalRun>, String>),
+    /// The answer to `Effect::FetchEvalRun`.
+    EvalRunDetail {
+        id: String,
+        result: Result<pb::EvalRunDetail, String>,
+    },
+    /// The answer to `Effect::AddToDataset` (the app words it as a notice), or why it failed.
+    DatasetItemsAdded {
+        trace_id: String,
+        dataset: String,
+        result: Result<pb::AddDatasetItemsResponse, String>,
+    },
     /// The outcome of an action (acknowledge, ...), or why a command could not run.
     Notice {
         text: String,
@@ -127,6 +140,9 @@ impl Host {
             | HostUpdate::TraceGpu { .. }
             | HostUpdate::Replay(_)
             | HostUpdate::ScoreAdded(_)
+            | HostUpdate::EvalRuns(_)
+            | HostUpdate::EvalRunDetail { .. }
+            | HostUpdate::DatasetItemsAdded { .. }
             | HostUpdate::Notice { .. } => {}
         }
     }

@@ -43,6 +43,8 @@ pub enum Intent {
     Thumbs {
         up: bool,
     },
+    /// `a` in a trace's detail: the prompt for the dataset to add the trace to.
+    OpenAddToDataset,
     Acknowledge,
     TogglePlay,
     Faster,
@@ -124,10 +126,11 @@ fn view_key(app: &App, code: KeyCode) -> Option<Intent> {
         (View::Traces, KeyCode::Char('f' | ' ')) => Some(Intent::ToggleFollow),
         (View::Traces, KeyCode::Char('s')) => Some(Intent::CycleSort),
         (View::Traces, KeyCode::Char('S')) => Some(Intent::ReverseSort),
-        (View::Traces | View::Fleet, KeyCode::Enter) => Some(Intent::Select),
+        (View::Traces | View::Fleet | View::Evals, KeyCode::Enter) => Some(Intent::Select),
         (View::Detail, KeyCode::Char('r')) => Some(Intent::OpenReplay),
         (View::Detail, KeyCode::Char('+' | '=')) => Some(Intent::Thumbs { up: true }),
         (View::Detail, KeyCode::Char('-')) => Some(Intent::Thumbs { up: false }),
+        (View::Detail, KeyCode::Char('a')) => Some(Intent::OpenAddToDataset),
         (View::Alerts, KeyCode::Char('a')) => Some(Intent::Acknowledge),
         (View::Replay, KeyCode::Char(' ')) => Some(Intent::TogglePlay),
         (View::Replay, KeyCode::Char('+' | '=')) => Some(Intent::Faster),
@@ -149,6 +152,7 @@ fn global_key(app: &App, code: KeyCode) -> Option<Intent> {
         KeyCode::Char('2') => Intent::Show(View::Traces),
         KeyCode::Char('3') => Intent::Show(View::Alerts),
         KeyCode::Char('4') => Intent::Show(View::Budgets),
+        KeyCode::Char('5') => Intent::Show(View::Evals),
         KeyCode::Char('0') if app.hosts.len() > 1 => Intent::Show(View::Fleet),
         KeyCode::Char(':') => Intent::OpenCommand,
         KeyCode::Esc => Intent::Back,
@@ -198,6 +202,7 @@ mod tests {
             (Char('2'), Some(Intent::Show(View::Traces))),
             (Char('3'), Some(Intent::Show(View::Alerts))),
             (Char('4'), Some(Intent::Show(View::Budgets))),
+            (Char('5'), Some(Intent::Show(View::Evals))),
             (Char('0'), None),
             (Char(':'), Some(Intent::OpenCommand)),
             (Esc, Some(Intent::Back)),
@@ -265,6 +270,10 @@ mod tests {
         assert_eq!(press(&app(View::Detail), KeyCode::Char('=')), Some(Intent::Thumbs { up: true }));
         assert_eq!(press(&app(View::Detail), KeyCode::Char('-')), Some(Intent::Thumbs { up: false }));
         assert_eq!(press(&app(View::Traces), KeyCode::Char('+')), None, "thumbs only where one trace is open");
+        assert_eq!(press(&app(View::Detail), KeyCode::Char('a')), Some(Intent::OpenAddToDataset));
+        for view in [View::Overview, View::Traces, View::Budgets, View::Replay, View::Evals] {
+            assert_ne!(press(&app(view), KeyCode::Char('a')), Some(Intent::OpenAddToDataset), "{view:?}");
+        }
         assert_eq!(press(&app(View::Alerts), KeyCode::Char('a')), Some(Intent::Acknowledge));
         assert_eq!(press(&app(View::Traces), KeyCode::Char('a')), None);
         assert_eq!(press(&app(View::Budgets), KeyCode::Down), Some(Intent::Down));
@@ -321,6 +330,11 @@ mod tests {
         assert_eq!(press(&app, KeyCode::Esc), Some(Intent::Back));
         app.prompt = Some(Prompt::Filter { input: String::new() });
         assert_eq!(press(&app, KeyCode::Tab), None, "no completion for filters");
+        app.prompt = Some(Prompt::Dataset { input: String::new(), trace_id: "t".into() });
+        assert_eq!(press(&app, KeyCode::Char('a')), Some(Intent::Type('a')), "a types in the dataset prompt");
+        assert_eq!(press(&app, KeyCode::Tab), None, "no completion for dataset names");
+        assert_eq!(press(&app, KeyCode::Enter), Some(Intent::Submit));
+        assert_eq!(press(&app, KeyCode::Esc), Some(Intent::Back));
     }
 
     #[test]

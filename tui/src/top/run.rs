@@ -60,12 +60,19 @@ async fn main_loop(mut console: Console, targets: Vec<Target>, auth: BearerAuth,
     let (mut dirty, mut touched) = (true, true);
     let mut last_draw: Option<Instant> = None;
     let mut tail_followed = None;
+    let mut evals_followed = None;
     while !app.quit {
         // The trace tail streams only while a view shows it (see `Feed::follow_traces`).
         let tail = matches!(app.view, View::Traces | View::Detail | View::Replay).then_some(app.focus);
         if tail != tail_followed {
             feed.follow_traces(tail);
             tail_followed = tail;
+        }
+        // Eval runs are polled only while their view is open.
+        let evals = (app.view == View::Evals).then_some(app.focus);
+        if evals != evals_followed {
+            feed.follow_evals(evals);
+            evals_followed = evals;
         }
         let now = Instant::now();
         touched |= clock.tick(&mut app, now);

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use llmops_proto::v1 as pb;
 
+pub use super::app::evals::{EvalRunUi, EvalsUi};
+
 /// Finished traces kept per host; older ones fall off the end of the tail.
 pub const TRACE_TAIL_CAPACITY: usize = 10_000;
 /// Points per GPU sparkline: five minutes at the daemon's default 1 s interval.
 pub const SPARK_POINTS: usize = 300;
 
 /// The screens, in `Tab` order after the fleet. Number keys: 1 overview, 2 traces, 3 alerts, 4 budgets and
-/// engines, 0 fleet (with several hosts).
+/// engines, 5 evals, 0 fleet (with several hosts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Fleet,
@@ -23,6 +25,8 @@ pub enum View {
     Alerts,
     Budgets,
     Replay,
+    /// Evaluation runs, one run's items, one item's answer against its reference (`app::evals`).
+    Evals,
 }
 
 /// The connection to one daemon.
@@ -178,6 +182,8 @@ pub enum Prompt {
     Filter { input: String },
     /// `:`: a view or action by name; `Tab` completes from `completions`.
     Command { input: String, completions: Vec<String>, pick: usize },
+    /// `a` in a trace's detail: the dataset to add `trace_id` to (created when missing).
+    Dataset { input: String, trace_id: String },
 }
 
 /// How to draw: 256 colours unless `NO_COLOR` (or `--no-color`); box and block characters unless `--ascii`.
@@ -211,6 +217,9 @@ pub struct App {
     pub engine_selected: usize,
     pub detail: Option<DetailUi>,
     pub replay: Option<ReplayUi>,
+    pub evals: EvalsUi,
+    /// The dataset last named at the `a` prompt this session (its next opening starts with it).
+    pub last_dataset: String,
     pub notice: Option<Notice>,
     pub look: Look,
     /// Wall clock for "ago" columns, set by the main loop before each frame (fixed in snapshot tests).
@@ -258,6 +267,8 @@ impl App {
             engine_selected: 0,
             detail: None,
             replay: None,
+            evals: EvalsUi::default(),
+            last_dataset: String::new(),
             notice: None,
             look,
             now_unix_ms: 0,

@@ -13,7 +13,7 @@ mod llm;
 mod params;
 mod request;
 mod sampler;
-mod schema;
+pub(crate) mod schema;
 mod template;
 mod text;
 pub mod threads;

@@ -6,6 +6,8 @@ use llmops_tui::address::Target;
 // Explicit paths: llmopsctl/alerts.rs is the `alerts` command itself.
 #[path = "cli/alerts.rs"]
 mod alerts;
+#[path = "cli/evals.rs"]
+mod evals;
 #[path = "cli/keys.rs"]
 mod keys;
 #[path = "cli/prompts.rs"]
@@ -16,6 +18,7 @@ mod score;
 mod traces;
 
 pub use alerts::{AlertStateFilter, AlertsArgs, AlertsCommand};
+pub use evals::{CreateArgs, DatasetCommand, EvalCommand, RunArgs};
 pub use keys::KeysCommand;
 pub use prompts::PromptsCommand;
 pub use score::ScoreArgs;
@@ -26,10 +29,11 @@ pub use traces::TracesArgs;
     name = "llmopsctl",
     version,
     about = "Query a running llmopsd: its status, engines and their logs, recorded traces, one trace, traces \
-             live, GPU and host telemetry, request metrics, budgets or alerts; manage its API keys, score \
-             traces and acknowledge alerts",
+             live, GPU and host telemetry, request metrics, budgets or alerts; manage its API keys, prompts, \
+             datasets and evaluation runs, score traces and acknowledge alerts",
     after_help = "Exit status: 0 on success, 1 when llmopsd answered with an error, \
-                  2 for usage errors or when llmopsd cannot be reached."
+                  2 for usage errors or when llmopsd cannot be reached. `eval run` and `prompts label --gate`: \
+                  100 when the evaluation FAILED, 1 when it could not run (llmopsd unreachable included)."
 )]
 pub struct Cli {
     /// Where llmopsd serves gRPC: unix:/path.sock, /path.sock, http://host:port or host:port
@@ -186,6 +190,17 @@ pub enum Command {
     Prompts {
         #[command(subcommand)]
         command: PromptsCommand,
+    },
+    /// Datasets for evaluation: made from recorded traces or imported from JSONL; list, show, export, delete
+    Dataset {
+        #[command(subcommand)]
+        command: DatasetCommand,
+    },
+    /// Evaluation runs: run a dataset through a route and score it (exit 0 passed, 100 failed, 1 could not
+    /// run); list, show and compare runs
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
     },
 }
 

@@ -63,12 +63,22 @@ pub async fn prompts(
             let pushed = response.map_err(refused(format!("cannot push prompt {name}")))?.into_inner();
             show(out, as_json, || push_json(&pushed), || render_push(&pushed))?;
         }
-        PromptsCommand::Label { name, version, label, by } => {
+        PromptsCommand::Label { name, version, label, by, gate, force } => {
+            let by = by.clone().unwrap_or_else(default_by);
+            let gate_run = match gate {
+                Some(dataset) => {
+                    let gate = Gate { name, version: *version, label, dataset, by: &by };
+                    run_gate(daemon, gate, *force, as_json, out, rpc_failure).await?
+                }
+                None => String::new(),
+            };
             let request = SetPromptLabelRequest {
                 name: name.clone(),
                 label: label.clone(),
                 version: *version,
-                by: by.clone().unwrap_or_else(default_by),
+                by,
+                gate_run,
+                force: *force,
             };
             let response = client.set_prompt_label(request).await;
             let moved = response.map_err(refused(format!("cannot label {name} version {version}")))?.into_inner();
@@ -82,6 +92,68 @@ pub async fn prompts(
         }
     }
     Ok(())
+}
+
+/// A gated label move: what to run before moving the label.
+struct Gate<'a> {
+    name: &'a str,
+    version: u32,
+    label: &'a str,
+    dataset: &'a str,
+    by: &'a str,
+}
+
+/// Runs the gate's dataset with NAME@VERSION (compared with the newest finished run of the version the label
+/// points at now, when there is one) and returns the run's id when the label may move: it passed, or
+/// `force`. A FAILED run without `force` exits 100, one that could not run exits 1; nothing moves.
+async fn run_gate(
+    daemon: &Daemon,
+    gate: Gate<'_>,
+    force: bool,
+    as_json: bool,
+    out: &mut impl Write,
+    rpc_failure: &impl Fn(tonic::Status) -> Failure,
+) -> Result<String, Failure> {
+    use llmops_proto::v1::{EvalStatus, ListEvalRunsRequest, RunEvalRequest};
+    let Gate { name, version, label, dataset, by } = gate;
+    let current = daemon
+        .prompts()
+        .get_prompt(GetPromptRequest { name: name.to_owned(), reference: label.to_owned(), history_limit: 1 })
+        .await
+        .ok()
+        .and_then(|got| got.into_inner().version)
+        .map(|v| v.version)
+        .filter(|current| *current != version);
+    let mut baseline_run = String::new();
+    if let Some(current) = current {
+        let request = ListEvalRunsRequest { dataset: dataset.to_owned(), limit: 200 };
+        let runs = daemon.evals().list_eval_runs(request).await;
+        let runs = runs.map_err(super::datasets::refused(format!("gate {dataset}"), rpc_failure))?.into_inner();
+        let finished = [EvalStatus::Passed as i32, EvalStatus::Failed as i32];
+        let wanted = format!("{name}@{current}");
+        if let Some(run) = runs.runs.iter().find(|r| r.prompt == wanted && finished.contains(&r.status)) {
+            baseline_run = run.id.clone();
+        }
+    }
+    let request = RunEvalRequest {
+        dataset: dataset.to_owned(),
+        prompt: format!("{name}@{version}"),
+        baseline_run,
+        by: by.to_owned(),
+        ..RunEvalRequest::default()
+    };
+    let (run, _) = super::evals::run_eval(daemon, request, as_json, out, rpc_failure).await?;
+    match super::evals::verdict_exit(&run) {
+        Ok(()) => Ok(run.id),
+        Err(_) if force && run.status == EvalStatus::Failed as i32 => {
+            eprintln!("llmopsctl: gate {} FAILED; moving {label} anyway (--force, audited)", run.id);
+            Ok(run.id)
+        }
+        Err(failure) => {
+            eprintln!("llmopsctl: gate {} did not pass: {label} was not moved", run.id);
+            Err(failure)
+        }
+    }
 }
 
 /// Who the audit says pushed or moved: `$USER`, else llmopsd's own default.
@@ -169,8 +241,14 @@ where
         Column::right("FROM"),
         Column::right("TO"),
         Column::left("BY"),
+        Column::left("GATE"),
     ]);
     for entry in &got.history {
+        let gate = match (entry.gate_run.as_str(), entry.forced) {
+            ("", _) => String::new(),
+            (run, true) => format!("{run} (forced)"),
+            (run, false) => run.to_owned(),
+        };
         table.push(vec![
             full_time(entry.at_unix_ms, zone),
             action_name(entry.action).to_owned(),
@@ -178,6 +256,7 @@ where
             if entry.from_version == 0 { "-".to_owned() } else { entry.from_version.to_string() },
             entry.to_version.to_string(),
             dash_if_empty(&entry.by),
+            dash_if_empty(&gate),
         ]);
     }
     text.push_str(&table.render());
@@ -249,6 +328,8 @@ fn audit_json(entry: &PromptAuditEntry) -> Value {
         "label": entry.label,
         "from_version": (entry.from_version > 0).then_some(entry.from_version),
         "to_version": entry.to_version,
+        "gate_run": Some(&entry.gate_run).filter(|run| !run.is_empty()),
+        "forced": entry.forced,
     })
 }
 

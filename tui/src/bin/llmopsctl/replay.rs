@@ -62,7 +62,7 @@ pub async fn replay(
 }
 
 /// `KEY=VALUE` pairs as a JSON object; VALUE is JSON when it parses (numbers, true, null, objects), else text.
-fn overrides(pairs: &[String]) -> Result<Map<String, Value>, String> {
+pub fn overrides(pairs: &[String]) -> Result<Map<String, Value>, String> {
     pairs
         .iter()
         .map(|pair| {

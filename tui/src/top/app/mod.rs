@@ -73,6 +73,7 @@ impl App {
             Intent::ReverseSort => self.traces.descending = !self.traces.descending,
             Intent::OpenReplay => self.open_replay(),
             Intent::Thumbs { up } => self.thumbs(up, &mut effects),
+            Intent::OpenAddToDataset => self.open_add_to_dataset(),
             Intent::Acknowledge => self.acknowledge(&mut effects),
             Intent::TogglePlay => self.with_playback(Playback::toggle),
             Intent::Faster => self.with_playback(Playback::faster),
@@ -121,10 +122,14 @@ impl App {
                     replay::apply_replay(rerun, event);
                 }
             }
-            HostUpdate::Notice { text, error } => {
-                let text = if self.hosts.len() > 1 { format!("{}: {text}", self.hosts[host].address) } else { text };
-                self.notice = Some(Notice { text, error });
+            // Another host's answers (its view was left) fall through to `Host::apply`, which drops them.
+            HostUpdate::EvalRuns(result) if focused => self.evals.apply_runs(result),
+            HostUpdate::EvalRunDetail { id, result } if focused => self.evals.apply_detail(&id, result),
+            HostUpdate::DatasetItemsAdded { trace_id, dataset, result } => {
+                let (text, error) = datasets::outcome(&trace_id, &dataset, result);
+                self.notify(host, text, error);
             }
+            HostUpdate::Notice { text, error } => self.notify(host, text, error),
             HostUpdate::TraceEvent(event) => {
                 if focused && !self.traces.follow {
                     self.keep_paused_row(&event);
@@ -151,7 +156,7 @@ impl App {
         let view = self.view;
         match update {
             // The link and the daemon's version and uptime are in every header; notices in every footer.
-            U::Link(_) | U::Status(_) | U::Notice { .. } | U::Unavailable { .. } => true,
+            U::Link(_) | U::Status(_) | U::Notice { .. } | U::DatasetItemsAdded { .. } | U::Unavailable { .. } => true,
             _ if view == View::Fleet => !matches!(
                 update,
                 U::Traces(_)
@@ -162,6 +167,8 @@ impl App {
                     | U::TraceGpu { .. }
                     | U::Replay(_)
                     | U::ScoreAdded(_)
+                    | U::EvalRuns(_)
+                    | U::EvalRunDetail { .. }
             ),
             _ if host != self.focus => false,
             U::Telemetry(_) | U::TelemetryDelta(_) | U::Metrics(_) => view == View::Overview,
@@ -171,6 +178,7 @@ impl App {
             U::EngineLogs(_) => view == View::Budgets,
             U::TraceDetail { .. } | U::TraceGpu { .. } | U::ScoreAdded(_) => view == View::Detail,
             U::Replay(_) => view == View::Replay,
+            U::EvalRuns(_) | U::EvalRunDetail { .. } => view == View::Evals,
         }
     }
 
@@ -181,6 +189,7 @@ impl App {
         self.fleet_selected = self.fleet_selected.min(last(self.hosts.len()));
         self.alerts_selected = self.alerts_selected.min(last(self.host().alerts.len()));
         self.engine_selected = self.engine_selected.min(last(self.engines().len()));
+        self.evals.settle();
         self.traces.selected =
             if self.traces.follow { 0 } else { self.traces.selected.min(last(self.trace_rows().len())) };
     }
@@ -235,9 +244,9 @@ impl App {
         }
     }
 
-    /// `Tab` order: fleet (several hosts), overview, traces, alerts, budgets; detail and replay count as traces.
+    /// `Tab` order: fleet (several hosts), overview, traces, alerts, budgets, evals; detail and replay count as traces.
     fn cycle_view(&mut self, forward: bool, effects: &mut Vec<Effect>) {
-        let mut order = vec![View::Overview, View::Traces, View::Alerts, View::Budgets];
+        let mut order = vec![View::Overview, View::Traces, View::Alerts, View::Budgets, View::Evals];
         if self.hosts.len() > 1 {
             order.insert(0, View::Fleet);
         }
@@ -263,7 +272,7 @@ impl App {
             if picker.take().is_none() {
                 self.pop_view();
             }
-        } else {
+        } else if self.view != View::Evals || !self.evals.back() {
             self.pop_view();
         }
     }
@@ -315,6 +324,7 @@ impl App {
                     picker.selected = target(picker.selected, picker.routes.len());
                 }
             }
+            View::Evals => self.evals.move_selection(target),
         }
     }
 
@@ -341,6 +351,7 @@ impl App {
                 effects.push(Effect::FetchTrace { host: self.focus, id });
             }
             View::Replay => self.start_rerun(effects),
+            View::Evals => self.select_eval(effects),
             _ => {}
         }
     }
@@ -356,6 +367,7 @@ impl App {
             TracesUi { filter: std::mem::take(&mut self.traces.filter), sort, descending, ..TracesUi::default() };
         (self.alerts_selected, self.engine_selected) = (0, 0);
         (self.detail, self.replay) = (None, None);
+        self.evals = evals::EvalsUi::default();
         self.back.retain(|v| !matches!(v, View::Detail | View::Replay));
     }
 
@@ -373,6 +385,12 @@ impl App {
         }
     }
 
+    /// An action's outcome from host `host`, named when there are several.
+    fn notify(&mut self, host: usize, text: String, error: bool) {
+        let text = if self.hosts.len() > 1 { format!("{}: {text}", self.hosts[host].address) } else { text };
+        self.notice = Some(Notice { text, error });
+    }
+
     fn error(&mut self, text: String) {
         self.notice = Some(Notice { text, error: true });
     }
@@ -384,6 +402,12 @@ fn body_lines(trace: &pb::Trace) -> usize {
     FIXED_LINES + trace.attempts.len() * 2 + trace.prompt_text.lines().count() + trace.response_text.lines().count()
 }
 
+mod datasets;
+#[cfg(test)]
+mod datasets_tests;
+pub mod evals;
+#[cfg(test)]
+mod evals_tests;
 mod feedback;
 mod prompt;
 mod replay;

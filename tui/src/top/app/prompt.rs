@@ -4,7 +4,8 @@ use crate::top::feed::Effect;
 use crate::top::state::{App, Prompt, View};
 
 impl App {
-    /// Typing in the filter prompt filters as you type; in the command prompt it drops stale completions.
+    /// Typing in the filter prompt filters as you type; in the command prompt it drops stale completions; in the
+    /// dataset prompt it only edits the name.
     pub(super) fn edit_prompt(&mut self, edit: impl FnOnce(&mut String)) {
         match &mut self.prompt {
             Some(Prompt::Filter { input }) => {
@@ -17,6 +18,7 @@ impl App {
                 completions.clear();
                 *pick = 0;
             }
+            Some(Prompt::Dataset { input, .. }) => edit(input),
             None => {}
         }
     }
@@ -46,6 +48,7 @@ impl App {
                 Ok(command) => self.run_command(command, effects),
                 Err(error) => self.error(error),
             },
+            Some(Prompt::Dataset { input, trace_id }) => self.add_to_dataset(trace_id, &input, effects),
             // The filter was applied while typing; Enter keeps it.
             Some(Prompt::Filter { .. }) | None => {}
         }

@@ -76,6 +76,14 @@ pub(super) async fn perform(feed: HostFeed, daemon: Daemon, effect: Effect) {
                 }
             }
         }
+        Effect::FetchEvalRun { id, .. } => {
+            let result = super::evals::fetch_run(&daemon, &id).await;
+            feed.send(HostUpdate::EvalRunDetail { id, result }).await;
+        }
+        Effect::AddToDataset { trace_id, dataset, .. } => {
+            let result = super::evals::add_trace(&daemon, &dataset, &trace_id).await;
+            feed.send(HostUpdate::DatasetItemsAdded { trace_id, dataset, result }).await;
+        }
         Effect::FetchLogs { engine, .. } => {
             let request = pb::GetEngineLogsRequest { engine: engine.clone(), lines: 0 };
             let logs = match daemon.status().get_engine_logs(request).await {
@@ -113,6 +121,10 @@ pub(super) fn failure(effect: &Effect, reason: String) -> HostUpdate {
     match effect {
         Effect::FetchTrace { id, .. } => HostUpdate::TraceDetail { id: id.clone(), result: Err(reason) },
         Effect::Replay { .. } => HostUpdate::Replay(ReplayUpdate::Failed(reason)),
+        Effect::FetchEvalRun { id, .. } => HostUpdate::EvalRunDetail { id: id.clone(), result: Err(reason) },
+        Effect::AddToDataset { trace_id, dataset, .. } => {
+            HostUpdate::DatasetItemsAdded { trace_id: trace_id.clone(), dataset: dataset.clone(), result: Err(reason) }
+        }
         Effect::Ack { .. } | Effect::FetchLogs { .. } | Effect::Thumbs { .. } => {
             HostUpdate::Notice { text: reason, error: true }
         }
@@ -141,5 +153,14 @@ mod tests {
         );
         let ack = Effect::Ack { host: 0, alert_id: "a".into() };
         assert_eq!(failure(&ack, "down".into()), HostUpdate::Notice { text: "down".into(), error: true });
+        let add = Effect::AddToDataset { host: 0, trace_id: "t1".into(), dataset: "golden".into() };
+        assert_eq!(
+            failure(&add, "down".into()),
+            HostUpdate::DatasetItemsAdded {
+                trace_id: "t1".into(),
+                dataset: "golden".into(),
+                result: Err("down".into())
+            }
+        );
     }
 }

@@ -16,6 +16,7 @@ use crate::auth::BearerAuth;
 use crate::connect::Daemon;
 
 mod actions;
+mod evals;
 mod panels;
 
 pub use panels::slim_trace;
@@ -59,6 +60,18 @@ pub enum Effect {
         trace_id: String,
         up: bool,
     },
+    /// `EvalService.GetEvalRun` (the first page of items), answered with `HostUpdate::EvalRunDetail`.
+    FetchEvalRun {
+        host: usize,
+        id: String,
+    },
+    /// `EvalService.AddDatasetItems` with one trace (the dataset made when missing), answered with
+    /// `HostUpdate::DatasetItemsAdded`.
+    AddToDataset {
+        host: usize,
+        trace_id: String,
+        dataset: String,
+    },
 }
 
 impl Effect {
@@ -68,7 +81,9 @@ impl Effect {
             | Effect::Ack { host, .. }
             | Effect::Replay { host, .. }
             | Effect::FetchLogs { host, .. }
-            | Effect::Thumbs { host, .. } => *host,
+            | Effect::Thumbs { host, .. }
+            | Effect::FetchEvalRun { host, .. }
+            | Effect::AddToDataset { host, .. } => *host,
         }
     }
 }
@@ -78,37 +93,51 @@ pub struct Feed {
     effects: Vec<mpsc::Sender<Effect>>,
     /// Per host: whether a view shows its trace tail (the trace watch runs only then).
     tails: Vec<watch::Sender<bool>>,
+    /// Per host: whether the evals view is open (its runs are polled only then).
+    evals: Vec<watch::Sender<bool>>,
 }
 
 impl Feed {
     /// Starts one task per target (host index = position); must be called inside a tokio runtime.
     pub fn start(targets: Vec<Target>, auth: BearerAuth, updates: mpsc::Sender<(usize, HostUpdate)>) -> Self {
-        let (effects, tails) = targets
+        let (effects, (tails, evals)) = targets
             .into_iter()
             .enumerate()
             .map(|(index, target)| {
                 let (sender, receiver) = mpsc::channel(EFFECT_QUEUE);
                 let (tail, tail_wanted) = watch::channel(false);
-                let host = HostFeed { index, target, auth: auth.clone(), updates: updates.clone(), tail_wanted };
+                let (evals, evals_wanted) = watch::channel(false);
+                let updates = updates.clone();
+                let host = HostFeed { index, target, auth: auth.clone(), updates, tail_wanted, evals_wanted };
                 tokio::spawn(run_host(host, receiver));
-                (sender, tail)
+                (sender, (tail, evals))
             })
             .unzip();
-        Self { effects, tails }
+        Self { effects, tails, evals }
     }
 
     /// Keeps the trace tail of `host` live (re-listed when it starts) and stops the others'. At 100 req/s a
     /// trace watch costs the console a few percent of a core, worth paying only while the tail is on screen.
     pub fn follow_traces(&self, host: Option<usize>) {
-        for (index, tail) in self.tails.iter().enumerate() {
-            tail.send_if_modified(|wanted| std::mem::replace(wanted, host == Some(index)) != (host == Some(index)));
-        }
+        want_only(&self.tails, host);
+    }
+
+    /// Polls the eval runs of `host` (listed at once when it starts) and stops polling the others'.
+    pub fn follow_evals(&self, host: Option<usize>) {
+        want_only(&self.evals, host);
     }
 
     /// Hands an effect to its host's task; the error is a sentence for the footer.
     pub fn send(&self, effect: Effect) -> Result<(), String> {
         let sender = self.effects.get(effect.host()).ok_or_else(|| "no such host".to_owned())?;
         sender.try_send(effect).map_err(|_| "too many actions waiting for this host; try again".to_owned())
+    }
+}
+
+/// Turns on the flag of `host` and off the others'; a flag that does not change wakes nobody.
+fn want_only(flags: &[watch::Sender<bool>], host: Option<usize>) {
+    for (index, flag) in flags.iter().enumerate() {
+        flag.send_if_modified(|wanted| std::mem::replace(wanted, host == Some(index)) != (host == Some(index)));
     }
 }
 
@@ -119,6 +148,7 @@ struct HostFeed {
     auth: BearerAuth,
     updates: mpsc::Sender<(usize, HostUpdate)>,
     tail_wanted: watch::Receiver<bool>,
+    evals_wanted: watch::Receiver<bool>,
 }
 
 impl HostFeed {
@@ -223,6 +253,7 @@ async fn session(feed: &HostFeed, daemon: &Daemon, effects: &mut mpsc::Receiver<
             error = panel(feed, "alerts", || panels::alerts(feed, daemon)) => error,
             error = panel(feed, "status", || panels::poll_status(feed, daemon)) => error,
             error = panel(feed, "metrics", || panels::poll_metrics(feed, daemon)) => error,
+            error = panel(feed, "evals", || evals::poll_runs(feed, daemon)) => error,
         }
     };
     tokio::pin!(panels);

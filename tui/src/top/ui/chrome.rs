@@ -22,6 +22,7 @@ pub fn header(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
         View::Traces | View::Detail | View::Replay => "2",
         View::Alerts => "3",
         View::Budgets => "4",
+        View::Evals => "5",
     };
     // The host and its link matter more than the other views' names: on a narrow terminal (or with a long
     // socket path) only the current tab keeps its name.
@@ -112,6 +113,7 @@ pub fn footer(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
         let (sigil, input) = match prompt {
             Prompt::Filter { input } => ("/", input),
             Prompt::Command { input, .. } => (":", input),
+            Prompt::Dataset { input, .. } => ("add to dataset: ", input),
         };
         let mut spans = vec![Span::styled(sigil, theme.bold()), Span::raw(input.clone())];
         if let Prompt::Command { completions, pick, .. } = prompt {
@@ -125,8 +127,10 @@ pub fn footer(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
         let help = match prompt {
             Prompt::Filter { .. } => "Enter keep  Esc clear",
             Prompt::Command { .. } => "Tab complete  Enter run  Esc cancel",
+            Prompt::Dataset { .. } => "Enter add (created if new)  Esc cancel",
         };
-        let cursor_x = area.x.saturating_add(1).saturating_add(u16::try_from(input.chars().count()).unwrap_or(0));
+        let typed = sigil.chars().count() + input.chars().count();
+        let cursor_x = area.x.saturating_add(u16::try_from(typed).unwrap_or(u16::MAX));
         let [line_area, help_area] =
             Layout::horizontal([Constraint::Min(0), Constraint::Length(help.len() as u16 + 1)]).areas(area);
         frame.render_widget(Paragraph::new(Line::from(spans)), line_area);
@@ -151,7 +155,9 @@ fn hints(view: View, theme: &Theme) -> Vec<(&'static str, &'static str)> {
     let (updown, leftright) = if theme.ascii { ("Up/Dn", "Left/Right") } else { ("↑/↓", "←/→") };
     let mut hints = match view {
         View::Fleet => vec![(updown, "select"), ("Enter", "open host")],
-        View::Overview => vec![("Tab", "next view"), ("2", "traces"), ("3", "alerts"), ("4", "budgets")],
+        View::Overview => {
+            vec![("Tab", "views"), ("2", "traces"), ("3", "alerts"), ("4", "budgets"), ("5", "evals")]
+        }
         View::Traces => vec![
             (updown, "select"),
             ("/", "filter"),
@@ -159,9 +165,12 @@ fn hints(view: View, theme: &Theme) -> Vec<(&'static str, &'static str)> {
             ("s/S", "sort/reverse"),
             ("Enter", "detail"),
         ],
-        View::Detail => vec![("j/k", "scroll"), ("r", "replay"), ("+/-", "thumbs"), ("Esc", "back")],
+        View::Detail => {
+            vec![("j/k", "scroll"), ("r", "replay"), ("+/-", "thumbs"), ("a", "add to dataset"), ("Esc", "back")]
+        }
         View::Alerts => vec![(updown, "select"), ("a", "acknowledge")],
         View::Budgets => vec![(updown, "select engine")],
+        View::Evals => vec![(updown, "select/scroll"), ("Enter", "open run/item"), ("Esc", "back")],
         View::Replay => {
             vec![("space", "pause/play"), ("+/-", "speed"), (leftright, "step"), ("R", "re-run"), ("Esc", "back")]
         }

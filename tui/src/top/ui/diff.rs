@@ -12,8 +12,19 @@ const DIFF_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// The diff as lines (split at the texts' own line breaks), for a wrapping paragraph.
 pub fn word_diff(old: &str, new: &str, theme: &Theme) -> Vec<Line<'static>> {
+    lines(runs(old, new), theme)
+}
+
+/// The same diff for two panes side by side: `old` with its deletions marked, and `new` with its insertions.
+pub fn side_by_side(old: &str, new: &str, theme: &Theme) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
+    let runs = runs(old, new);
+    let without = |hidden: ChangeTag| runs.iter().filter(|(tag, _)| *tag != hidden).cloned().collect();
+    (lines(without(ChangeTag::Insert), theme), lines(without(ChangeTag::Delete), theme))
+}
+
+/// Neighbouring words with the same fate read as one change: "[-thousand years.-]", not one per word.
+fn runs(old: &str, new: &str) -> Vec<(ChangeTag, String)> {
     let diff = TextDiff::configure().timeout(DIFF_TIMEOUT).diff_words(old, new);
-    // Neighbouring words with the same fate read as one change: "[-thousand years.-]", not one per word.
     let mut runs: Vec<(ChangeTag, String)> = Vec::new();
     for change in diff.iter_all_changes() {
         match runs.last_mut() {
@@ -21,6 +32,10 @@ pub fn word_diff(old: &str, new: &str, theme: &Theme) -> Vec<Line<'static>> {
             _ => runs.push((change.tag(), change.value().to_owned())),
         }
     }
+    runs
+}
+
+fn lines(runs: Vec<(ChangeTag, String)>, theme: &Theme) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     let mut spans: Vec<Span<'static>> = Vec::new();
     for (tag, text) in runs {
@@ -67,5 +82,13 @@ mod tests {
         let theme = Theme { no_color: true, ascii: true };
         let lines = word_diff("the cat sat", "the dog sat", &theme);
         assert_eq!(plain(&lines), ["the [-cat-]{+dog+} sat"]);
+    }
+
+    #[test]
+    fn side_by_side_marks_deletions_left_and_insertions_right() {
+        let theme = Theme { no_color: true, ascii: true };
+        let (left, right) = side_by_side("the cat sat\nstill", "the dog sat\nstill", &theme);
+        assert_eq!(plain(&left), ["the [-cat-] sat", "still"]);
+        assert_eq!(plain(&right), ["the {+dog+} sat", "still"]);
     }
 }

@@ -20,6 +20,7 @@ const GLOBAL: Group = (
         ("2", "traces"),
         ("3", "alerts"),
         ("4", "budgets & engines"),
+        ("5", "evals"),
         ("0", "fleet"),
         (":", "command"),
         ("Esc", "back/close"),
@@ -43,7 +44,10 @@ const TRACES: Group = (
         ("Enter", "detail"),
     ],
 );
-const DETAIL: Group = ("Detail", &[("r", "replay"), ("j / k", "scroll"), ("+ / -", "thumbs up/down (score)")]);
+const DETAIL: Group = (
+    "Detail",
+    &[("r", "replay"), ("j / k", "scroll"), ("+ / -", "thumbs up/down (score)"), ("a", "add to dataset (eval)")],
+);
 const BUDGETS: Group = ("Budgets & engines", &[("UPDOWN", "select engine (log tail)")]);
 const REPLAY: Group = (
     "Replay",
@@ -55,12 +59,14 @@ const REPLAY: Group = (
     ],
 );
 
+const EVALS: Group = ("Evals", &[("Enter", "open run, then item (diff)"), ("Esc", "back one level")]);
+
 const KEY_WIDTH: usize = 12;
 
 pub fn draw(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>) {
     let theme = ctx.theme;
     let left = lines(&[GLOBAL, FLEET, ALERTS], &theme);
-    let right = lines(&[TRACES, DETAIL, BUDGETS, REPLAY], &theme);
+    let right = lines(&[TRACES, DETAIL, BUDGETS, REPLAY, EVALS], &theme);
     let height = u16::try_from(left.len().max(right.len()) + 2).unwrap_or(u16::MAX);
     let title = format!(" keys {} ? or Esc to close ", theme.dash());
     let inner = popup(frame, centered(area, 84, height), panel(&theme, title));

@@ -12,6 +12,8 @@ mod budgets;
 mod chrome;
 mod detail;
 mod diff;
+mod eval_item;
+mod evals;
 mod fleet;
 mod format;
 mod gpus;
@@ -96,6 +98,7 @@ pub fn draw_in(frame: &mut Frame<'_>, app: &App, zone: Zone) -> Hitmap {
             replay::draw(frame, body, ctx);
             None
         }
+        View::Evals => evals::draw(frame, body, ctx),
     };
     chrome::footer(frame, footer, ctx);
     if app.help {

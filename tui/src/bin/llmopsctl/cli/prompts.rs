@@ -41,6 +41,11 @@ pub enum PromptsCommand {
     /// Point LABEL (e.g. production) at VERSION of NAME; the next request naming NAME@LABEL gets it
     ///
     /// Creates the label or moves it; either way the audit records who moved it, when, and from which version.
+    ///
+    /// With --gate DATASET, the dataset is first run with NAME@VERSION (its route and evaluators, compared
+    /// with the newest run of the version LABEL points at now, when there is one) and the label moves only
+    /// when that run PASSED; otherwise it exits 100 and nothing moves, unless --force (the audit keeps the
+    /// gate run and that it was forced). Exits 1 when the gate could not run.
     Label {
         name: String,
         version: u32,
@@ -49,6 +54,12 @@ pub enum PromptsCommand {
         /// Who moves it, for the audit [default: $USER]
         #[arg(long, value_name = "WHO")]
         by: Option<String>,
+        /// Run this dataset with NAME@VERSION first and move the label only if it passes
+        #[arg(long, value_name = "DATASET")]
+        gate: Option<String>,
+        /// Move the label even though the gate run failed (audited)
+        #[arg(long, requires = "gate")]
+        force: bool,
     },
     /// A unified diff of two versions of NAME (each a number, a label or `latest`)
     Diff {
