@@ -264,6 +264,7 @@ fn grpc_apis(
         evals: crate::grpc::evals::EvalApi {
             runner: crate::evals::runner::Runner::new(state.evals.clone(), gateway.clone()),
             traces: state.reader_store.clone(),
+            recorder: state.recorder.clone(),
         },
     }
 }

@@ -29,7 +29,12 @@ pub struct EvalApi {
     pub runner: Runner,
     /// The trace store's read connection (datasets from traces).
     pub traces: Arc<Mutex<Store>>,
+    /// To wait for traces that finished a moment ago to be written before reading them.
+    pub recorder: crate::trace::Recorder,
 }
+
+/// How long adding items waits for the trace writer to catch up before reading what is stored.
+const WRITTEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl EvalApi {
     async fn with_evals<T: Send + 'static>(
@@ -67,6 +72,14 @@ impl EvalApi {
             )));
         }
         let ids = std::mem::take(&mut request.trace_ids);
+        if !ids.is_empty() || request.query.is_some() {
+            // A trace that finished a moment ago (its client just got the answer) may still be queued for the
+            // store: wait until everything finished before this call is written (bounded; a full queue or a
+            // slow disk leaves the newest out rather than hanging the call).
+            if let Ok(written) = self.recorder.written() {
+                let _ = tokio::time::timeout(WRITTEN_WAIT, written).await;
+            }
+        }
         let mut traces = Vec::new();
         let mut reasons = Vec::new();
         if !ids.is_empty() {

@@ -64,6 +64,8 @@ enum Message {
     Trace(Arc<Trace>),
     /// A score to write, and who waits for the outcome.
     Score(Score, oneshot::Sender<Result<(), ScoreRefused>>),
+    /// Answered once everything queued before it is written (a reader that must see recent traces).
+    Barrier(oneshot::Sender<()>),
     /// Write what is queued, then stop.
     Shutdown,
 }
@@ -198,6 +200,14 @@ impl Recorder {
         Ok(outcome)
     }
 
+    /// Resolves once every trace and score queued before this call is written to the store (or the writer
+    /// stopped), for readers that must find traces that finished a moment ago.
+    pub fn written(&self) -> Result<oneshot::Receiver<()>, QueueFull> {
+        let (answer, written) = oneshot::channel();
+        self.queue.try_send(Message::Barrier(answer)).map_err(|_| QueueFull)?;
+        Ok(written)
+    }
+
     /// Live viewers subscribed now.
     pub fn viewers(&self) -> usize {
         self.events.receiver_count()
@@ -242,6 +252,7 @@ fn write_loop(
     let mut last_retention: Option<Instant> = None;
     let mut batch: Vec<Arc<Trace>> = Vec::with_capacity(settings.batch_size);
     let mut scores: Vec<PendingScore> = Vec::new();
+    let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
     let mut stopping = false;
     while !stopping {
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
@@ -251,17 +262,19 @@ fn write_loop(
         match receiver.recv_timeout(RETENTION_EVERY) {
             Ok(Message::Trace(trace)) => batch.push(trace),
             Ok(Message::Score(score, answer)) => scores.push((score, answer)),
+            Ok(Message::Barrier(answer)) => barriers.push(answer),
             Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
             Err(RecvTimeoutError::Timeout) => continue,
         }
         // Gather what arrives within a short window, up to one batch: one transaction for many traces, and
         // at low rates one commit per window instead of one per request (less CPU taken from requests).
         let window_end = Instant::now() + GATHER_WINDOW;
-        while !stopping && batch.len() + scores.len() < settings.batch_size.max(1) {
+        while !stopping && barriers.is_empty() && batch.len() + scores.len() < settings.batch_size.max(1) {
             let wait = window_end.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(wait) {
                 Ok(Message::Trace(trace)) => batch.push(trace),
                 Ok(Message::Score(score, answer)) => scores.push((score, answer)),
+                Ok(Message::Barrier(answer)) => barriers.push(answer),
                 Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
                 Err(RecvTimeoutError::Timeout) => break,
             }
@@ -272,12 +285,16 @@ fn write_loop(
                 match message {
                     Message::Trace(trace) => batch.push(trace),
                     Message::Score(score, answer) => scores.push((score, answer)),
+                    Message::Barrier(answer) => barriers.push(answer),
                     Message::Shutdown => {}
                 }
             }
         }
         flush(&mut store, &mut batch, &stats, &unwritten);
         flush_scores(&mut store, &mut scores);
+        for barrier in barriers.drain(..) {
+            let _ = barrier.send(());
+        }
     }
 }
 

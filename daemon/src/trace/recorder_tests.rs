@@ -226,3 +226,18 @@ fn a_score_is_refused_at_once_when_the_queue_is_full() {
     lock.execute_batch("ROLLBACK").expect("release the write lock");
     writer.shutdown();
 }
+
+#[test]
+fn a_barrier_is_answered_once_everything_queued_before_it_is_in_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let (recorder, writer) =
+        Recorder::start(Store::open(&path).expect("open"), settings(10_000, false)).expect("start");
+    let reader = Store::open(&path).expect("reader");
+    for i in 0..300 {
+        recorder.finished(Trace { id: format!("t{i}"), ..Trace::default() });
+    }
+    recorder.written().expect("queued").blocking_recv().expect("answered");
+    assert_eq!(reader.count().expect("count"), 300, "a reader sees every trace finished before the barrier");
+    writer.shutdown();
+}
