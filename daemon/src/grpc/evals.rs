@@ -24,6 +24,8 @@ const MAX_ITEMS_PAGE: u32 = 1_000;
 const DEFAULT_RUNS: u32 = 50;
 const MAX_RUNS_LISTED: u32 = 1_000;
 const MAX_TRACE_ID_BYTES: usize = 128;
+/// Regressed and improved item ids a listed run carries (GetEvalRun has them all).
+const LISTED_ITEM_IDS: usize = 20;
 
 pub struct EvalApi {
     pub runner: Runner,
@@ -272,7 +274,18 @@ impl pb::eval_service_server::EvalService for EvalApi {
             n => n.min(MAX_RUNS_LISTED),
         };
         let runs = self.with_evals(move |store| store.runs(&request.dataset, limit)).await?;
-        Ok(Response::new(pb::ListEvalRunsResponse { runs: runs.iter().map(run_to_proto).collect() }))
+        // A listing is polled (the console, every 2 s): the bulky fields stay with GetEvalRun.
+        let listed = runs.iter().map(|run| {
+            let mut run = run_to_proto(run);
+            run.evaluators_json.clear();
+            run.parameters_json.clear();
+            if let Some(c) = &mut run.comparison {
+                c.regressed_items.truncate(LISTED_ITEM_IDS);
+                c.improved_items.truncate(LISTED_ITEM_IDS);
+            }
+            run
+        });
+        Ok(Response::new(pb::ListEvalRunsResponse { runs: listed.collect() }))
     }
 
     async fn get_eval_run(
