@@ -46,6 +46,11 @@ async fn names_sizes_and_counts_past_their_bounds_are_refused_by_name() {
     let huge = format!("[{}]", vec![r#"{"type":"exact"}"#; 20_000].join(","));
     let evaluators = pb::CreateDatasetRequest { evaluators_json: huge, ..create("qa") };
     refused(evals.create_dataset(evaluators).await, Code::InvalidArgument, "evaluators");
+    let route = pb::CreateDatasetRequest { route: "chat\u{1b}[2J".into(), ..create("qa") };
+    refused(evals.create_dataset(route).await, Code::InvalidArgument, "route");
+    let get = pb::GetDatasetRequest { name: "nope".into(), ..Default::default() };
+    refused(evals.get_dataset(get).await, Code::NotFound, "no dataset named `nope`");
+    refused(evals.delete_dataset(pb::DeleteDatasetRequest { name: "nope".into() }).await, Code::NotFound, "nope");
     evals.create_dataset(create("qa")).await.expect("a good one");
     refused(evals.create_dataset(create("qa")).await, Code::AlreadyExists, "already exists");
 
@@ -81,6 +86,14 @@ async fn names_sizes_and_counts_past_their_bounds_are_refused_by_name() {
         request
     };
     refused(evals.run_eval(run(|r| r.concurrency = 33)).await, Code::InvalidArgument, "at most 32");
+    refused(evals.run_eval(run(|r| r.route = "nope".into())).await, Code::InvalidArgument, "no route named \"nope\"");
+    refused(evals.run_eval(run(|r| r.against_route = "nope".into())).await, Code::InvalidArgument, "no route named");
+    refused(evals.run_eval(run(|r| r.judge_route = "nope".into())).await, Code::InvalidArgument, "no route named");
+    refused(
+        evals.run_eval(run(|r| (r.against_route, r.baseline_run) = ("fake-model".into(), "run-1".into()))).await,
+        Code::InvalidArgument,
+        "not both",
+    );
     refused(evals.run_eval(run(|r| r.parameters_json = "[1]".into())).await, Code::InvalidArgument, "JSON object");
     refused(
         evals.run_eval(run(|r| r.parameters_json = r#"{"model":"x"}"#.into())).await,
