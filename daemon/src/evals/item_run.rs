@@ -137,7 +137,7 @@ impl ItemContext {
             {
                 match pairwise {
                     Ok((outcome, reasoning)) => {
-                        result.pairwise = Some(pair_name(outcome).to_string());
+                        result.pairwise = Some(outcome);
                         result.pairwise_reasoning = reasoning;
                     }
                     Err(error) => result.error = error,
@@ -240,12 +240,4 @@ impl ItemContext {
 
 fn outcome_record(outcome: Outcome) -> OutcomeRecord {
     OutcomeRecord { name: outcome.name, passed: outcome.passed, score: outcome.score, reasoning: outcome.reasoning }
-}
-
-fn pair_name(outcome: PairOutcome) -> &'static str {
-    match outcome {
-        PairOutcome::Win => "win",
-        PairOutcome::Tie => "tie",
-        PairOutcome::Loss => "loss",
-    }
 }

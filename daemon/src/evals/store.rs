@@ -2,6 +2,8 @@
 //! datasets, their items (each stored in its JSONL shape), runs and their per-item results (JSON). Count
 //! bounds are checked inside the write transaction. A run still marked running when the daemon opens the
 //! store was cut short by a stop, and is marked cancelled.
+use super::evaluate::judge::PairOutcome;
+use super::evaluate::stats::Comparison;
 use super::item::{DatasetItem, NewItem};
 use super::{limits, EvalError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -93,15 +95,9 @@ pub struct SummaryRecord {
 pub struct ComparisonRecord {
     /// A run id, or `route:NAME`.
     pub baseline: String,
-    pub paired: u32,
-    pub wins: u32,
-    pub ties: u32,
-    pub losses: u32,
-    pub mean_difference: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
-    pub regressed: Vec<String>,
-    pub improved: Vec<String>,
+    /// Stored beside `baseline`, as one flat object.
+    #[serde(flatten)]
+    pub comparison: Comparison,
 }
 
 /// A run as stored (the gRPC `EvalRun`).
@@ -160,8 +156,8 @@ pub struct StoredResult {
     /// The against route's answer's score (the fraction of its evaluators that passed).
     #[serde(default)]
     pub against_score: Option<f64>,
-    /// `win`, `tie` or `loss` for the candidate; `None` without a pairwise judge.
-    pub pairwise: Option<String>,
+    /// For the candidate; `None` without a pairwise judge.
+    pub pairwise: Option<PairOutcome>,
     pub pairwise_reasoning: String,
 }
 

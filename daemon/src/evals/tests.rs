@@ -117,3 +117,17 @@ fn runs_are_stored_with_results_and_a_run_left_running_is_cancelled_on_open() {
     assert_eq!(store.runs("", 10).expect("runs").len(), 1);
     assert_eq!(store.runs("other", 10).expect("runs").len(), 0);
 }
+
+#[test]
+fn stored_runs_keep_one_flat_comparison_and_pairwise_outcomes_as_words() {
+    use super::evaluate::judge::PairOutcome;
+    use super::evaluate::stats::Comparison;
+    use super::store::ComparisonRecord;
+    let record =
+        ComparisonRecord { baseline: "run-1".into(), comparison: Comparison { wins: 2, ..Comparison::default() } };
+    let json = serde_json::to_value(&record).expect("json");
+    assert_eq!((json["baseline"].as_str(), json["wins"].as_u64()), (Some("run-1"), Some(2)), "{json}");
+    assert_eq!(serde_json::from_value::<ComparisonRecord>(json).expect("back"), record);
+    let result = StoredResult { pairwise: Some(PairOutcome::Loss), ..StoredResult::default() };
+    assert_eq!(serde_json::to_value(&result).expect("json")["pairwise"], "loss");
+}

@@ -71,17 +71,8 @@ fn compare(
     } else {
         return None;
     };
-    let pairwise: Vec<(String, PairOutcome)> = answered
-        .iter()
-        .filter_map(|r| {
-            let outcome = match r.pairwise.as_deref()? {
-                "win" => PairOutcome::Win,
-                "loss" => PairOutcome::Loss,
-                _ => PairOutcome::Tie,
-            };
-            Some((r.item_id.to_string(), outcome))
-        })
-        .collect();
+    let pairwise: Vec<(String, PairOutcome)> =
+        answered.iter().filter_map(|r| Some((r.item_id.to_string(), r.pairwise?))).collect();
     if !pairwise.is_empty() {
         return Some((baseline, stats::compare_pairwise(&pairwise)));
     }
@@ -111,19 +102,8 @@ fn summary_record(s: stats::EvaluatorSummary) -> SummaryRecord {
     }
 }
 
-fn comparison_record(baseline: String, c: stats::Comparison) -> ComparisonRecord {
-    ComparisonRecord {
-        baseline,
-        paired: c.paired,
-        wins: c.wins,
-        ties: c.ties,
-        losses: c.losses,
-        mean_difference: c.mean_difference,
-        ci_low: c.ci_low,
-        ci_high: c.ci_high,
-        regressed: c.regressed,
-        improved: c.improved,
-    }
+fn comparison_record(baseline: String, comparison: stats::Comparison) -> ComparisonRecord {
+    ComparisonRecord { baseline, comparison }
 }
 
 /// Two finished runs of one dataset, item by item (answered in both): candidate minus baseline.

@@ -128,6 +128,31 @@ fn check_dataset(request: &pb::CreateDatasetRequest) -> Result<(), Status> {
     Ok(())
 }
 
+/// The messages of one page, in order, until the next would take the page past [`limits::MAX_PAGE_BYTES`]
+/// (always at least one, so a page makes progress).
+fn bounded_page<T: prost::Message>(messages: impl Iterator<Item = T>) -> Vec<T> {
+    let mut page = Vec::new();
+    let mut bytes = 0;
+    for message in messages {
+        bytes += message.encoded_len();
+        if bytes > limits::MAX_PAGE_BYTES && !page.is_empty() {
+            break;
+        }
+        page.push(message);
+    }
+    page
+}
+
+/// Where the page after one of `shown` messages from `offset` starts; 0 when it was the last of `total`.
+fn next_offset(offset: u32, shown: usize, total: usize) -> u32 {
+    let end = offset.saturating_add(u32::try_from(shown).unwrap_or(u32::MAX));
+    if (end as usize) < total {
+        end
+    } else {
+        0
+    }
+}
+
 pub type EvalEvents = Pin<Box<dyn Stream<Item = Result<pb::EvalEvent, Status>> + Send>>;
 
 fn event_to_proto(event: RunEvent) -> Result<pb::EvalEvent, Status> {
@@ -184,18 +209,8 @@ impl pb::eval_service_server::EvalService for EvalApi {
                 Ok((dataset, store.items(&name, offset, limit)?))
             })
             .await?;
-        let mut page = Vec::new();
-        let mut bytes = 0;
-        for item in &items {
-            let item = item_to_proto(item);
-            bytes += prost::Message::encoded_len(&item);
-            if bytes > limits::MAX_PAGE_BYTES && !page.is_empty() {
-                break;
-            }
-            page.push(item);
-        }
-        let end = offset.saturating_add(u32::try_from(page.len()).unwrap_or(u32::MAX));
-        let next_offset = if end < dataset.items { end } else { 0 };
+        let page = bounded_page(items.iter().map(item_to_proto));
+        let next_offset = next_offset(offset, page.len(), dataset.items as usize);
         Ok(Response::new(pb::GetDatasetResponse {
             dataset: Some(dataset_to_proto(&dataset)),
             items: page,
@@ -299,18 +314,8 @@ impl pb::eval_service_server::EvalService for EvalApi {
             n => n.min(MAX_ITEMS_PAGE),
         };
         let (run, results) = self.with_evals(move |store| Ok((store.run(&id)?, store.results(&id)?))).await?;
-        let mut items = Vec::new();
-        let mut bytes = 0;
-        for result in results.iter().skip(offset as usize).take(limit as usize) {
-            let item = result_to_proto(result);
-            bytes += prost::Message::encoded_len(&item);
-            if bytes > limits::MAX_PAGE_BYTES && !items.is_empty() {
-                break;
-            }
-            items.push(item);
-        }
-        let end = offset.saturating_add(u32::try_from(items.len()).unwrap_or(u32::MAX));
-        let next_item_offset = if (end as usize) < results.len() { end } else { 0 };
+        let items = bounded_page(results.iter().skip(offset as usize).take(limit as usize).map(result_to_proto));
+        let next_item_offset = next_offset(offset, items.len(), results.len());
         Ok(Response::new(pb::EvalRunDetail { run: Some(run_to_proto(&run)), items, next_item_offset }))
     }
 

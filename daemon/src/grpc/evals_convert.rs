@@ -1,4 +1,5 @@
 //! Evaluation records to their `llmops.v1` messages, and the request side's checks of a `RunEvalRequest`.
+use crate::evals::evaluate::judge::PairOutcome;
 use crate::evals::store::{ComparisonRecord, RunRecord, RunStatus, StoredResult};
 use crate::evals::{Dataset, DatasetItem, EvalError};
 use llmops_proto::v1 as pb;
@@ -60,9 +61,10 @@ fn run_status(status: RunStatus) -> pb::EvalStatus {
     }
 }
 
-pub fn comparison_to_proto(c: &ComparisonRecord) -> pb::EvalComparison {
+pub fn comparison_to_proto(record: &ComparisonRecord) -> pb::EvalComparison {
+    let c = &record.comparison;
     pb::EvalComparison {
-        baseline: c.baseline.clone(),
+        baseline: record.baseline.clone(),
         paired: c.paired,
         wins: c.wins,
         ties: c.ties,
@@ -116,10 +118,10 @@ pub fn run_to_proto(run: &RunRecord) -> pb::EvalRun {
 }
 
 pub fn result_to_proto(r: &StoredResult) -> pb::EvalItemResult {
-    let pairwise = match r.pairwise.as_deref() {
-        Some("win") => pb::PairOutcome::Win,
-        Some("loss") => pb::PairOutcome::Loss,
-        Some(_) => pb::PairOutcome::Tie,
+    let pairwise = match r.pairwise {
+        Some(PairOutcome::Win) => pb::PairOutcome::Win,
+        Some(PairOutcome::Tie) => pb::PairOutcome::Tie,
+        Some(PairOutcome::Loss) => pb::PairOutcome::Loss,
         None => pb::PairOutcome::Unspecified,
     };
     pb::EvalItemResult {

@@ -215,8 +215,9 @@ pub fn parse_preference(text: &str) -> Result<(Preference, String), String> {
     Ok((preference, reasoning(&object)))
 }
 
-/// The candidate's result against the other answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The candidate's result against the other answer (stored as `win`, `tie` or `loss`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PairOutcome {
     Win,
     Tie,

@@ -65,7 +65,7 @@ pub fn summarize(evaluators: &[Evaluator], results: &[Vec<Outcome>]) -> Vec<Eval
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Comparison {
     pub paired: u32,
     pub wins: u32,
