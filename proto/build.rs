@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/llmops/v1/feedback.proto",
         "proto/llmops/v1/prompts.proto",
         "proto/llmops/v1/evals.proto",
+        "proto/llmops/v1/cache.proto",
     ];
     tonic_build::configure()
         .file_descriptor_set_path(out_dir.join("llmops_v1_descriptor.bin"))

@@ -68,6 +68,8 @@ struct State {
     auth: Arc<Authenticator>,
     prompts: Arc<crate::prompts::PromptRegistry>,
     evals: Arc<Mutex<crate::evals::EvalStore>>,
+    guardrails: Arc<crate::guardrails::Guardrails>,
+    cache: Arc<crate::cache::ResponseCache>,
 }
 
 fn open_state(config: &Config) -> anyhow::Result<State> {
@@ -106,7 +108,46 @@ fn open_state(config: &Config) -> anyhow::Result<State> {
     let evals = Arc::new(Mutex::new(
         crate::evals::EvalStore::open(&state_path).context("cannot open the evaluation store (state.db)")?,
     ));
-    Ok(State { recorder, writer, reader_store, budgets, budget_flusher, alerts, auth, prompts, evals })
+    let rules = crate::guardrails::RuleSet::compile(&config.guardrails)
+        .map_err(|e| anyhow::anyhow!("invalid [[guardrails]]: {e}"))?;
+    let guardrails = Arc::new(crate::guardrails::Guardrails::new(rules));
+    let cache = Arc::new(open_cache(config, &state_path)?);
+    Ok(State {
+        recorder,
+        writer,
+        reader_store,
+        budgets,
+        budget_flusher,
+        alerts,
+        auth,
+        prompts,
+        evals,
+        guardrails,
+        cache,
+    })
+}
+
+/// The routes' response caches; entries of routes with `persist = true` come back from state.db (not in
+/// privacy mode: answers are not written to disk then).
+fn open_cache(config: &Config, state_path: &std::path::Path) -> anyhow::Result<crate::cache::ResponseCache> {
+    let mut configs = std::collections::BTreeMap::new();
+    for (route, route_config) in &config.routes {
+        if let Some(cache) = &route_config.cache {
+            let mut cache = cache.clone();
+            if cache.persist && config.privacy.hash_content {
+                tracing::warn!(route, "privacy mode: the response cache of this route is kept in memory only");
+                cache.persist = false;
+            }
+            configs.insert(route.clone(), cache);
+        }
+    }
+    let state = if configs.values().any(|c| c.persist) {
+        Some(crate::state_db::open(state_path, "").context("cannot open state.db for the response cache")?)
+    } else {
+        None
+    };
+    crate::cache::ResponseCache::new(configs, state, crate::cache::system_clock())
+        .context("cannot load the response cache from state.db")
 }
 
 fn build_gateway(
@@ -141,6 +182,8 @@ fn build_gateway(
         closing,
         prompts: state.prompts.clone(),
         feedback,
+        guardrails: state.guardrails.clone(),
+        cache: state.cache.clone(),
     };
     let observers = Arc::new(Observers { telemetry: telemetry.clone(), drift, alerts: state.alerts.clone() });
     Arc::new(Gateway::new(router.clone(), state.recorder.clone(), observers, parts))
@@ -175,6 +218,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listening = (http_display.clone(), grpc_display.clone());
     let apis = grpc_apis(&config, &state, &engines, &router, &telemetry, &gateway, listening, &shutdown_signal);
     let grpc_task = tokio::spawn(grpc.serve(apis, shutdown_signal.clone()));
+    tokio::spawn(sweep_cache(state.cache.clone(), shutdown_signal.clone()));
 
     tracing::info!(
         http = %http_display,
@@ -203,7 +247,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("telemetry sampler did not stop within 5 s");
     }
     telemetry.energy.flush();
-    let State { recorder, writer, budget_flusher, .. } = state;
+    let State { recorder, writer, budget_flusher, cache: state_cache, .. } = state;
     // Its last flush saves what the drained requests spent.
     drop(budget_flusher);
     engines.stop();
@@ -218,6 +262,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ => {}
     }
     tokio::task::spawn_blocking(move || writer.shutdown()).await.context("trace writer")?;
+    let cache = state_cache;
+    tokio::task::spawn_blocking(move || cache.flush()).await.context("response cache writer")?;
     let stats = recorder.stats();
     tracing::info!(
         written = stats.written.load(Ordering::Relaxed),
@@ -225,6 +271,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "traces flushed; stopped"
     );
     Ok(())
+}
+
+/// Drops expired cache entries once a minute, so an answer nobody asks for again does not hold memory.
+async fn sweep_cache(cache: Arc<crate::cache::ResponseCache>, mut shutdown: shutdown::Shutdown) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                cache.purge_expired();
+            }
+            _ = shutdown.wait() => return,
+        }
+    }
 }
 
 /// The gRPC services, over the daemon's state; `listening` is the (HTTP, gRPC) addresses for GetStatus.
@@ -266,6 +325,7 @@ fn grpc_apis(
             traces: state.reader_store.clone(),
             recorder: state.recorder.clone(),
         },
+        cache: crate::grpc::cache::CacheApi { cache: state.cache.clone() },
     }
 }
 

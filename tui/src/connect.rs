@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use llmops_proto::v1::alert_service_client::AlertServiceClient;
 use llmops_proto::v1::budget_service_client::BudgetServiceClient;
+use llmops_proto::v1::cache_service_client::CacheServiceClient;
 use llmops_proto::v1::eval_service_client::EvalServiceClient;
 use llmops_proto::v1::feedback_service_client::FeedbackServiceClient;
 use llmops_proto::v1::key_service_client::KeyServiceClient;
@@ -101,6 +102,11 @@ impl Daemon {
 
     pub fn evals(&self) -> EvalServiceClient<AuthChannel> {
         EvalServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn cache(&self) -> CacheServiceClient<AuthChannel> {
+        CacheServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 }

@@ -22,7 +22,7 @@ pub use scores::{score_rate_to_json, score_to_json};
 pub use telemetry::{request_metrics_to_json, telemetry_to_json, telemetry_update_to_json};
 
 pub fn trace_to_json(trace: &Trace) -> Value {
-    json!({
+    let mut value = json!({
         "id": trace.id,
         "started_at_unix_ms": trace.started_at_unix_ms,
         "ended_at_unix_ms": trace.ended_at_unix_ms,
@@ -63,6 +63,25 @@ pub fn trace_to_json(trace: &Trace) -> Value {
         "replay_of": trace.replay_of,
         "scores": trace.scores.iter().map(score_to_json).collect::<Vec<_>>(),
         "prompt_hash": trace.prompt_hash,
+    });
+    // Apart from the rest: one json! with every field is past the macro's recursion limit.
+    value["guardrails"] = Value::Array(trace.guardrails.iter().map(guardrail_to_json).collect());
+    value["cache"] = trace.cache.as_ref().map_or(Value::Null, cache_outcome_to_json);
+    value
+}
+
+fn guardrail_to_json(verdict: &llmops_proto::v1::GuardrailVerdict) -> Value {
+    json!({
+        "rule": verdict.rule, "action": verdict.action, "stage": verdict.stage, "kind": verdict.kind,
+        "matches": verdict.matches, "detail": verdict.detail,
+    })
+}
+
+fn cache_outcome_to_json(cache: &llmops_proto::v1::CacheOutcome) -> Value {
+    json!({
+        "result": cache.result, "stored": cache.stored, "source_trace_id": cache.source_trace_id,
+        "saved_input_tokens": cache.saved_input_tokens, "saved_output_tokens": cache.saved_output_tokens,
+        "saved_usd": cache.saved_usd, "key": cache.key,
     })
 }
 
@@ -160,6 +179,9 @@ fn engine_to_json(engine: &EngineStatus) -> Value {
         "running": engine.running,
         "waiting": engine.waiting,
         "kv_cache_used_fraction": engine.kv_cache_used_fraction,
+        "prefix_cache_hit_rate": engine.prefix_cache_hit_rate,
+        "prefix_cache_queried_tokens": engine.prefix_cache_queried_tokens,
+        "prefix_cache_hit_tokens": engine.prefix_cache_hit_tokens,
         "process": engine.process.as_ref().map(|process| {
             let mut value = process_state_to_json(process);
             value["log_tail"] = json!(process.log_tail);
@@ -312,6 +334,8 @@ mod tests {
             "replay_of",
             "prompt_hash",
             "scores",
+            "guardrails",
+            "cache",
         ];
         expected.sort_unstable();
         assert_eq!(keys, expected);
@@ -348,6 +372,9 @@ mod tests {
                 running: Some(2),
                 waiting: None,
                 kv_cache_used_fraction: None,
+                prefix_cache_hit_rate: Some(0.25),
+                prefix_cache_queried_tokens: Some(4_000_000_000_000),
+                prefix_cache_hit_tokens: None,
                 process: Some(EngineProcess { state: "restarting".into(), restarts: 3, ..EngineProcess::default() }),
             }],
             routes: vec![RouteStatus { name: "small".into(), targets: vec!["ollama/qwen2.5:0.5b".into()] }],
@@ -361,6 +388,10 @@ mod tests {
         assert_eq!(value["engines"][0]["health"], "unhealthy");
         assert_eq!(value["engines"][0]["running"], 2);
         assert!(value["engines"][0]["waiting"].is_null(), "absent load figures are null, not 0");
+        assert_eq!(value["engines"][0]["prefix_cache_hit_rate"], 0.25);
+        assert_eq!(value["engines"][0]["prefix_cache_queried_tokens"], 4_000_000_000_000_u64);
+        assert!(value["engines"][0]["prefix_cache_queried_tokens"].is_u64(), "token counts are integers");
+        assert!(value["engines"][0]["prefix_cache_hit_tokens"].is_null(), "absent, not 0");
         assert_eq!(value["engines"][0]["process"]["restarts"], 3);
         assert_eq!(value["engines"][0]["models"], json!(["qwen2.5:0.5b"]));
         assert_eq!(value["routes"], json!([{"name": "small", "targets": ["ollama/qwen2.5:0.5b"]}]));

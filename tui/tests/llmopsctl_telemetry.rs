@@ -119,7 +119,7 @@ async fn gpus_and_metrics_as_text_and_json() {
     assert!(text.starts_with("driver            550.1\n"), "{text}");
     assert!(text.contains("  0  Fake GPU  6.0/24.0 GiB  50%/-  120/300 W   55C       -  -\n"), "{text}");
     assert!(text.contains("hostname          fake-host\n"), "{text}");
-    assert!(text.contains("local        1        -     -\n"), "{text}");
+    assert!(text.contains("local        1        -     -         -\n"), "{text}");
 
     let json: Value =
         serde_json::from_str(&stdout_text(&llmopsctl(&socket, &["gpus", "--json"]).await)).expect("stdout is JSON");

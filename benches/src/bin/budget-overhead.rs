@@ -10,6 +10,8 @@
 //! cargo build --release -p llmopsd -p llmops-e2e --bins && cargo build --release -p llmops-bench
 //! target/release/budget-overhead --seconds 10
 //! ```
+#[path = "../ab.rs"]
+mod ab;
 #[path = "../load.rs"]
 mod load;
 #[path = "../proc_stat.rs"]
@@ -25,8 +27,8 @@ use llmops_proto::v1 as pb;
 use llmops_proto::v1::budget_service_client::BudgetServiceClient;
 use tokio::io::AsyncWriteExt;
 
-use load::{CellResult, Mode};
-use proc_stat::{clock_ticks, cpu_ticks};
+use ab::{load_average, Plan, Target};
+use proc_stat::clock_ticks;
 
 #[derive(Debug, Parser)]
 #[command(about = "Throughput and latency cost of API keys, rate limits and budgets in llmopsd")]
@@ -60,17 +62,6 @@ const GUARDS: &str = "[rate_limits]\nrequests_per_min = 10000000\ntokens_per_min
 [[budgets]]\nname = \"model-usd-month\"\nscope = \"model:fake-model\"\nwindow = \"month\"\nlimit_usd = 1000000000.0\naction = \"downgrade\"\n\
 [[budgets]]\nname = \"concurrent\"\nscope = \"global\"\nlimit_concurrent = 1000\naction = \"reject\"\n\
 [[budgets]]\nname = \"alert-requests-day\"\nscope = \"global\"\nwindow = \"day\"\nlimit_requests = 1000000000000\naction = \"alert\"\n";
-
-struct Cell {
-    mode: Mode,
-    concurrency: usize,
-    a: CellResult,
-    b: CellResult,
-    /// B/A throughput of each round.
-    round_ratios: Vec<f64>,
-    /// CPU time (clock ticks) of A and B over their own measured windows.
-    cpu_ticks: [u64; 2],
-}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -139,10 +130,17 @@ async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
     let run_started_ms = unix_ms();
     let cells_count = (2 * args.concurrency.len()) as u64;
     let limit = Duration::from_secs(cells_count * 2 * (args.seconds + args.warmup_seconds + 25) + 60);
-    let (cells, sent_b) = tokio::time::timeout(limit, measure_all(args, &target_a, &target_b))
+    let plan = Plan {
+        seconds: args.seconds,
+        rounds: args.rounds,
+        warmup_seconds: args.warmup_seconds,
+        concurrency: &args.concurrency,
+    };
+    let (cells, sent_b) = tokio::time::timeout(limit, ab::measure_all(&plan, &target_a, &target_b))
         .await
         .map_err(|_| anyhow::anyhow!("the load did not finish within {limit:?}"))??;
-    print_cells(&cells, clock_ticks()?);
+    let title = "A: plain; B: API key + rate limits + 6 budgets + price";
+    ab::print_cells(title, &cells, clock_ticks()?, TARGET_COST);
     println!("load average (1 min) after: {}", load_average());
     let checked = check_budgets(&b, sent_b, run_started_ms).await;
     for daemon in [&mut a, &mut b] {
@@ -152,115 +150,6 @@ async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
         }
     }
     checked
-}
-
-/// One daemon under load: where to send, with which key, and its process for CPU time.
-struct Target<'a> {
-    url: String,
-    key: Option<&'a str>,
-    pid: u32,
-}
-
-impl Target<'_> {
-    /// One window of load, with the daemon's CPU ticks over it.
-    async fn window(&self, mode: Mode, concurrency: usize, window: Duration) -> anyhow::Result<(CellResult, u64)> {
-        let before = cpu_ticks(self.pid)?;
-        let result = load::run_cell(&self.url, self.key, mode, concurrency, window).await?;
-        Ok((result, cpu_ticks(self.pid)?.saturating_sub(before)))
-    }
-}
-
-/// Every cell, A and B in alternating windows; returns the cells and how many requests B was sent.
-async fn measure_all(args: &Args, a: &Target<'_>, b: &Target<'_>) -> anyhow::Result<(Vec<Cell>, u64)> {
-    let window = Duration::from_secs_f64(args.seconds as f64 / f64::from(args.rounds));
-    let warmup = Duration::from_secs(args.warmup_seconds);
-    let mut cells = Vec::new();
-    let mut sent_b = 0;
-    for &concurrency in &args.concurrency {
-        for mode in [Mode::Full, Mode::FirstChunk] {
-            eprintln!("running {} c={concurrency}: {} rounds of {window:?} each", mode.label(), args.rounds);
-            a.window(mode, concurrency, warmup).await?;
-            sent_b += b.window(mode, concurrency, warmup).await?.0.sent();
-            let (mut parts_a, mut parts_b, mut round_ratios, mut ticks) = (Vec::new(), Vec::new(), Vec::new(), [0; 2]);
-            for round in 0..args.rounds {
-                let ((part_a, ticks_a), (part_b, ticks_b)) = if round % 2 == 0 {
-                    let part_a = a.window(mode, concurrency, window).await?;
-                    (part_a, b.window(mode, concurrency, window).await?)
-                } else {
-                    let part_b = b.window(mode, concurrency, window).await?;
-                    (a.window(mode, concurrency, window).await?, part_b)
-                };
-                sent_b += part_b.sent();
-                round_ratios.push(part_b.throughput() / part_a.throughput().max(f64::EPSILON));
-                ticks = [ticks[0] + ticks_a, ticks[1] + ticks_b];
-                parts_a.push(part_a);
-                parts_b.push(part_b);
-            }
-            let (a, b) = (merge(parts_a)?, merge(parts_b)?);
-            cells.push(Cell { mode, concurrency, a, b, round_ratios, cpu_ticks: ticks });
-        }
-    }
-    Ok((cells, sent_b))
-}
-
-fn merge(parts: Vec<CellResult>) -> anyhow::Result<CellResult> {
-    let mut parts = parts.into_iter();
-    let mut total = parts.next().context("no rounds")?;
-    for part in parts {
-        total.ok += part.ok;
-        total.errors += part.errors;
-        total.first_error = total.first_error.or(part.first_error);
-        total.latency_micros.add(&part.latency_micros).context("cannot merge histograms")?;
-        total.elapsed += part.elapsed;
-    }
-    Ok(total)
-}
-
-fn print_cells(cells: &[Cell], ticks_per_sec: f64) {
-    println!("\nA: plain; B: API key + rate limits + 6 budgets + price (throughput cost = 1 − B/A)");
-    println!(
-        "mode                c   A req/s   B req/s     B/A    cost   rounds med [min–max]    A p50    B p50    A p99    B p99 errors"
-    );
-    for cell in cells {
-        let (a, b) = (&cell.a, &cell.b);
-        let ratio = b.throughput() / a.throughput().max(f64::EPSILON);
-        let mut rounds = cell.round_ratios.clone();
-        rounds.sort_by(f64::total_cmp);
-        let (min, max) = (rounds.first().copied().unwrap_or(0.0), rounds.last().copied().unwrap_or(0.0));
-        let median = rounds.get(rounds.len() / 2).copied().unwrap_or(0.0);
-        let (mode, c, cost) = (cell.mode.label(), cell.concurrency, (1.0 - ratio) * 100.0);
-        let ms = |r: &CellResult, q: f64| r.quantile_ms(q);
-        println!(
-            "{mode:<17} {c:>3} {:>9.0} {:>9.0} {ratio:>7.3} {cost:>6.1}% {median:>8.3} [{min:.3}–{max:.3}] {:>8.3} {:>8.3} \
-             {:>8.3} {:>8.3} {:>6}",
-            a.throughput(),
-            b.throughput(),
-            ms(a, 0.5),
-            ms(b, 0.5),
-            ms(a, 0.99),
-            ms(b, 0.99),
-            a.errors + b.errors
-        );
-        for (name, result) in [("A", a), ("B", b)] {
-            if let Some(error) = &result.first_error {
-                println!("    {name} first error: {error}");
-            }
-        }
-    }
-    println!("(latency in ms: whole answer non-streaming, first chunk streaming)");
-    println!("\nCPU per request of each daemon over its own windows (/proc/PID/stat, {ticks_per_sec} ticks/s):");
-    for cell in cells {
-        let per_request = |ticks: u64, r: &CellResult| ticks as f64 / ticks_per_sec * 1e6 / r.ok.max(1) as f64;
-        let (a, b) = (per_request(cell.cpu_ticks[0], &cell.a), per_request(cell.cpu_ticks[1], &cell.b));
-        let (mode, c, ratio) = (cell.mode.label(), cell.concurrency, b / a.max(f64::EPSILON));
-        println!("{mode:<17} {c:>3}   A {a:>7.1} µs   B {b:>7.1} µs   B − A {:>+7.1} µs   B/A {ratio:.3}", b - a);
-    }
-    for cell in cells.iter().filter(|c| c.concurrency == 64) {
-        let cost = 1.0 - cell.b.throughput() / cell.a.throughput().max(f64::EPSILON);
-        let verdict = if cost < TARGET_COST { "met" } else { "NOT met" };
-        let (mode, cost, target) = (cell.mode.label(), cost * 100.0, TARGET_COST * 100.0);
-        println!("throughput cost at c=64, {mode}: {cost:.1}% (target < {target:.0}%: {verdict})");
-    }
 }
 
 /// Waits until B's budgets have settled every request (nothing in flight), prints them, and checks that each
@@ -329,11 +218,4 @@ async fn hash_key(program: &std::path::Path, key: &str) -> anyhow::Result<String
 
 fn unix_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -39,6 +39,8 @@ pub struct Config {
     pub engines: BTreeMap<String, EngineConfig>,
     /// Routes by public model name. With no routes, each model an engine serves is a route of its own.
     pub routes: BTreeMap<String, RouteConfig>,
+    /// Rules on what goes to the engines and what comes back (`[[guardrails]]`): block, mask or flag.
+    pub guardrails: Vec<crate::guardrails::GuardrailConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -246,6 +248,9 @@ pub struct PricingConfig {
 pub struct RouteConfig {
     /// Targets in order; later ones are fallbacks.
     pub targets: Vec<TargetConfig>,
+    /// An exact-match response cache for this route (off without it).
+    #[serde(default)]
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -310,11 +315,35 @@ impl Config {
             )));
         }
         for (name, engine) in &self.engines {
+            if name == crate::gateway::CACHE_ENGINE {
+                return Err(ConfigError::Invalid(format!(
+                    "engines.{name}: the name is reserved (cache hits are traced as served by engine `{name}`)"
+                )));
+            }
             engine.validate(name)?;
+        }
+        let rules = crate::guardrails::RuleSet::compile(&self.guardrails).map_err(ConfigError::Invalid)?;
+        for (index, rule) in rules.rules().iter().enumerate() {
+            let Some(classifier) = &rule.classifier else { continue };
+            if rule.apply_to != crate::guardrails::rules::ApplyTo::Input {
+                return Err(ConfigError::Invalid(format!(
+                    "guardrails[{index}] ({}): a classifier runs on the input only: set apply_to = \"input\"",
+                    rule.name
+                )));
+            }
+            if !self.routes.is_empty() && !self.routes.contains_key(&classifier.route) {
+                return Err(ConfigError::Invalid(format!(
+                    "guardrails[{index}].route = {:?} ({}) is not a configured route",
+                    classifier.route, rule.name
+                )));
+            }
         }
         for (route, config) in &self.routes {
             if config.targets.is_empty() {
                 return Err(ConfigError::Invalid(format!("routes.{route}.targets is empty")));
+            }
+            if let Some(cache) = &config.cache {
+                cache.validate(route).map_err(ConfigError::Invalid)?;
             }
             for (i, target) in config.targets.iter().enumerate() {
                 if !self.engines.contains_key(&target.engine) {

@@ -1,18 +1,27 @@
-//! Engines' own Prometheus `/metrics`, normalised to one load figure: running and waiting requests and the
-//! fraction of KV cache in use. Each is `None` when the engine does not export it, never a made-up 0.
+//! Engines' own Prometheus `/metrics`, normalised to one load figure: running and waiting requests, the
+//! fraction of KV cache in use, and how much of the prompts the engine's prefix cache served. Each is `None` when
+//! the engine does not export it, never a made-up 0.
 //!
 //! - vLLM (V0 0.6, V1 up to 0.11): `vllm:num_requests_running`, `vllm:num_requests_waiting`, KV from
 //!   `vllm:kv_cache_usage_perc` (0.9+), else `vllm:gpu_cache_usage_perc` (older; hidden from 0.10). Both are
-//!   fractions despite `_perc`.
+//!   fractions despite `_perc`. Prefix cache (V1): the token counters `vllm:prefix_cache_queries_total` and
+//!   `vllm:prefix_cache_hits_total` (also read without `_total`, and as `vllm:gpu_prefix_cache_queries` /
+//!   `vllm:gpu_prefix_cache_hits` from 0.7-0.8); V0 has only the gauge `vllm:gpu_prefix_cache_hit_rate`,
+//!   -1 while prefix caching is off.
 //! - llama.cpp `llama-server --metrics`: `llamacpp:requests_processing`, `llamacpp:requests_deferred`, KV from
 //!   `llamacpp:kv_cache_usage_ratio`, which builds since May 2025 (ggml-org/llama.cpp#13660) no longer export.
+//!   It exports nothing about prompt-cache reuse, so its prefix-cache figures are always `None`.
 //! - SGLang (0.3.2+, `--enable-metrics`): `sglang:num_running_reqs`, `sglang:num_queue_reqs`, KV from
-//!   `sglang:token_usage` (used share of the KV token pool).
+//!   `sglang:token_usage` (used share of the KV token pool), prefix cache from the gauge `sglang:cache_hit_rate`.
 //!
-//! Series are combined per metric: counts are summed over label sets (vLLM: one per `engine` under data
-//! parallelism; SGLang: one per `dp_rank`) and KV fractions averaged. Labels that only name a replica of the
-//! same scheduler state (`tp_rank`, `pp_rank`, prometheus_client's multiprocess `pid`) are collapsed first by
-//! taking the largest value, so SGLang's `--enable-metrics-for-all-schedulers` does not count a batch twice.
+//! Series are combined per metric: counts (and the prefix-cache token counters) are summed over label sets
+//! (vLLM: one per `engine` under data parallelism; SGLang: one per `dp_rank`) and fractions averaged. Labels
+//! that only name a replica of the same scheduler state (`tp_rank`, `pp_rank`, prometheus_client's multiprocess
+//! `pid`) are collapsed first by taking the largest value, so SGLang's `--enable-metrics-for-all-schedulers`
+//! does not count a batch twice.
+//!
+//! The counters are cumulative since the engine started; [`prefix_cache_hit_rate`] turns two scrapes of them
+//! into the hit rate over the time between, which is what an operator wants to see now.
 //!
 //! Text without any of these metrics parses as [`EngineFlavor::Unknown`] with every figure `None`, not an error:
 //! SGLang exports nothing under `sglang:` until its scheduler first logs stats, so an idle, freshly started
@@ -50,13 +59,41 @@ pub struct ScrapedLoad {
     pub running: Option<u64>,
     pub waiting: Option<u64>,
     pub kv_cache_used_fraction: Option<f64>,
+    /// Prompt tokens looked up in the prefix cache since the engine started, and those found there (vLLM V1),
+    /// summed over its engines. Both or neither: they are only read as a pair.
+    pub prefix_cache_queries: Option<u64>,
+    pub prefix_cache_hits: Option<u64>,
+    /// The engine's own hit-rate gauge (0..=1: vLLM V0, SGLang), for engines without the counters.
+    pub prefix_cache_hit_rate_gauge: Option<f64>,
     pub flavor: EngineFlavor,
 }
 
 impl ScrapedLoad {
     /// A page with no known engine's metrics.
-    pub const UNKNOWN: Self =
-        Self { running: None, waiting: None, kv_cache_used_fraction: None, flavor: EngineFlavor::Unknown };
+    pub const UNKNOWN: Self = Self {
+        running: None,
+        waiting: None,
+        kv_cache_used_fraction: None,
+        prefix_cache_queries: None,
+        prefix_cache_hits: None,
+        prefix_cache_hit_rate_gauge: None,
+        flavor: EngineFlavor::Unknown,
+    };
+}
+
+/// The prefix-cache hit rate to show for `now`: the share of prompt tokens queried since `previous` (the last
+/// scrape read) that hit, where the engine counts them; else the engine's own gauge. With counters it is `None`
+/// on the first scrape, when nothing was queried in between, and when a counter went backwards (the engine
+/// restarted) or hits outran queries (a broken page): a rate from those would be made up.
+pub fn prefix_cache_hit_rate(previous: Option<&ScrapedLoad>, now: &ScrapedLoad) -> Option<f64> {
+    let (Some(queries), Some(hits)) = (now.prefix_cache_queries, now.prefix_cache_hits) else {
+        return now.prefix_cache_hit_rate_gauge;
+    };
+    let previous = previous?;
+    let queried = queries.checked_sub(previous.prefix_cache_queries?)?;
+    let hit = hits.checked_sub(previous.prefix_cache_hits?)?;
+    // `as f64` is monotonic, so hit <= queried keeps the rate within 0..=1 even where it rounds.
+    (queried > 0 && hit <= queried).then(|| hit as f64 / queried as f64)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +126,11 @@ struct Names {
     waiting: &'static str,
     /// In order of preference: the first one present wins.
     kv: &'static [&'static str],
+    /// Cumulative (queried, hit) prefix-cache token counters, in order of preference: the first pair with both
+    /// present wins, so queries and hits always come from the same release's names.
+    prefix_counters: &'static [(&'static str, &'static str)],
+    /// Prefix-cache hit-rate gauges (0..=1), read when no counter pair is present.
+    prefix_rate: &'static [&'static str],
 }
 
 /// Checked in this order, should a page ever carry more than one engine's metrics.
@@ -99,6 +141,16 @@ const ENGINES: [Names; 3] = [
         running: "vllm:num_requests_running",
         waiting: "vllm:num_requests_waiting",
         kv: &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
+        // prometheus_client adds `_total` to a counter's samples; the bare names are for pages that do not.
+        // The `gpu_` names are 0.7-0.8's, kept as hidden metrics for a while after the rename.
+        prefix_counters: &[
+            ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total"),
+            ("vllm:prefix_cache_queries", "vllm:prefix_cache_hits"),
+            ("vllm:gpu_prefix_cache_queries_total", "vllm:gpu_prefix_cache_hits_total"),
+            ("vllm:gpu_prefix_cache_queries", "vllm:gpu_prefix_cache_hits"),
+        ],
+        // V0: its block hit rate, as the engine computes it.
+        prefix_rate: &["vllm:gpu_prefix_cache_hit_rate"],
     },
     Names {
         flavor: EngineFlavor::Sglang,
@@ -107,6 +159,8 @@ const ENGINES: [Names; 3] = [
         waiting: "sglang:num_queue_reqs",
         // Used share of the KV token pool (for hybrid SWA models, the larger of the full and SWA pools).
         kv: &["sglang:token_usage"],
+        prefix_counters: &[],
+        prefix_rate: &["sglang:cache_hit_rate"],
     },
     Names {
         flavor: EngineFlavor::LlamaCpp,
@@ -115,6 +169,9 @@ const ENGINES: [Names; 3] = [
         // Tasks that found no free slot.
         waiting: "llamacpp:requests_deferred",
         kv: &["llamacpp:kv_cache_usage_ratio"],
+        // llama-server reuses cached prompt prefixes per slot but exports no metric for it.
+        prefix_counters: &[],
+        prefix_rate: &[],
     },
 ];
 
@@ -129,18 +186,39 @@ pub fn parse_load(text: &str) -> Result<ScrapedLoad, ScrapeError> {
     }) else {
         return Ok(ScrapedLoad::UNKNOWN);
     };
+    // Counts are whole; a negative one is nonsense, read as 0 rather than dragging a sum down. A sum past
+    // u64::MAX saturates (`as` does), so a huge value cannot panic.
+    let sum = |values: &[f64]| values.iter().map(|v| v.max(0.0)).sum::<f64>().round() as u64;
     let count = |name: &str| {
         let values = per_series(samples, name);
-        // Counts are whole; a negative one is nonsense, read as 0 rather than dragging a sum down.
-        (!values.is_empty()).then(|| values.iter().map(|v| v.max(0.0)).sum::<f64>().round() as u64)
+        (!values.is_empty()).then(|| sum(&values))
     };
     let kv = names.kv.iter().map(|name| per_series(samples, name)).find(|values| !values.is_empty());
+    let prefix_counters = names.prefix_counters.iter().find_map(|&(queries, hits)| count(queries).zip(count(hits)));
+    // A rate outside 0..=1 is not one (vLLM V0 reports -1 while prefix caching is off).
+    let prefix_rate = names
+        .prefix_rate
+        .iter()
+        .map(|name| {
+            let mut values = per_series(samples, name);
+            values.retain(|value| (0.0..=1.0).contains(value));
+            values
+        })
+        .find(|values| !values.is_empty());
     Ok(ScrapedLoad {
         running: count(names.running),
         waiting: count(names.waiting),
-        kv_cache_used_fraction: kv.map(|values| values.iter().sum::<f64>() / values.len() as f64),
+        kv_cache_used_fraction: kv.map(|values| mean(&values)),
+        prefix_cache_queries: prefix_counters.map(|(queries, _)| queries),
+        prefix_cache_hits: prefix_counters.map(|(_, hits)| hits),
+        prefix_cache_hit_rate_gauge: prefix_rate.map(|values| mean(&values)),
         flavor: names.flavor,
     })
+}
+
+/// The mean of values already known to be non-empty and finite.
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
 }
 
 /// The finite values of `name`, one per label set once replica labels are collapsed (largest wins).
@@ -280,6 +358,137 @@ mod tests {
                     sglang:num_running_reqs{tp_rank=\"1\",dp_rank=\"0\"} 4\n\
                     sglang:token_usage{pid=\"11\",tp_rank=\"0\"} 0.5\nsglang:token_usage{pid=\"12\",tp_rank=\"0\"} 0\n";
         assert_eq!(load(text), (EngineFlavor::Sglang, Some(4), None, Some(0.5)));
+    }
+
+    /// The prefix-cache figures as parsed: queried and hit tokens, and the gauge rounded like `load`'s KV.
+    fn prefix(text: &str) -> (Option<u64>, Option<u64>, Option<f64>) {
+        let l = parse_load(text).expect("parses");
+        (l.prefix_cache_queries, l.prefix_cache_hits, l.prefix_cache_hit_rate_gauge.map(|r| (r * 1e6).round() / 1e6))
+    }
+
+    /// A vLLM V1 page with only the prefix-cache counters, at the values given as written on the page.
+    fn counters(queries: &str, hits: &str) -> ScrapedLoad {
+        let text = format!("vllm:prefix_cache_queries_total {queries}\nvllm:prefix_cache_hits_total {hits}\n");
+        parse_load(&text).expect("parses")
+    }
+
+    #[test]
+    fn prefix_cache_in_the_fixtures() {
+        // vLLM V1: the two DP engines' token counters summed. 0.6: the V0 gauge at -1, prefix caching being off.
+        assert_eq!(prefix(VLLM), (Some(2_478_754), Some(779_616), None));
+        assert_eq!(prefix(VLLM_06), (None, None, None));
+        // SGLang: its gauge averaged over the two DP ranks. llama-server exports nothing about it.
+        assert_eq!(prefix(SGLANG), (None, None, Some(0.4095)));
+        assert_eq!(prefix(LLAMACPP), (None, None, None));
+    }
+
+    #[test]
+    fn prefix_cache_counter_names_old_and_new() {
+        // Without `_total`; summed over DP engines, each engine's TP ranks (same counts) taken once.
+        let bare = "vllm:prefix_cache_queries{engine=\"0\",tp_rank=\"0\"} 100\n\
+                    vllm:prefix_cache_queries{engine=\"0\",tp_rank=\"1\"} 100\n\
+                    vllm:prefix_cache_queries{engine=\"1\"} 300\n\
+                    vllm:prefix_cache_hits{engine=\"0\",tp_rank=\"0\"} 25\n\
+                    vllm:prefix_cache_hits{engine=\"0\",tp_rank=\"1\"} 25\n\
+                    vllm:prefix_cache_hits{engine=\"1\"} 75\n";
+        assert_eq!(prefix(bare), (Some(400), Some(100), None));
+        // 0.7-0.8's names; beside the current ones (kept as hidden metrics after the rename) the current win.
+        let gpu = "# TYPE vllm:gpu_prefix_cache_queries counter\n\
+                   vllm:gpu_prefix_cache_queries_total{engine=\"0\"} 64\n\
+                   # TYPE vllm:gpu_prefix_cache_hits counter\n\
+                   vllm:gpu_prefix_cache_hits_total{engine=\"0\"} 16\n";
+        assert_eq!(prefix(gpu), (Some(64), Some(16), None));
+        let both = format!(
+            "{gpu}vllm:prefix_cache_queries_total{{engine=\"0\"}} 65\nvllm:prefix_cache_hits_total{{engine=\"0\"}} 17\n"
+        );
+        assert_eq!(prefix(&both), (Some(65), Some(17), None));
+        // Half a pair is no pair: queries without hits leave the gauge to answer.
+        let half =
+            "vllm:prefix_cache_queries_total 10\nvllm:gpu_prefix_cache_queries 5\nvllm:gpu_prefix_cache_hit_rate 0.5\n";
+        assert_eq!(prefix(half), (None, None, Some(0.5)));
+    }
+
+    #[test]
+    fn prefix_cache_gauges_stand_in_for_counters() {
+        let v0 =
+            "vllm:num_requests_running{model_name=\"m\"} 1\nvllm:gpu_prefix_cache_hit_rate{model_name=\"m\"} 0.375\n";
+        assert_eq!(prefix(v0), (None, None, Some(0.375)));
+        // A gauge is the rate as it stands: no earlier scrape needed, none consulted.
+        let load = parse_load(v0).expect("parses");
+        assert_eq!(prefix_cache_hit_rate(None, &load), Some(0.375));
+        assert_eq!(prefix_cache_hit_rate(Some(&counters("10", "5")), &load), Some(0.375));
+        // SGLang: averaged over DP ranks, each rank's TP replicas once.
+        let sglang = "sglang:cache_hit_rate{dp_rank=\"0\",tp_rank=\"0\"} 0.5\n\
+                      sglang:cache_hit_rate{dp_rank=\"0\",tp_rank=\"1\"} 0.5\n\
+                      sglang:cache_hit_rate{dp_rank=\"1\",tp_rank=\"0\"} 0.25\n";
+        assert_eq!(prefix(sglang), (None, None, Some(0.375)));
+    }
+
+    #[test]
+    fn prefix_cache_hit_rate_is_over_the_time_between_scrapes() {
+        // 90% since the engine started; none of that says how it does now.
+        let first = counters("1000", "900");
+        assert_eq!(prefix_cache_hit_rate(None, &first), None, "no window before the second scrape");
+        let second = counters("1400", "1200");
+        assert_eq!(prefix_cache_hit_rate(Some(&first), &second), Some(0.75));
+        // Nothing queried in between: no rate, not 0.
+        assert_eq!(prefix_cache_hit_rate(Some(&second), &second), None);
+        // The engine restarted and its counters started over.
+        assert_eq!(prefix_cache_hit_rate(Some(&second), &counters("50", "10")), None);
+        // Hits outrunning queries, or going backwards alone: a broken page.
+        assert_eq!(prefix_cache_hit_rate(Some(&first), &counters("1010", "920")), None);
+        assert_eq!(prefix_cache_hit_rate(Some(&first), &counters("1010", "800")), None);
+        // An earlier page without counters (SGLang before its first stats, or another engine) is no baseline.
+        assert_eq!(prefix_cache_hit_rate(Some(&ScrapedLoad::UNKNOWN), &second), None);
+        assert_eq!(prefix_cache_hit_rate(Some(&first), &ScrapedLoad::UNKNOWN), None);
+    }
+
+    #[test]
+    fn hostile_prefix_cache_values_give_no_rate_outside_0_to_1() {
+        let values = [
+            "NaN",
+            "-5",
+            "-1e308",
+            "0",
+            "0.5",
+            "1",
+            "7",
+            "1e300",
+            "1.7976931348623157e308",
+            "18446744073709551615",
+            "1e999",
+            "+Inf",
+            "-Inf",
+        ];
+        let mut pages = Vec::new();
+        for queries in values {
+            for hits in values {
+                pages.push(counters(queries, hits));
+            }
+            pages.push(parse_load(&format!("sglang:cache_hit_rate {queries}\n")).expect("parses"));
+            pages.push(parse_load(&format!("vllm:gpu_prefix_cache_hit_rate {queries}\n")).expect("parses"));
+        }
+        // Two series at f64::MAX sum past it (to infinity): the count saturates too.
+        let max = "1.7976931348623157e308";
+        let text = format!(
+            "vllm:prefix_cache_queries_total{{engine=\"0\"}} {max}\n\
+             vllm:prefix_cache_queries_total{{engine=\"1\"}} {max}\nvllm:prefix_cache_hits_total 1\n"
+        );
+        let huge = parse_load(&text).expect("parses");
+        assert_eq!(huge.prefix_cache_queries, Some(u64::MAX));
+        pages.push(huge);
+        for now in &pages {
+            for previous in pages.iter().map(Some).chain([None]) {
+                if let Some(rate) = prefix_cache_hit_rate(previous, now) {
+                    assert!((0.0..=1.0).contains(&rate), "{rate} from {previous:?} to {now:?}");
+                }
+            }
+        }
+        // NaN is no reading at all; a negative count reads 0, a huge one saturates; a gauge off 0..=1 is dropped.
+        assert_eq!(prefix("vllm:prefix_cache_queries_total NaN\nvllm:prefix_cache_hits_total 1\n"), (None, None, None));
+        let skewed = "vllm:prefix_cache_queries_total -5\nvllm:prefix_cache_hits_total 1e300\n";
+        assert_eq!(prefix(skewed), (Some(0), Some(u64::MAX), None));
+        assert_eq!(prefix("sglang:cache_hit_rate 1.5\nsglang:cache_hit_rate{dp_rank=\"1\"} -1\n"), (None, None, None));
     }
 
     #[test]

@@ -65,6 +65,12 @@ pub struct EngineLoad {
     pub running: Option<u64>,
     pub waiting: Option<u64>,
     pub kv_cache_used_fraction: Option<f64>,
+    /// Share of prompt tokens served from the engine's prefix cache since the previous scrape (or the engine's
+    /// own hit-rate gauge where it has no counters).
+    pub prefix_cache_hit_rate: Option<f64>,
+    /// Prompt tokens looked up in the prefix cache and found there, cumulative as the engine counts them.
+    pub prefix_cache_queried_tokens: Option<u64>,
+    pub prefix_cache_hit_tokens: Option<u64>,
 }
 
 pub enum Engine {
@@ -135,8 +141,8 @@ impl Engine {
         }
     }
 
-    /// Running and waiting requests and KV-cache use, where known: the embedded engine's own counts, or what
-    /// an upstream's metrics said at the last telemetry scrape.
+    /// Running and waiting requests, KV-cache use and prefix-cache hits, where known: the embedded engine's own
+    /// counts, or what an upstream's metrics said at the last telemetry scrape.
     pub fn load(&self) -> Option<EngineLoad> {
         match self {
             Self::OpenAi(engine, _) => engine.scraped_load(),

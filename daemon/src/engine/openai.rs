@@ -1,4 +1,5 @@
 //! An OpenAI-compatible upstream (vLLM, llama.cpp server, SGLang, TGI, Ollama `/v1`, hosted APIs).
+use super::metrics::ScrapedLoad;
 use super::status::error_chain;
 use super::{Answer, Endpoint, EngineLoad, Health, HealthState, UpstreamError};
 use crate::config::OpenAiEngineConfig;
@@ -22,6 +23,8 @@ pub struct OpenAiEngine {
     /// Its Prometheus metrics, if scraped; and what the last scrape found.
     metrics_url: Option<String>,
     scraped: Mutex<Option<Result<EngineLoad, String>>>,
+    /// The last page read, whose prefix-cache counters the next scrape's hit rate is measured from.
+    last_page: Mutex<Option<ScrapedLoad>>,
 }
 
 /// A scrape slower than this is abandoned; the next interval tries again.
@@ -68,6 +71,7 @@ impl OpenAiEngine {
             }),
             metrics_url: super::metrics::scrape_url(config),
             scraped: Mutex::new(None),
+            last_page: Mutex::new(None),
         })
     }
 
@@ -76,10 +80,17 @@ impl OpenAiEngine {
         let url = self.metrics_url.as_deref()?;
         let result = super::metrics::scrape(&self.client, url, SCRAPE_TIMEOUT)
             .await
-            .map(|load| EngineLoad {
-                running: load.running,
-                waiting: load.waiting,
-                kv_cache_used_fraction: load.kv_cache_used_fraction,
+            .map(|load| {
+                // A failed scrape leaves the last page in place: the window only grows longer.
+                let previous = self.last_page.locked().replace(load);
+                EngineLoad {
+                    running: load.running,
+                    waiting: load.waiting,
+                    kv_cache_used_fraction: load.kv_cache_used_fraction,
+                    prefix_cache_hit_rate: super::metrics::prefix_cache_hit_rate(previous.as_ref(), &load),
+                    prefix_cache_queried_tokens: load.prefix_cache_queries,
+                    prefix_cache_hit_tokens: load.prefix_cache_hits,
+                }
             })
             .map_err(|error| error.to_string());
         *self.scraped.locked() = Some(result.clone());

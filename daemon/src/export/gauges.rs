@@ -143,10 +143,11 @@ fn render_host(w: &mut MetricWriter, sample: &TelemetrySample) {
 }
 
 fn render_engines(w: &mut MetricWriter, sample: &TelemetrySample, engines: &Engines) {
-    let (running, waiting, kv, up) = (
+    let (running, waiting, kv, prefix, up) = (
         "llmops_engine_requests_running",
         "llmops_engine_requests_waiting",
         "llmops_engine_kv_cache_used_ratio",
+        "llmops_engine_prefix_cache_hit_ratio",
         "llmops_engine_up",
     );
     w.family(up, "1 when the engine's last health check or request succeeded.", MetricKind::Gauge);
@@ -157,12 +158,15 @@ fn render_engines(w: &mut MetricWriter, sample: &TelemetrySample, engines: &Engi
     w.family(running, "Requests the engine is generating for now.", MetricKind::Gauge);
     w.family(waiting, "Requests queued at the engine.", MetricKind::Gauge);
     w.family(kv, "Share of the engine's KV cache in use (0-1).", MetricKind::Gauge);
+    let prefix_help = "Share of prompt tokens the engine served from its prefix cache since the previous sample (0-1).";
+    w.family(prefix, prefix_help, MetricKind::Gauge);
     for engine in &sample.engines {
         let labels = [("engine", engine.name.as_str())];
         for (name, value) in [
             (running, engine.running.map(|v| v as f64)),
             (waiting, engine.waiting.map(|v| v as f64)),
             (kv, engine.kv_cache_used_fraction),
+            (prefix, engine.prefix_cache_hit_rate),
         ] {
             if let Some(value) = value {
                 w.sample(name, &labels, value);
@@ -185,4 +189,28 @@ fn render_store(w: &mut MetricWriter, recorder: &Recorder) {
     let queued = "llmops_trace_queue_depth";
     w.family(queued, "Traces waiting to be written.", MetricKind::Gauge);
     w.sample(queued, &[], stats.queued.load(Ordering::Relaxed) as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::model::EngineSample;
+
+    #[test]
+    fn prefix_cache_hit_ratio_is_exported_only_where_known() {
+        let sample = TelemetrySample {
+            at_unix_ms: 1,
+            engines: vec![
+                EngineSample { name: "vllm".into(), prefix_cache_hit_rate: Some(0.75), ..EngineSample::default() },
+                EngineSample { name: "llama".into(), kv_cache_used_fraction: Some(0.5), ..EngineSample::default() },
+            ],
+            ..TelemetrySample::default()
+        };
+        let mut w = MetricWriter::new();
+        render_engines(&mut w, &sample, &Engines::default());
+        let text = w.finish();
+        assert!(text.contains("# TYPE llmops_engine_prefix_cache_hit_ratio gauge\n"), "{text}");
+        assert!(text.lines().any(|l| l == "llmops_engine_prefix_cache_hit_ratio{engine=\"vllm\"} 0.75"), "{text}");
+        assert!(!text.contains("llmops_engine_prefix_cache_hit_ratio{engine=\"llama\"}"), "absent, not 0: {text}");
+    }
 }

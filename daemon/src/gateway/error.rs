@@ -53,12 +53,21 @@ pub enum GatewayError {
     /// The daemon itself failed (e.g. its prompt store could not be read).
     #[error("{0}")]
     Internal(String),
+    /// A guardrail rule with action `block` matched (or its classifier said unsafe, or failed closed). The
+    /// message names the rule and the stage, never the matched text.
+    #[error("{message}")]
+    GuardrailBlocked { message: String },
     /// The upstream refused the request itself (4xx): passed through with its status and body.
     #[error("upstream answered {status}")]
     UpstreamRejected { status: StatusCode, body: serde_json::Value },
 }
 
 impl GatewayError {
+    /// Refused by guardrail `rule` on `stage` (`input` or `output`); `why` says how, without the matched text.
+    pub fn guardrail(rule: &str, stage: &str, why: &str) -> Self {
+        Self::GuardrailBlocked { message: format!("blocked by guardrail `{rule}` on the {stage}: {why}") }
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidRequest { message: message.into(), param: None }
     }
@@ -69,7 +78,7 @@ impl GatewayError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest { .. } | Self::GuardrailBlocked { .. } => StatusCode::BAD_REQUEST,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(_) | Self::StreamInterrupted(_) => StatusCode::BAD_GATEWAY,
@@ -97,7 +106,8 @@ impl GatewayError {
             | Self::Forbidden { .. }
             | Self::UnsupportedMediaType(_)
             | Self::BodyTimeout(_)
-            | Self::Conflict { .. } => "invalid_request_error",
+            | Self::Conflict { .. }
+            | Self::GuardrailBlocked { .. } => "invalid_request_error",
             Self::NotFound(_) => "not_found_error",
             Self::Upstream(_) | Self::StreamInterrupted(_) | Self::UpstreamRejected { .. } => "upstream_error",
             Self::UpstreamTimeout(_) => "timeout_error",
@@ -119,6 +129,7 @@ impl GatewayError {
             Self::InvalidRequest { .. } => Some("invalid_request"),
             Self::Unauthorized { code, .. } | Self::Forbidden { code, .. } | Self::Conflict { code, .. } => Some(code),
             Self::Busy(_) => Some("busy"),
+            Self::GuardrailBlocked { .. } => Some("guardrail_blocked"),
             Self::UnsupportedMediaType(_) => Some("unsupported_media_type"),
             Self::BodyTimeout(_) => Some("request_timeout"),
             Self::BudgetExceeded { .. } => Some("budget_exceeded"),

@@ -2,9 +2,13 @@
 mod admission;
 mod answer;
 mod browser;
+mod cache_path;
+mod cached_answer;
 pub mod error;
 mod feedback;
+mod guardrail;
 mod health;
+mod holdback;
 pub mod prompt;
 mod proxy;
 mod refusals;
@@ -16,6 +20,7 @@ mod tool_calls;
 mod trace_guard;
 mod usage;
 
+pub use cache_path::CACHE_ENGINE;
 pub use proxy::{serve, Caller};
 pub use sse::SseSplitter;
 pub use trace_guard::{HandBack, Observers};
@@ -67,6 +72,10 @@ pub struct Gateway {
     pub prompts: Arc<crate::prompts::PromptRegistry>,
     /// Fired when shutdown's grace period is over: requests still running end now and record their traces.
     pub closing: crate::shutdown::Shutdown,
+    /// `[[guardrails]]`, compiled.
+    pub guardrails: Arc<crate::guardrails::Guardrails>,
+    /// Routes' response caches.
+    pub cache: Arc<crate::cache::ResponseCache>,
 }
 
 /// What the gateway needs besides its router, recorder and telemetry.
@@ -84,6 +93,8 @@ pub struct GatewayParts {
     pub closing: crate::shutdown::Shutdown,
     pub feedback: Arc<crate::feedback::Feedback>,
     pub prompts: Arc<crate::prompts::PromptRegistry>,
+    pub guardrails: Arc<crate::guardrails::Guardrails>,
+    pub cache: Arc<crate::cache::ResponseCache>,
 }
 
 impl Gateway {
@@ -104,6 +115,8 @@ impl Gateway {
             feedback: parts.feedback,
             closing: parts.closing,
             prompts: parts.prompts,
+            guardrails: parts.guardrails,
+            cache: parts.cache,
         }
     }
 }
@@ -225,6 +238,8 @@ pub fn authenticate(gateway: &Gateway, headers: &HeaderMap) -> Result<crate::aut
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     let mut text = crate::export::gauges::render_all(&gateway.observers.telemetry, &gateway.recorder, &gateway.engines);
     gateway.refusals.render(&mut text);
+    gateway.guardrails.render(&mut text);
+    gateway.cache.render(&mut text);
     ([(axum::http::header::CONTENT_TYPE, crate::export::prometheus::CONTENT_TYPE)], text).into_response()
 }
 

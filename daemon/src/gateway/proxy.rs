@@ -2,14 +2,18 @@
 //! trace whatever happens.
 use super::admission::{self, Estimate, NotAdmitted};
 use super::answer::{read_whole, MAX_UPSTREAM_BODY_BYTES};
+use super::cache_path::{self, Decision, Directives, Fill, CACHE_ENGINE};
 use super::error::GatewayError;
+use super::holdback::HoldBack;
 use super::request::{ClientRequest, Endpoint};
 use super::stream;
 use super::trace_guard::{AnswerSummary, HandBack, TraceGuard};
 use super::usage::estimate_tokens;
 use super::Gateway;
 use crate::auth::Principal;
+use crate::cache::{CachedBody, Outcome};
 use crate::engine::{Answer, UpstreamError};
+use crate::guardrails::{Guardrails, Stage};
 use crate::resilience::OpenCause;
 use crate::router::Target;
 use crate::shutdown::Shutdown;
@@ -28,6 +32,8 @@ pub enum Caller {
     /// A re-run of a recorded trace (asked for over the authenticated gRPC API), on behalf of the original's
     /// tenant so its budgets and limits apply.
     Replay { principal: Principal, replay_of: String },
+    /// A guardrail's classifier call on behalf of a client request's tenant: no guardrails run on it.
+    Guardrail(Principal),
 }
 
 /// Serves one request from start to trace.
@@ -69,12 +75,13 @@ async fn run(
     mut guard: TraceGuard,
 ) -> Response {
     let request_id = guard.id().to_string();
-    let principal = match caller {
-        Caller::Client(principal) => principal,
+    let (principal, guarded) = match caller {
+        Caller::Client(principal) => (principal, true),
         Caller::Replay { principal, replay_of } => {
             guard.trace_mut().replay_of = replay_of;
-            principal
+            (principal, true)
         }
+        Caller::Guardrail(principal) => (principal, false),
     };
     guard.trace_mut().tenant = principal.tenant.clone();
     let prepared = prepare(&gateway, endpoint, &headers, body, &mut guard).and_then(|(request, targets)| {
@@ -86,8 +93,8 @@ async fn run(
         Ok((estimate, request, targets)) => {
             guard.enter_route(&request.model);
             guard.announce();
-            let plan = Plan { endpoint, principal, estimate, targets };
-            forward(&gateway, plan, request, guard).await
+            let plan = Plan { endpoint, principal, estimate, targets, guarded };
+            admitted(&gateway, plan, request, &headers, guard).await
         }
         Err(error) => {
             guard.announce();
@@ -166,6 +173,71 @@ struct Plan {
     principal: Principal,
     estimate: Estimate,
     targets: Vec<Target>,
+    /// Guardrails apply (not to a guardrail's own classifier call).
+    guarded: bool,
+}
+
+/// An admitted request: input guardrails, then the cache, then the engines.
+async fn admitted(
+    gateway: &Arc<Gateway>,
+    plan: Plan,
+    mut request: ClientRequest,
+    headers: &HeaderMap,
+    mut guard: TraceGuard,
+) -> Response {
+    let directives = match Directives::parse(headers) {
+        Ok(directives) => directives,
+        Err(error) => return fail(guard, error),
+    };
+    if plan.guarded {
+        let checked = super::guardrail::check_input(gateway, &plan.principal, plan.endpoint, &mut request, &mut guard);
+        if let Err(error) = checked.await {
+            return fail(guard, error);
+        }
+    }
+    let route = request.model.clone();
+    let mut hit = None;
+    let result = match cache_path::decide(&gateway.cache, plan.endpoint, &request, &plan.targets, &directives) {
+        Decision::Off => None,
+        Decision::Bypass => {
+            gateway.cache.note(&route, Outcome::Bypass);
+            guard.trace_mut().cache = Some(cache_path::outcome("bypass", None));
+            Some("bypass")
+        }
+        Decision::Use { key, ttl_ms, read, write } => match read.then(|| gateway.cache.get(&route, &key)).flatten() {
+            Some(entry) => {
+                hit = Some((key, entry));
+                Some("hit")
+            }
+            None => {
+                let result = if read { "miss" } else { "bypass" };
+                gateway.cache.note(&route, if read { Outcome::Miss } else { Outcome::Bypass });
+                guard.trace_mut().cache = Some(cache_path::outcome(result, Some(&key)));
+                if write {
+                    guard.fill_cache(Fill { cache: gateway.cache.clone(), route: route.clone(), key, ttl_ms });
+                }
+                Some(result)
+            }
+        },
+    };
+    let mut response = match hit {
+        Some((key, entry)) => {
+            cache_path::begin_hit(&mut guard, &gateway.cache, &route, &key, &entry);
+            let original = cache_path::original_timing(gateway.cache.config(&route));
+            let upstream = super::cached_answer::answer(plan.endpoint, &entry, request.stream, original);
+            let deadline = Instant::now() + super::cached_answer::replay_time(&entry);
+            let mut response = relay(gateway, &plan, &request, guard, upstream, deadline).await;
+            if let Ok(value) = HeaderValue::from_str(&format!("{CACHE_ENGINE}/{}", entry.model)) {
+                response.headers_mut().insert("x-llmops-served-by", value);
+            }
+            response
+        }
+        None => forward(gateway, plan, request, guard).await,
+    };
+    if let Some(result) = result {
+        cache_path::mark(&mut response, result);
+    }
+    response
 }
 
 /// Tries the route's targets in order until one answers. A target is skipped while its circuit breaker is
@@ -194,7 +266,7 @@ async fn forward(gateway: &Gateway, plan: Plan, mut request: ClientRequest, mut 
         }
         match try_target(gateway, &plan, target, &mut request, &mut guard).await {
             TargetOutcome::Answered(answered) => {
-                return answer(gateway, plan.endpoint, &request, target, guard, answered).await;
+                return answer(gateway, &plan, &request, target, guard, answered).await;
             }
             TargetOutcome::Refused(error) => return fail(guard, error),
             TargetOutcome::Next(error) => last_error = error.or(last_error),
@@ -332,23 +404,51 @@ async fn attempt(
 /// Relays an engine's answer to the client, naming the target that served it.
 async fn answer(
     gateway: &Gateway,
-    endpoint: Endpoint,
+    plan: &Plan,
     request: &ClientRequest,
     target: &Target,
     guard: TraceGuard,
     upstream: Answer,
 ) -> Response {
     let deadline = Instant::now() + target.engine.request_timeout();
-    let closing = gateway.closing.clone();
-    let mut response = if request.stream {
-        stream::respond(guard, upstream, request.wants_stream_usage, deadline, closing)
-    } else {
-        complete(endpoint, guard, upstream, deadline, closing).await
-    };
+    let mut response = relay(gateway, plan, request, guard, upstream, deadline).await;
     if let Ok(value) = HeaderValue::from_str(&format!("{}/{}", target.engine.name(), target.model)) {
         response.headers_mut().insert("x-llmops-served-by", value);
     }
     response
+}
+
+/// An answer (an engine's or the cache's) to the client through the output guardrails: streamed or whole.
+async fn relay(
+    gateway: &Gateway,
+    plan: &Plan,
+    request: &ClientRequest,
+    guard: TraceGuard,
+    upstream: Answer,
+    deadline: Instant,
+) -> Response {
+    let closing = gateway.closing.clone();
+    let selected = if plan.guarded {
+        gateway.guardrails.select(&request.model, &plan.principal.tenant, Stage::Output)
+    } else {
+        Vec::new()
+    };
+    if request.stream {
+        let output = stream::StreamOutput {
+            hold_back: HoldBack::new(gateway.guardrails.clone(), selected),
+            capture: guard.wants_cache_answer(),
+        };
+        stream::respond(guard, upstream, request.wants_stream_usage, deadline, closing, output)
+    } else {
+        let output = WholeOutput { guardrails: &gateway.guardrails, selected };
+        complete(plan.endpoint, guard, upstream, deadline, closing, output).await
+    }
+}
+
+/// Output guardrails for a whole answer.
+struct WholeOutput<'a> {
+    guardrails: &'a Guardrails,
+    selected: Vec<usize>,
 }
 
 fn upstream_error_message(error: &UpstreamError) -> String {
@@ -390,6 +490,7 @@ async fn complete(
     upstream: Answer,
     deadline: Instant,
     mut closing: Shutdown,
+    output: WholeOutput<'_>,
 ) -> Response {
     let engine = guard.trace_mut().engine.clone();
     let read = tokio::select! {
@@ -407,7 +508,7 @@ async fn complete(
             .map(|value| (bytes, value))
             .map_err(|e| GatewayError::Upstream(format!("engine {engine} sent invalid JSON: {e}"))),
     };
-    let (bytes, value) = match parsed {
+    let (mut bytes, mut value) = match parsed {
         Ok(ok) => ok,
         Err(error) => {
             guard.end_attempt(Some(error.message()));
@@ -432,6 +533,16 @@ async fn complete(
     // Not seen token by token: the whole answer counts toward the last interval's energy share.
     let output_tokens = guard.trace_mut().output_tokens;
     guard.add_tokens(output_tokens);
+    if !output.selected.is_empty() {
+        match super::guardrail::check_output(output.guardrails, &output.selected, endpoint, &mut value, &mut guard) {
+            Err(error) => return fail(guard, error),
+            Ok(true) => bytes = Bytes::from(value.to_string()),
+            Ok(false) => {}
+        }
+    }
+    if guard.wants_cache_answer() {
+        guard.cache_answer(CachedBody::Whole(bytes.clone()));
+    }
     guard.finish(TraceStatus::Ok, 200);
     ([(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
 }

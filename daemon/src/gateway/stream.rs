@@ -5,9 +5,11 @@
 //! response (cancelling the engine's work) and records the trace as cancelled. An upstream that breaks off
 //! mid-stream ends the client's stream with an explicit error event.
 use super::error::GatewayError;
+use super::holdback::{EventKind, HoldBack, Released};
 use super::sse::{SseSplitter, MAX_EVENT_BYTES};
 use super::trace_guard::{AnswerSummary, TraceGuard};
 use super::usage::estimate_tokens;
+use crate::cache::store::CachedBody;
 use crate::engine::Answer;
 use crate::shutdown::Shutdown;
 use crate::trace::TraceStatus;
@@ -24,12 +26,21 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::time::Instant;
 
+/// What a stream's output passes through besides the relay itself.
+pub struct StreamOutput {
+    /// Output guardrails (none: relayed as it comes).
+    pub hold_back: Option<HoldBack>,
+    /// Keep the events for the response cache.
+    pub capture: bool,
+}
+
 pub fn respond(
     guard: TraceGuard,
     upstream: Answer,
     client_wants_usage: bool,
     deadline: Instant,
     closing: Shutdown,
+    output: StreamOutput,
 ) -> Response {
     let mut guard = guard;
     let trace = guard.trace_mut();
@@ -48,6 +59,9 @@ pub fn respond(
         client_wants_usage,
         deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
         closing,
+        hold_back: output.hold_back,
+        released: Vec::new(),
+        capture: output.capture.then(Capture::default),
     };
     let frames = futures::stream::unfold(relay, |mut relay| async move {
         let frame = relay.next_frame().await?;
@@ -105,7 +119,23 @@ struct Relay {
     client_wants_usage: bool,
     deadline: Pin<Box<tokio::time::Sleep>>,
     closing: Shutdown,
+    hold_back: Option<HoldBack>,
+    /// Events out of the hold-back buffer (or straight from the upstream), on their way to `ready`.
+    released: Vec<Released>,
+    /// The events as sent, for the response cache; dropped when they grow past its entry limit.
+    capture: Option<Capture>,
 }
+
+/// A stream's events as the client got them (usage chunks included), with when each left.
+#[derive(Default)]
+struct Capture {
+    events: Vec<String>,
+    offsets_ms: Vec<f64>,
+    bytes: usize,
+}
+
+/// A stream longer than this is not cached (a cache entry has a size bound of its own too).
+const MAX_CAPTURE_BYTES: usize = 8 << 20;
 
 impl Relay {
     /// The next bytes for the client: every event that has arrived, as soon as one has. Never waits for more:
@@ -159,16 +189,21 @@ impl Relay {
         let tokens_before = self.seen.content_chunks;
         for event in self.events.push(&chunk) {
             let text_before = self.seen.text.len();
-            if self.seen.observe(&event, offset_ms, self.client_wants_usage) {
-                guard.chunk(&self.seen.text[text_before..]);
-                if self.seen.done && self.client_wants_usage && self.seen.usage.is_none() {
-                    self.ready.extend_from_slice(self.fallback_usage.event(&self.seen).as_bytes());
+            let Some(kind) = self.seen.observe_kind(&event, offset_ms) else { continue };
+            let text = &self.seen.text[text_before..];
+            match &mut self.hold_back {
+                Some(hold_back) => {
+                    if let Err(rule) = hold_back.push(event, kind, text, &mut self.released) {
+                        return self.block(rule);
+                    }
                 }
-                self.ready.extend_from_slice(event.as_bytes());
-                self.ready.extend_from_slice(b"\n\n");
+                None => self.released.push(Released { event, kind, text: text.to_string() }),
             }
         }
-        guard.add_tokens(self.seen.content_chunks - tokens_before);
+        if let Some(guard) = &self.guard {
+            guard.add_tokens(self.seen.content_chunks - tokens_before);
+        }
+        self.send_released(offset_ms);
         if self.events.overflowed {
             let limit = MAX_EVENT_BYTES / 1024;
             self.end(End::Cut(format!("the engine sent an event over {limit} KiB without a blank line")));
@@ -179,9 +214,66 @@ impl Relay {
         }
     }
 
+    /// Moves released events to the client's bytes (a usage chunk only when asked for, the daemon's own usage
+    /// count before `[DONE]` when the engine sent none) and to the capture.
+    fn send_released(&mut self, offset_ms: f64) {
+        for Released { event, kind, text } in self.released.drain(..) {
+            if let Some(guard) = &self.guard {
+                guard.chunk(&text);
+            }
+            if kind == EventKind::Done && self.client_wants_usage && self.seen.usage.is_none() {
+                self.ready.extend_from_slice(self.fallback_usage.event(&self.seen).as_bytes());
+            }
+            if kind != EventKind::UsageOnly || self.client_wants_usage {
+                self.ready.extend_from_slice(event.as_bytes());
+                self.ready.extend_from_slice(b"\n\n");
+            }
+            if let Some(capture) = &mut self.capture {
+                capture.bytes += event.len();
+                if capture.bytes > MAX_CAPTURE_BYTES {
+                    self.capture = None;
+                } else {
+                    capture.events.push(event);
+                    capture.offsets_ms.push(offset_ms);
+                }
+            }
+        }
+    }
+
+    /// An output guardrail blocked the answer: nothing held is sent, the error event ends the stream.
+    fn block(&mut self, rule: usize) {
+        let Some(mut guard) = self.guard.take() else { return };
+        let verdicts = self.hold_back.as_mut().map(|h| h.verdicts(Some(rule))).unwrap_or_default();
+        let name = verdicts.iter().find(|v| v.action == "block").map(|v| v.rule.clone()).unwrap_or_default();
+        let error = GatewayError::guardrail(&name, "output", "the answer matched it");
+        let mut answer = std::mem::take(&mut self.seen).into_answer();
+        answer.text = self.hold_back.as_ref().map(|h| h.redact(&answer.text)).unwrap_or(answer.text);
+        guard.record_answer(answer);
+        guard.trace_mut().guardrails.extend(verdicts);
+        guard.end_attempt(None);
+        self.capture = None;
+        self.ready.extend_from_slice(error.sse_event().as_bytes());
+        guard.fail_streamed(&error);
+    }
+
     /// Records the trace and, for a failure, queues the error event that ends the client's stream.
     fn end(&mut self, end: End) {
+        if self.guard.is_none() {
+            return;
+        }
+        // What the hold-back buffer still has leaves first (checked and masked), also before an error event.
+        if let Some(hold_back) = &mut self.hold_back {
+            if let Err(rule) = hold_back.finish(&mut self.released) {
+                return self.block(rule);
+            }
+        }
+        let offset_ms = self.guard.as_ref().map_or(0.0, |g| g.elapsed_ms());
+        self.send_released(offset_ms);
         let Some(mut guard) = self.guard.take() else { return };
+        if let Some(hold_back) = &mut self.hold_back {
+            let verdicts = hold_back.verdicts(None);
+            guard.trace_mut().guardrails.extend(verdicts);
+        }
         let engine = guard.trace_mut().engine.clone();
         let failure = match end {
             End::Done => None,
@@ -190,10 +282,19 @@ impl Relay {
                 "engine {engine} did not finish within the request timeout"
             ))),
         };
-        guard.record_answer(std::mem::take(&mut self.seen).into_answer());
+        let mut answer = std::mem::take(&mut self.seen).into_answer();
+        if let Some(hold_back) = &self.hold_back {
+            answer.text = hold_back.redact(&answer.text);
+        }
+        guard.record_answer(answer);
         guard.end_attempt(failure.as_ref().map(GatewayError::message));
         match failure {
-            None => guard.finish(TraceStatus::Ok, 200),
+            None => {
+                if let Some(capture) = self.capture.take() {
+                    guard.cache_answer(CachedBody::Stream { events: capture.events, offsets_ms: capture.offsets_ms });
+                }
+                guard.finish(TraceStatus::Ok, 200)
+            }
             Some(error) => {
                 // The client already got 200; the error event ends its stream, the trace says what happened.
                 self.ready.extend_from_slice(error.sse_event().as_bytes());
@@ -207,7 +308,11 @@ impl Drop for Relay {
     fn drop(&mut self) {
         // The client went away mid-stream: keep what was said so far; the guard records `cancelled`.
         if let Some(mut guard) = self.guard.take() {
-            guard.record_answer(std::mem::take(&mut self.seen).into_answer());
+            let mut answer = std::mem::take(&mut self.seen).into_answer();
+            if let Some(hold_back) = &self.hold_back {
+                answer.text = hold_back.redact(&answer.text);
+            }
+            guard.record_answer(answer);
             guard.end_attempt(None);
         }
     }
@@ -285,7 +390,17 @@ impl StreamSummary {
 
     /// Notes one event; returns whether the client should get it (a usage-only chunk is held back from a
     /// client that did not ask for usage: the daemon asked for it on its own account).
+    #[cfg(test)]
     fn observe(&mut self, event: &str, offset_ms: f64, client_wants_usage: bool) -> bool {
+        match self.observe_kind(event, offset_ms) {
+            Some(EventKind::UsageOnly) => client_wants_usage,
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Notes one event and says what it is; `None` for data that is not JSON (never sent: the stream is broken).
+    fn observe_kind(&mut self, event: &str, offset_ms: f64) -> Option<EventKind> {
         let mut data_lines =
             event.lines().filter_map(|line| line.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d));
         // One data line per event is the norm: borrow it; join only when an event spans several.
@@ -296,14 +411,17 @@ impl StreamSummary {
         };
         if data.trim() == "[DONE]" {
             self.done = true;
-            return true;
+            return Some(EventKind::Done);
         }
         let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(&data) else {
             // Comments and events without data (keep-alives) pass; data that is not JSON is a broken stream.
-            if !data.trim().is_empty() && self.invalid.is_none() {
+            if data.trim().is_empty() {
+                return Some(EventKind::Forward);
+            }
+            if self.invalid.is_none() {
                 self.invalid = Some(data.chars().take(80).collect());
             }
-            return data.trim().is_empty();
+            return None;
         };
         if let Some(model) = chunk.model.filter(|m| self.model.as_deref() != Some(m.as_ref())) {
             self.model = Some(model.into_owned());
@@ -312,7 +430,7 @@ impl StreamSummary {
             self.usage = Some((usage.prompt_tokens.unwrap_or(0), usage.completion_tokens.unwrap_or(0)));
         }
         let Some(choice) = chunk.choices.as_ref().and_then(|c| c.first()) else {
-            return client_wants_usage || chunk.usage.is_none();
+            return Some(if chunk.usage.is_some() { EventKind::UsageOnly } else { EventKind::Forward });
         };
         let delta = choice.delta.as_ref();
         let content = delta.and_then(|d| d.content.as_deref()).or(choice.text.as_deref()).unwrap_or_default();
@@ -329,7 +447,7 @@ impl StreamSummary {
         if let Some(reason) = &choice.finish_reason {
             self.finish_reason = Some(reason.to_string());
         }
-        true
+        Some(EventKind::Forward)
     }
 }
 

@@ -3,10 +3,12 @@
 //! trace, and the trace is recorded exactly once: by `finish`/`fail`, or, when the request's future is
 //! dropped because the client went away, by `Drop` as `cancelled`. Whoever started the request can ask for
 //! the finished trace back ([`TraceGuard::hand_back`]): replay and evaluation runs read their result there.
+use super::cache_path::{Fill, Stored};
 use super::error::GatewayError;
 use super::usage::{estimate_tokens, settle_tokens};
 use crate::alerts::AlertManager;
 use crate::budget::{Amount, Reservation};
+use crate::cache::CachedBody;
 use crate::drift::DriftMonitor;
 use crate::pricing::Price;
 use crate::telemetry::{EnergyTicket, Telemetry};
@@ -70,6 +72,8 @@ pub struct TraceGuard {
     in_flight: Arc<AtomicU64>,
     hand_back: Option<oneshot::Sender<Trace>>,
     chunks: Option<mpsc::UnboundedSender<String>>,
+    /// A cache miss that may be stored, and the answer to store once the request ends well.
+    cache_fill: Option<(Fill, Option<CachedBody>)>,
 }
 
 impl TraceGuard {
@@ -95,7 +99,25 @@ impl TraceGuard {
             in_flight,
             hand_back: None,
             chunks: None,
+            cache_fill: None,
         }
+    }
+
+    /// Keep this request's answer in the response cache if it ends well.
+    pub fn fill_cache(&mut self, fill: Fill) {
+        self.cache_fill = Some((fill, None));
+    }
+
+    /// The answer as the cache keeps it (only taken when `fill_cache` was called).
+    pub fn cache_answer(&mut self, body: CachedBody) {
+        if let Some((_, slot)) = &mut self.cache_fill {
+            *slot = Some(body);
+        }
+    }
+
+    /// Whether the answer is wanted for the cache (so the answer paths keep a copy only then).
+    pub fn wants_cache_answer(&self) -> bool {
+        self.cache_fill.is_some()
     }
 
     pub fn id(&self) -> &str {
@@ -268,9 +290,17 @@ impl TraceGuard {
         if trace.cost_usd.is_none() && self.energy.is_none() {
             trace.cost_usd = Some(0.0);
         }
+        let stored = match (status, self.cache_fill.take()) {
+            (TraceStatus::Ok, Some((fill, Some(body)))) => fill.store(body, &trace),
+            _ => None,
+        };
+        if let Some(outcome) = trace.cache.as_mut() {
+            outcome.stored = stored.is_some();
+        }
         self.observers.telemetry.requests.observe_trace(&trace);
         self.observers.drift.observe(&trace);
         let settlement = Settlement {
+            stored,
             reservation: self.reservation.take(),
             observers: self.observers.clone(),
             recorder: self.recorder.clone(),
@@ -289,6 +319,8 @@ impl TraceGuard {
 /// What happens once a trace's cost is known: the budget is settled (alerting at 80% and 100%), the cost
 /// counted, the trace stored and handed back to whoever asked.
 struct Settlement {
+    /// A cache entry made from this answer: it learns the final cost.
+    stored: Option<Stored>,
     reservation: Option<Reservation>,
     observers: Arc<Observers>,
     recorder: Recorder,
@@ -303,6 +335,9 @@ impl Settlement {
             for alert in reservation.settle(actual, crate::clock::unix_ms()) {
                 self.observers.alerts.raise((&alert).into());
             }
+        }
+        if let Some(stored) = self.stored {
+            stored.settle(trace.cost_usd.unwrap_or(0.0));
         }
         self.observers.telemetry.requests.observe_cost(&trace);
         match self.hand_back {

@@ -108,5 +108,26 @@ pub fn trace_to_proto(t: &Trace, include_bodies: bool) -> pb::Trace {
         prompt_hash: t.prompt_hash.clone(),
         cost_usd: t.cost_usd,
         energy_joules: t.energy_joules,
+        guardrails: t
+            .guardrails
+            .iter()
+            .map(|v| pb::GuardrailVerdict {
+                rule: v.rule.clone(),
+                action: v.action.clone(),
+                stage: v.stage.clone(),
+                kind: v.kind.clone(),
+                matches: v.matches,
+                detail: v.detail.clone(),
+            })
+            .collect(),
+        cache: t.cache.as_ref().map(|c| pb::CacheOutcome {
+            result: c.result.clone(),
+            stored: c.stored,
+            source_trace_id: c.source_trace_id.clone(),
+            saved_input_tokens: c.saved_input_tokens,
+            saved_output_tokens: c.saved_output_tokens,
+            saved_usd: c.saved_usd,
+            key: c.key.clone(),
+        }),
     }
 }

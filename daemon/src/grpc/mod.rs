@@ -3,6 +3,7 @@
 //! token.
 pub mod alerts;
 pub mod budgets;
+pub mod cache;
 mod convert;
 pub mod evals;
 mod evals_convert;
@@ -52,6 +53,7 @@ pub struct Apis {
     pub feedback: feedback::FeedbackApi,
     pub prompts: prompts::PromptApi,
     pub evals: evals::EvalApi,
+    pub cache: cache::CacheApi,
 }
 
 /// A bound gRPC listener, not yet serving.
@@ -99,6 +101,7 @@ impl BoundGrpc {
             prompts,
             feedback: feedback_api,
             evals,
+            cache,
         } = apis;
         let (mut health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<pb::trace_service_server::TraceServiceServer<traces::TraceApi>>().await;
@@ -110,6 +113,7 @@ impl BoundGrpc {
         health.set_serving::<pb::prompt_service_server::PromptServiceServer<prompts::PromptApi>>().await;
         health.set_serving::<pb::feedback_service_server::FeedbackServiceServer<feedback::FeedbackApi>>().await;
         health.set_serving::<pb::eval_service_server::EvalServiceServer<evals::EvalApi>>().await;
+        health.set_serving::<pb::cache_service_server::CacheServiceServer<cache::CacheApi>>().await;
         let reflection = |builder: tonic_reflection::server::Builder<'static>| {
             builder
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -144,7 +148,8 @@ impl BoundGrpc {
             .add_service(pb::alert_service_server::AlertServiceServer::new(alerts))
             .add_service(pb::prompt_service_server::PromptServiceServer::new(prompts))
             .add_service(pb::feedback_service_server::FeedbackServiceServer::new(feedback_api))
-            .add_service(pb::eval_service_server::EvalServiceServer::new(evals));
+            .add_service(pb::eval_service_server::EvalServiceServer::new(evals))
+            .add_service(pb::cache_service_server::CacheServiceServer::new(cache));
         let stop = async move { shutdown.wait().await };
         let result = match self.listener {
             Listener::Unix(listener, path) => {

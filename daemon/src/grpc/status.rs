@@ -63,6 +63,9 @@ fn engine_status(engine: &Engine) -> pb::EngineStatus {
         running: load.and_then(|l| l.running),
         waiting: load.and_then(|l| l.waiting),
         kv_cache_used_fraction: load.and_then(|l| l.kv_cache_used_fraction),
+        prefix_cache_hit_rate: load.and_then(|l| l.prefix_cache_hit_rate),
+        prefix_cache_queried_tokens: load.and_then(|l| l.prefix_cache_queried_tokens),
+        prefix_cache_hit_tokens: load.and_then(|l| l.prefix_cache_hit_tokens),
         // The tail is only read for launched engines; others have no supervisor to ask.
         process: engine.process().map(|process| process_to_proto(process, engine.log_tail())),
         health: health_to_proto(health.health) as i32,

@@ -203,6 +203,9 @@ fn engine_to_proto(engine: &EngineSample) -> pb::EngineLoadSample {
         waiting: engine.waiting,
         kv_cache_used_fraction: engine.kv_cache_used_fraction,
         error: engine.error.clone().unwrap_or_default(),
+        prefix_cache_hit_rate: engine.prefix_cache_hit_rate,
+        prefix_cache_queried_tokens: engine.prefix_cache_queried_tokens,
+        prefix_cache_hit_tokens: engine.prefix_cache_hit_tokens,
     }
 }
 

@@ -79,6 +79,11 @@ pub struct EngineSample {
     pub running: Option<u64>,
     pub waiting: Option<u64>,
     pub kv_cache_used_fraction: Option<f64>,
+    /// Share of prompt tokens served from the engine's prefix cache since the previous sample (or its own gauge).
+    pub prefix_cache_hit_rate: Option<f64>,
+    /// Cumulative prompt tokens looked up in the prefix cache and found there, as the engine counts them.
+    pub prefix_cache_queried_tokens: Option<u64>,
+    pub prefix_cache_hit_tokens: Option<u64>,
     /// Why the engine's metrics could not be read this round.
     pub error: Option<String>,
 }

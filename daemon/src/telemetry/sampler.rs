@@ -102,6 +102,9 @@ async fn scrape_engines(engines: &Engines) -> Vec<EngineSample> {
                 sample.running = load.running;
                 sample.waiting = load.waiting;
                 sample.kv_cache_used_fraction = load.kv_cache_used_fraction;
+                sample.prefix_cache_hit_rate = load.prefix_cache_hit_rate;
+                sample.prefix_cache_queried_tokens = load.prefix_cache_queried_tokens;
+                sample.prefix_cache_hit_tokens = load.prefix_cache_hit_tokens;
             }
             Some(Err(error)) => sample.error = Some(error),
             None => {}

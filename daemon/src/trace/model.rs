@@ -50,6 +50,33 @@ pub struct Attempt {
     pub error: String,
 }
 
+/// One guardrail's decision on a request (never the matched text).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuardrailVerdict {
+    pub rule: String,
+    /// `block`, `mask` or `flag`.
+    pub action: String,
+    /// `input` or `output`.
+    pub stage: String,
+    pub kind: String,
+    pub matches: u32,
+    /// Mask tokens or detectors that fired, or what a classifier call came to.
+    pub detail: String,
+}
+
+/// What the response cache did with a request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheOutcome {
+    /// `hit`, `miss` or `bypass`.
+    pub result: String,
+    pub stored: bool,
+    pub source_trace_id: String,
+    pub saved_input_tokens: u64,
+    pub saved_output_tokens: u64,
+    pub saved_usd: f64,
+    pub key: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     pub id: String,
@@ -94,6 +121,9 @@ pub struct Trace {
     pub replay_of: String,
     pub cost_usd: Option<f64>,
     pub energy_joules: Option<f64>,
+    pub guardrails: Vec<GuardrailVerdict>,
+    /// Set on routes with a response cache.
+    pub cache: Option<CacheOutcome>,
 }
 
 impl Trace {

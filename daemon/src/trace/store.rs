@@ -106,6 +106,10 @@ struct Detail {
     // The registry prompt's content hash: in the JSON detail rather than a column (never filtered on, no migration).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     prompt_hash: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    guardrails: Vec<super::model::GuardrailVerdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache: Option<super::model::CacheOutcome>,
 }
 
 /// Filters for listing traces, newest first.
@@ -177,6 +181,8 @@ impl Store {
                     chunk_chars: t.chunk_chars.clone(),
                     replay_of: t.replay_of.clone(),
                     prompt_hash: t.prompt_hash.clone(),
+                    guardrails: t.guardrails.clone(),
+                    cache: t.cache.clone(),
                 })
                 .unwrap_or_else(|_| "{}".into());
                 stmt.execute(params![
@@ -372,6 +378,8 @@ fn row_to_trace(row: &Row<'_>) -> rusqlite::Result<Trace> {
         chunk_chars: detail.chunk_chars,
         replay_of: detail.replay_of,
         prompt_hash: detail.prompt_hash,
+        guardrails: detail.guardrails,
+        cache: detail.cache,
     })
 }
 

@@ -66,6 +66,9 @@ pub struct Behavior {
     pub omit_usage: bool,
     /// Reply with `"w1 w2 … wN"` instead of echoing the prompt.
     pub reply_words: Option<usize>,
+    /// Split the reply into pieces of this many characters instead of words (e.g. to cut a secret across
+    /// stream chunks); each piece counts as one token.
+    pub chunk_chars: Option<usize>,
     /// Model ids listed by `GET /v1/models`.
     pub models: Vec<String>,
     /// KV-cache use in percent, reported by `GET /metrics` as vLLM does (`vllm:kv_cache_usage_perc`, a fraction).
@@ -86,6 +89,7 @@ impl Default for Behavior {
             invalid_json: false,
             omit_usage: false,
             reply_words: None,
+            chunk_chars: None,
             models: vec!["fake-model".to_owned()],
             kv_cache_used_percent: 0,
         }

@@ -43,7 +43,10 @@ impl ReplyPlan {
             Some(count) => numbered_words(count),
             None => format!("echo: {last_text}"),
         };
-        let mut tokens = split_tokens(&reply);
+        let mut tokens = match behavior.chunk_chars.filter(|n| *n > 0) {
+            Some(size) => reply.chars().collect::<Vec<_>>().chunks(size).map(|piece| piece.iter().collect()).collect(),
+            None => split_tokens(&reply),
+        };
         let limit = request
             .get("max_tokens")
             .and_then(Value::as_u64)

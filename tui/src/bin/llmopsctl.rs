@@ -16,6 +16,8 @@ use tonic::Code;
 mod admin;
 #[path = "llmopsctl/alerts.rs"]
 mod alerts;
+#[path = "llmopsctl/cache.rs"]
+mod cache;
 #[path = "llmopsctl/cli.rs"]
 mod cli;
 #[path = "llmopsctl/datasets.rs"]
@@ -176,6 +178,7 @@ async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure
         Command::Prompts { command } => prompts::prompts(&daemon, command, as_json, out, rpc_failure).await?,
         Command::Dataset { command } => datasets::datasets(&daemon, command, as_json, out, rpc_failure).await?,
         Command::Eval { command } => evals::evals(&daemon, command, as_json, out, rpc_failure).await?,
+        Command::Cache { command } => cache::cache(&daemon, command, as_json, out, rpc_failure).await?,
         Command::Replay { id, route, set } => {
             let args = replay::Args { id, route: route.as_deref(), set };
             replay::replay(&daemon, args, as_json, out, rpc_failure).await?

@@ -86,6 +86,9 @@ fn engine_load_to_json(engine: &EngineLoadSample) -> Value {
         "running": engine.running,
         "waiting": engine.waiting,
         "kv_cache_used_fraction": engine.kv_cache_used_fraction,
+        "prefix_cache_hit_rate": engine.prefix_cache_hit_rate,
+        "prefix_cache_queried_tokens": engine.prefix_cache_queried_tokens,
+        "prefix_cache_hit_tokens": engine.prefix_cache_hit_tokens,
         "error": engine.error,
     })
 }
@@ -161,7 +164,8 @@ mod tests {
         assert_eq!(
             value["engines"][0],
             json!({"name": "vllm", "running": 2, "waiting": null,
-            "kv_cache_used_fraction": null, "error": ""})
+            "kv_cache_used_fraction": null, "prefix_cache_hit_rate": null, "prefix_cache_queried_tokens": null,
+            "prefix_cache_hit_tokens": null, "error": ""})
         );
         assert_eq!(value["host"], Value::Null);
         assert_eq!(value["gpu_unavailable"], "");

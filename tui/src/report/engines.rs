@@ -19,6 +19,7 @@ pub fn render_engines(engines: &[EngineStatus]) -> String {
         Column::right("RUNNING"),
         Column::right("WAITING"),
         Column::right("KV %"),
+        Column::right("PREFIX %"),
         Column::left("LAST EXIT / LAST ERROR"),
     ]);
     let count = |value: Option<u64>| value.map_or_else(|| UNSET.to_owned(), |n| n.to_string());
@@ -35,6 +36,8 @@ pub fn render_engines(engines: &[EngineStatus]) -> String {
             count(engine.running),
             count(engine.waiting),
             engine.kv_cache_used_fraction.map_or_else(|| UNSET.to_owned(), |used| format!("{:.0}", used * 100.0)),
+            // Prompt tokens served from the engine's prefix cache since the daemon's previous scrape.
+            engine.prefix_cache_hit_rate.map_or_else(|| UNSET.to_owned(), |rate| format!("{:.0}", rate * 100.0)),
             truncate(&last_exit_and_error(engine), LAST_EXIT_ERROR_MAX_CHARS),
         ]);
     }
@@ -63,6 +66,7 @@ mod tests {
             running: Some(2),
             waiting: Some(0),
             kv_cache_used_fraction: Some(0.125),
+            prefix_cache_hit_rate: Some(0.61),
             process: Some(EngineProcess {
                 state: "healthy".into(),
                 restarts: 1,
@@ -91,10 +95,12 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "NAME    KIND    HEALTH     STATE     PID  RESTARTS  RUNNING  WAITING  KV %  LAST EXIT / LAST ERROR",
-                "vllm    openai  healthy    healthy  4242         1        2        0    12  signal: 9 (SIGKILL) / -",
-                "ollama  openai  unhealthy  -           -         -        -        -     -  - / connection refused \
-                 (os error 111)",
+                "NAME    KIND    HEALTH     STATE     PID  RESTARTS  RUNNING  WAITING  KV %  PREFIX %  \
+                 LAST EXIT / LAST ERROR",
+                "vllm    openai  healthy    healthy  4242         1        2        0    12        61  \
+                 signal: 9 (SIGKILL) / -",
+                "ollama  openai  unhealthy  -           -         -        -        -     -         -  \
+                 - / connection refused (os error 111)",
             ],
             "{text}"
         );

@@ -139,6 +139,7 @@ fn engines_table(engines: &[EngineLoadSample]) -> String {
         Column::right("RUNNING"),
         Column::right("WAITING"),
         Column::right("KV %"),
+        Column::right("PREFIX %"),
         Column::left("ERROR"),
     ]);
     let count = |value: Option<u64>| value.map_or_else(|| UNSET.to_owned(), |n| n.to_string());
@@ -148,6 +149,8 @@ fn engines_table(engines: &[EngineLoadSample]) -> String {
             count(engine.running),
             count(engine.waiting),
             engine.kv_cache_used_fraction.map_or_else(|| UNSET.to_owned(), |used| format!("{:.0}", used * 100.0)),
+            // Prompt tokens served from the engine's prefix cache since the previous sample.
+            engine.prefix_cache_hit_rate.map_or_else(|| UNSET.to_owned(), |rate| format!("{:.0}", rate * 100.0)),
             truncate(&one_line(&engine.error), ERROR_MAX_CHARS),
         ]);
     }
@@ -304,6 +307,9 @@ mod tests {
                     waiting: Some(0),
                     kv_cache_used_fraction: Some(0.125),
                     error: String::new(),
+                    prefix_cache_hit_rate: Some(0.61),
+                    prefix_cache_queried_tokens: Some(2_000),
+                    prefix_cache_hit_tokens: Some(1_220),
                 },
                 EngineLoadSample {
                     name: "ollama".into(),
@@ -331,8 +337,9 @@ mod tests {
         assert!(text.contains("memory            100.0/512.0 GiB\n"), "{text}");
         assert!(text.contains("load 1/5/15m      1.50 1.25 0.75\n"), "{text}");
         assert!(text.contains("llmopsd   17  150.0  1.0 GiB\n"), "{text}");
-        assert!(text.contains("vllm          3        0    12\n"), "{text}");
-        assert!(text.contains("ollama        -        -     -  metrics: 404 Not Found\n"), "{text}");
+        assert!(text.contains("\nENGINES\nNAME    RUNNING  WAITING  KV %  PREFIX %  ERROR\n"), "{text}");
+        assert!(text.contains("vllm          3        0    12        61\n"), "{text}");
+        assert!(text.contains("ollama        -        -     -         -  metrics: 404 Not Found\n"), "{text}");
         assert!(!text.contains("ERROR  \n") && !text.contains("THROTTLE  ERROR"), "no GPU error column: {text}");
     }
 

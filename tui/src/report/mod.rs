@@ -4,6 +4,7 @@ use std::fmt::Display;
 
 mod alerts;
 mod budgets;
+mod cache;
 mod engines;
 mod gpus;
 mod keys;
@@ -16,6 +17,7 @@ pub use alerts::{
     render_alerts, short_alert_id, webhooks_summary, NO_ALERTS,
 };
 pub use budgets::{amount, budget_watch_header, budget_watch_lines, count, dollars, render_budgets, NO_BUDGETS};
+pub use cache::{render_cache_cleared, render_cache_stats, NO_CACHED_ROUTES};
 pub use engines::render_engines;
 pub use gpus::{gpu_watch_header, gpu_watch_lines, render_gpus};
 pub use keys::{render_created_key, render_keys, render_revoked_key};

@@ -12,7 +12,8 @@ use crate::when::{format_uptime, full_time};
 
 const LAST_ERROR_MAX_CHARS: usize = 60;
 
-/// "2 running, 1 waiting, KV 12%" (embedded), "launched: healthy, pid 7, 0 restarts" (supervised), or "-".
+/// "2 running, 1 waiting, KV 12%" (embedded; a scraped engine may add "prefix-cache hits 61%"), "launched:
+/// healthy, pid 7, 0 restarts" (supervised), or "-".
 fn engine_load(engine: &EngineStatus) -> String {
     let mut parts = Vec::new();
     if let Some(running) = engine.running {
@@ -23,6 +24,9 @@ fn engine_load(engine: &EngineStatus) -> String {
     }
     if let Some(kv) = engine.kv_cache_used_fraction {
         parts.push(format!("KV {:.0}%", kv * 100.0));
+    }
+    if let Some(rate) = engine.prefix_cache_hit_rate {
+        parts.push(format!("prefix-cache hits {:.0}%", rate * 100.0));
     }
     if let Some(process) = &engine.process {
         parts.push(format!("launched: {}, pid {}, {} restarts", process.state, process.pid, process.restarts));
@@ -171,6 +175,20 @@ mod tests {
         assert!(text.contains("write queue       3 / 1024\n"), "{text}");
         assert!(!text.contains("(not reported)"), "{text}");
         assert!(!text.contains("engine build"), "{text}");
+    }
+
+    #[test]
+    fn engine_load_shows_the_prefix_cache_hit_rate_after_kv() {
+        let engine = EngineStatus {
+            running: Some(2),
+            waiting: Some(1),
+            kv_cache_used_fraction: Some(0.125),
+            prefix_cache_hit_rate: Some(0.61),
+            ..EngineStatus::default()
+        };
+        assert_eq!(engine_load(&engine), "2 running, 1 waiting, KV 12%, prefix-cache hits 61%");
+        let gauge_only = EngineStatus { prefix_cache_hit_rate: Some(0.0), ..EngineStatus::default() };
+        assert_eq!(engine_load(&gauge_only), "prefix-cache hits 0%");
     }
 
     #[test]

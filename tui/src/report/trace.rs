@@ -39,6 +39,33 @@ where
     report.section("SCORES");
     report.block(&scores_table(trace, zone));
 
+    if !trace.guardrails.is_empty() {
+        report.section("GUARDRAILS");
+        for verdict in &trace.guardrails {
+            let detail = if verdict.detail.is_empty() { String::new() } else { format!(" ({})", verdict.detail) };
+            let line = format!(
+                "{} {} on {}: {} matches{detail}",
+                verdict.rule, verdict.action, verdict.stage, verdict.matches
+            );
+            report.block(&one_line(&line));
+        }
+    }
+    if let Some(cache) = &trace.cache {
+        report.section("CACHE");
+        report.field("result", &cache.result);
+        report.field("stored", cache.stored);
+        if cache.result == "hit" {
+            report.field("answer of", &cache.source_trace_id);
+            report.field(
+                "saved",
+                format!(
+                    "{} input + {} output tokens, ${:.6}",
+                    cache.saved_input_tokens, cache.saved_output_tokens, cache.saved_usd
+                ),
+            );
+        }
+    }
+
     body(&mut report, "PROMPT", &trace.prompt_text, trace.prompt_chars, &trace.prompt_sha256);
     body(&mut report, "RESPONSE", &trace.response_text, trace.response_chars, &trace.response_sha256);
     report.section("REQUEST JSON");

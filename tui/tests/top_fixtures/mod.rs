@@ -45,6 +45,7 @@ pub fn status() -> pb::Status {
                 running: Some(3),
                 waiting: Some(1),
                 kv_cache_used_fraction: Some(0.42),
+                prefix_cache_hit_rate: Some(0.61),
                 ..Default::default()
             },
             pb::EngineStatus {

@@ -198,6 +198,10 @@ impl EmbeddedEngine {
             running: Some(self.load.running.load(Ordering::Relaxed)),
             waiting: Some(self.load.waiting.load(Ordering::Relaxed)),
             kv_cache_used_fraction: ready.then(|| f64::from_bits(self.load.kv_used.load(Ordering::Relaxed))),
+            // A slot's KV cache is cleared when its request ends: no prompt is served from an earlier one.
+            prefix_cache_hit_rate: None,
+            prefix_cache_queried_tokens: None,
+            prefix_cache_hit_tokens: None,
         }
     }
 

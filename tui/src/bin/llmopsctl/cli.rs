@@ -202,6 +202,28 @@ pub enum Command {
         #[command(subcommand)]
         command: EvalCommand,
     },
+    /// The gateway's response cache: hits, misses and savings per route; clear it
+    ///
+    /// Routes cache only with `[routes.NAME] cache = { ttl_s = ..., max_entries = ... }` in llmopsd's config.
+    /// Clients steer it per request with the header `x-llmops-cache: no-cache | no-store | ttl=SECONDS`, and
+    /// each answer on a cached route says `x-llmops-cache: hit | miss | bypass`.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Per cached route: entries and bytes (of their bounds), TTL, hits, misses, bypasses, hit ratio,
+    /// evictions, and the tokens and USD the hits saved
+    Stats,
+    /// Drop cached answers: one route's with --route, else every route's
+    Clear {
+        /// Only this route (public model name)
+        #[arg(long, value_name = "ROUTE")]
+        route: Option<String>,
+    },
 }
 
 /// For names that must say something (a tenant, who acknowledges).

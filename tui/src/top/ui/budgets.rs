@@ -118,7 +118,8 @@ fn engines_table(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>, engines: &[pb:
     }
     let count = |n: Option<u64>| n.map_or_else(|| UNSET.to_owned(), |n| n.to_string());
     let table = Windowed {
-        header: ["name", "kind", "health", "process", "restarts", "run/wait", "KV %"]
+        // prefix%: prompt tokens the engine served from its prefix cache since the daemon's previous scrape.
+        header: ["name", "kind", "health", "process", "restarts", "run/wait", "KV %", "prefix%"]
             .into_iter()
             .map(Cell::from)
             .collect(),
@@ -130,6 +131,7 @@ fn engines_table(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>, engines: &[pb:
             Constraint::Length(8),
             Constraint::Length(9),
             Constraint::Length(5),
+            Constraint::Length(7),
         ],
         total: engines.len(),
         selected: Some(ctx.app.engine_selected.min(engines.len() - 1)),
@@ -157,6 +159,10 @@ fn engines_table(frame: &mut Frame<'_>, area: Rect, ctx: Ctx<'_>, engines: &[pb:
             right(format!("{}/{}", count(engine.running), count(engine.waiting)), theme.plain()),
             right(
                 engine.kv_cache_used_fraction.map_or_else(|| UNSET.to_owned(), |f| format!("{:.0}", f * 100.0)),
+                theme.plain(),
+            ),
+            right(
+                engine.prefix_cache_hit_rate.map_or_else(|| UNSET.to_owned(), |f| format!("{:.0}", f * 100.0)),
                 theme.plain(),
             ),
         ]

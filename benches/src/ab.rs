@@ -1,0 +1,146 @@
+//! A/B load between two daemons in front of the same upstream: closed-loop cells (mode × concurrency) where
+//! A and B take turns in short windows (A, B, then B, A, …) so drift of the machine hits both; throughput,
+//! latency and each daemon's CPU time per request.
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::load::{self, CellResult, Mode};
+use crate::proc_stat::cpu_ticks;
+
+/// One daemon under load: where to send, with which key, and its process for CPU time.
+pub struct Target<'a> {
+    pub url: String,
+    pub key: Option<&'a str>,
+    pub pid: u32,
+}
+
+impl Target<'_> {
+    /// One window of load, with the daemon's CPU ticks over it.
+    pub async fn window(&self, mode: Mode, concurrency: usize, window: Duration) -> anyhow::Result<(CellResult, u64)> {
+        let before = cpu_ticks(self.pid)?;
+        let result = load::run_cell(&self.url, self.key, mode, concurrency, window).await?;
+        Ok((result, cpu_ticks(self.pid)?.saturating_sub(before)))
+    }
+}
+
+pub struct Cell {
+    pub mode: Mode,
+    pub concurrency: usize,
+    pub a: CellResult,
+    pub b: CellResult,
+    /// B/A throughput of each round.
+    pub round_ratios: Vec<f64>,
+    /// CPU time (clock ticks) of A and B over their own measured windows.
+    pub cpu_ticks: [u64; 2],
+}
+
+/// How long and how often.
+pub struct Plan<'a> {
+    pub seconds: u64,
+    pub rounds: u32,
+    pub warmup_seconds: u64,
+    pub concurrency: &'a [usize],
+}
+
+/// Every cell, A and B in alternating windows; returns the cells and how many requests B was sent.
+pub async fn measure_all(plan: &Plan<'_>, a: &Target<'_>, b: &Target<'_>) -> anyhow::Result<(Vec<Cell>, u64)> {
+    let window = Duration::from_secs_f64(plan.seconds as f64 / f64::from(plan.rounds));
+    let warmup = Duration::from_secs(plan.warmup_seconds);
+    let mut cells = Vec::new();
+    let mut sent_b = 0;
+    for &concurrency in plan.concurrency {
+        for mode in [Mode::Full, Mode::FirstChunk] {
+            eprintln!("running {} c={concurrency}: {} rounds of {window:?} each", mode.label(), plan.rounds);
+            a.window(mode, concurrency, warmup).await?;
+            sent_b += b.window(mode, concurrency, warmup).await?.0.sent();
+            let (mut parts_a, mut parts_b, mut round_ratios, mut ticks) = (Vec::new(), Vec::new(), Vec::new(), [0; 2]);
+            for round in 0..plan.rounds {
+                let ((part_a, ticks_a), (part_b, ticks_b)) = if round % 2 == 0 {
+                    let part_a = a.window(mode, concurrency, window).await?;
+                    (part_a, b.window(mode, concurrency, window).await?)
+                } else {
+                    let part_b = b.window(mode, concurrency, window).await?;
+                    (a.window(mode, concurrency, window).await?, part_b)
+                };
+                sent_b += part_b.sent();
+                round_ratios.push(part_b.throughput() / part_a.throughput().max(f64::EPSILON));
+                ticks = [ticks[0] + ticks_a, ticks[1] + ticks_b];
+                parts_a.push(part_a);
+                parts_b.push(part_b);
+            }
+            let (a, b) = (merge(parts_a)?, merge(parts_b)?);
+            cells.push(Cell { mode, concurrency, a, b, round_ratios, cpu_ticks: ticks });
+        }
+    }
+    Ok((cells, sent_b))
+}
+
+fn merge(parts: Vec<CellResult>) -> anyhow::Result<CellResult> {
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().context("no rounds")?;
+    for part in parts {
+        total.ok += part.ok;
+        total.errors += part.errors;
+        total.first_error = total.first_error.or(part.first_error);
+        total.latency_micros.add(&part.latency_micros).context("cannot merge histograms")?;
+        total.elapsed += part.elapsed;
+    }
+    Ok(total)
+}
+
+/// The cells as a table (`title` says what A and B are), CPU per request, and at c=64 the throughput cost
+/// against `target_cost`.
+pub fn print_cells(title: &str, cells: &[Cell], ticks_per_sec: f64, target_cost: f64) {
+    println!("\n{title} (throughput cost = 1 − B/A)");
+    println!(
+        "mode                c   A req/s   B req/s     B/A    cost   rounds med [min–max]    A p50    B p50    A p99    B p99 errors"
+    );
+    for cell in cells {
+        let (a, b) = (&cell.a, &cell.b);
+        let ratio = b.throughput() / a.throughput().max(f64::EPSILON);
+        let mut rounds = cell.round_ratios.clone();
+        rounds.sort_by(f64::total_cmp);
+        let (min, max) = (rounds.first().copied().unwrap_or(0.0), rounds.last().copied().unwrap_or(0.0));
+        let median = rounds.get(rounds.len() / 2).copied().unwrap_or(0.0);
+        let (mode, c, cost) = (cell.mode.label(), cell.concurrency, (1.0 - ratio) * 100.0);
+        let ms = |r: &CellResult, q: f64| r.quantile_ms(q);
+        println!(
+            "{mode:<17} {c:>3} {:>9.0} {:>9.0} {ratio:>7.3} {cost:>6.1}% {median:>8.3} [{min:.3}–{max:.3}] {:>8.3} {:>8.3} \
+             {:>8.3} {:>8.3} {:>6}",
+            a.throughput(),
+            b.throughput(),
+            ms(a, 0.5),
+            ms(b, 0.5),
+            ms(a, 0.99),
+            ms(b, 0.99),
+            a.errors + b.errors
+        );
+        for (name, result) in [("A", a), ("B", b)] {
+            if let Some(error) = &result.first_error {
+                println!("    {name} first error: {error}");
+            }
+        }
+    }
+    println!("(latency in ms: whole answer non-streaming, first chunk streaming)");
+    println!("\nCPU per request of each daemon over its own windows (/proc/PID/stat, {ticks_per_sec} ticks/s):");
+    for cell in cells {
+        let per_request = |ticks: u64, r: &CellResult| ticks as f64 / ticks_per_sec * 1e6 / r.ok.max(1) as f64;
+        let (a, b) = (per_request(cell.cpu_ticks[0], &cell.a), per_request(cell.cpu_ticks[1], &cell.b));
+        let (mode, c, ratio) = (cell.mode.label(), cell.concurrency, b / a.max(f64::EPSILON));
+        println!("{mode:<17} {c:>3}   A {a:>7.1} µs   B {b:>7.1} µs   B − A {:>+7.1} µs   B/A {ratio:.3}", b - a);
+    }
+    for cell in cells.iter().filter(|c| c.concurrency == 64) {
+        let cost = 1.0 - cell.b.throughput() / cell.a.throughput().max(f64::EPSILON);
+        let verdict = if cost < target_cost { "met" } else { "NOT met" };
+        let (mode, cost, target) = (cell.mode.label(), cost * 100.0, target_cost * 100.0);
+        println!("throughput cost at c=64, {mode}: {cost:.1}% (target < {target:.0}%: {verdict})");
+    }
+}
+
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
