@@ -428,3 +428,40 @@ fn panel_not_served_by_an_older_daemon() {
     host.unavailable.insert("budgets", "UNIMPLEMENTED: unknown service llmops.v1.BudgetService".into());
     insta::assert_snapshot!(screen(&app, 100, 30));
 }
+
+#[test]
+fn detail_of_a_cache_hit_with_guardrail_verdicts() {
+    let mut trace = full_trace();
+    trace.cache = Some(llmops_proto::v1::CacheOutcome {
+        result: "hit".into(),
+        source_trace_id: "0190b5a8-0000-7000-8000-000000000007".into(),
+        saved_input_tokens: 24,
+        saved_output_tokens: 13,
+        saved_usd: 0.0125,
+        ..Default::default()
+    });
+    trace.guardrails = vec![
+        llmops_proto::v1::GuardrailVerdict {
+            rule: "mask-contact".into(),
+            action: "mask".into(),
+            stage: "input".into(),
+            kind: "pii".into(),
+            matches: 2,
+            detail: "EMAIL,PHONE".into(),
+        },
+        llmops_proto::v1::GuardrailVerdict {
+            rule: "refunds".into(),
+            action: "flag".into(),
+            stage: "output".into(),
+            kind: "keywords".into(),
+            matches: 1,
+            detail: String::new(),
+        },
+    ];
+    let screen = screen(&detail_app(Some(trace), None), 100, 30);
+    let text = screen.to_string();
+    assert!(text.contains("cache hit of 0190b5a8-0000-7000-8000-000000000007: saved 37 tokens"), "{text}");
+    assert!(text.contains("guardrail mask-contact mask on input (EMAIL,PHONE)"), "{text}");
+    assert!(text.contains("guardrail refunds flag on output"), "{text}");
+    insta::assert_snapshot!(screen);
+}

@@ -16,9 +16,12 @@ pub mod request;
 pub mod server;
 mod sse;
 mod stream;
+mod stream_summary;
+mod targets;
 mod tool_calls;
 mod trace_guard;
 mod usage;
+mod whole;
 
 pub use cache_path::CACHE_ENGINE;
 pub use proxy::{serve, Caller};

@@ -1,29 +1,26 @@
 //! The path of one generation or embedding request: read it, route it, call the engine, answer, and leave a
 //! trace whatever happens.
 use super::admission::{self, Estimate, NotAdmitted};
-use super::answer::{read_whole, MAX_UPSTREAM_BODY_BYTES};
 use super::cache_path::{self, Decision, Directives, Fill, CACHE_ENGINE};
 use super::error::GatewayError;
 use super::holdback::HoldBack;
 use super::request::{ClientRequest, Endpoint};
 use super::stream;
-use super::trace_guard::{AnswerSummary, HandBack, TraceGuard};
-use super::usage::estimate_tokens;
+use super::targets::{overloaded, try_target, TargetOutcome};
+use super::trace_guard::{HandBack, TraceGuard};
+use super::whole::WholeOutput;
 use super::Gateway;
 use crate::auth::Principal;
-use crate::cache::{CachedBody, Outcome};
+use crate::cache::Outcome;
 use crate::engine::{Answer, UpstreamError};
-use crate::guardrails::{Guardrails, Stage};
-use crate::resilience::OpenCause;
+use crate::guardrails::Stage;
 use crate::router::Target;
-use crate::shutdown::Shutdown;
-use crate::trace::TraceStatus;
-use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Who a request is from.
 pub enum Caller {
@@ -168,8 +165,8 @@ fn unknown_model(gateway: &Gateway, model: &str) -> GatewayError {
 }
 
 /// What is known about a request once it is admitted.
-struct Plan {
-    endpoint: Endpoint,
+pub(super) struct Plan {
+    pub(super) endpoint: Endpoint,
     principal: Principal,
     estimate: Estimate,
     targets: Vec<Target>,
@@ -277,130 +274,6 @@ async fn forward(gateway: &Gateway, plan: Plan, mut request: ClientRequest, mut 
     fail(guard, error)
 }
 
-/// How one target's tries ended.
-enum TargetOutcome {
-    Answered(Answer),
-    /// The engine refused the request itself: that is the answer, no fallback.
-    Refused(GatewayError),
-    /// Leave it for the next target, with the error to report if none is left.
-    Next(Option<GatewayError>),
-}
-
-/// What a failed try says about the target, for its circuit breaker.
-enum Verdict {
-    /// 429: overloaded, not broken; wait as long as it asked, when it did.
-    Overloaded(Option<Duration>),
-    /// Unreachable, timed out or 5xx.
-    Failure,
-    /// It answered (a 4xx refusal is a working engine).
-    Working,
-}
-
-fn verdict(error: &UpstreamError) -> Verdict {
-    match error {
-        UpstreamError::Status { status: 429, retry_after, .. } => Verdict::Overloaded(*retry_after),
-        _ if error.should_fall_back() => Verdict::Failure,
-        _ => Verdict::Working,
-    }
-}
-
-/// Asks one target, retrying within `resilience.retry` while its breaker lets requests through.
-async fn try_target(
-    gateway: &Gateway,
-    plan: &Plan,
-    target: &Target,
-    request: &mut ClientRequest,
-    guard: &mut TraceGuard,
-) -> TargetOutcome {
-    let (engine, model) = (target.engine.name(), target.model.as_str());
-    let mut rng = crate::resilience::jitter_rng();
-    let first_try = Instant::now();
-    let mut last_error = None;
-    for retry in 0..gateway.retry.max_attempts_per_target {
-        if retry > 0 {
-            let delay = gateway.retry.delay(retry - 1, &mut rng);
-            if !gateway.retry.may_retry(retry, first_try.elapsed(), delay) {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-        }
-        let permit = match target.breaker.try_acquire(Instant::now()) {
-            Ok(permit) => permit,
-            Err(open) => {
-                let why = match open.cause {
-                    OpenCause::Breaker => "circuit breaker open",
-                    OpenCause::RetryAfter => "engine asked to wait (Retry-After)",
-                };
-                let message = format!("skipped: {why}; retry in {:.1} s", open.retry_in.as_secs_f64());
-                guard.skip(engine, model, message.clone());
-                return TargetOutcome::Next(Some(GatewayError::EngineUnavailable(format!(
-                    "engine {engine}: {message}"
-                ))));
-            }
-        };
-        let error = match attempt(plan.endpoint, target, request, guard).await {
-            Ok(answered) => {
-                permit.success(Instant::now());
-                return TargetOutcome::Answered(answered);
-            }
-            Err(error) => error,
-        };
-        let verdict = verdict(&error);
-        let fall_back = error.should_fall_back();
-        let gateway_error = upstream_error(error);
-        match verdict {
-            Verdict::Overloaded(Some(wait)) => {
-                target.breaker.block_until(Instant::now(), Instant::now() + wait);
-                return TargetOutcome::Next(Some(gateway_error));
-            }
-            Verdict::Overloaded(None) => drop(permit),
-            Verdict::Failure => permit.failure(Instant::now()),
-            Verdict::Working => permit.success(Instant::now()),
-        }
-        if !fall_back {
-            return TargetOutcome::Refused(gateway_error);
-        }
-        last_error = Some(gateway_error);
-    }
-    TargetOutcome::Next(last_error)
-}
-
-/// Why a target should be left for the next one now: its queue or its GPUs' memory over the configured limit.
-fn overloaded(gateway: &Gateway, target: &Target) -> Option<String> {
-    if let (Some(limit), Some(waiting)) = (target.max_waiting, target.engine.load().and_then(|l| l.waiting)) {
-        if waiting > limit {
-            return Some(format!("{waiting} requests waiting at the engine (max_waiting = {limit})"));
-        }
-    }
-    let limit = target.max_gpu_memory_fraction?;
-    let used = gateway.observers.telemetry.gpu_memory_fraction(target.engine.name())?;
-    (used > limit).then(|| format!("GPU memory {:.0}% in use (max_gpu_memory_fraction = {limit})", used * 100.0))
-}
-
-/// One call to one engine, recorded as an attempt on the trace. The request timeout counts from here.
-async fn attempt(
-    endpoint: Endpoint,
-    target: &Target,
-    request: &mut ClientRequest,
-    guard: &mut TraceGuard,
-) -> Result<Answer, UpstreamError> {
-    guard.start_attempt(target.engine.name(), &target.model);
-    let body = request.upstream_body(&target.model);
-    match target.engine.post(endpoint, body).await {
-        Ok(upstream) => {
-            guard.attempt_status(upstream.status);
-            Ok(upstream)
-        }
-        Err(error) => {
-            if let UpstreamError::Status { status, .. } = &error {
-                guard.attempt_status(*status);
-            }
-            guard.end_attempt(Some(upstream_error_message(&error)));
-            Err(error)
-        }
-    }
-}
-
 /// Relays an engine's answer to the client, naming the target that served it.
 async fn answer(
     gateway: &Gateway,
@@ -441,17 +314,11 @@ async fn relay(
         stream::respond(guard, upstream, request.wants_stream_usage, deadline, closing, output)
     } else {
         let output = WholeOutput { guardrails: &gateway.guardrails, selected };
-        complete(plan.endpoint, guard, upstream, deadline, closing, output).await
+        super::whole::complete(plan.endpoint, guard, upstream, deadline, closing, output).await
     }
 }
 
-/// Output guardrails for a whole answer.
-struct WholeOutput<'a> {
-    guardrails: &'a Guardrails,
-    selected: Vec<usize>,
-}
-
-fn upstream_error_message(error: &UpstreamError) -> String {
+pub(super) fn upstream_error_message(error: &UpstreamError) -> String {
     match error {
         UpstreamError::Status { body, .. } => {
             let detail = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("");
@@ -465,7 +332,7 @@ fn upstream_error_message(error: &UpstreamError) -> String {
     }
 }
 
-fn fail(guard: TraceGuard, error: GatewayError) -> Response {
+pub(super) fn fail(guard: TraceGuard, error: GatewayError) -> Response {
     let response = error.clone().into_response();
     guard.fail(&error);
     response
@@ -481,96 +348,4 @@ pub fn upstream_error(error: UpstreamError) -> GatewayError {
             _ => GatewayError::Upstream(format!("engine {engine} failed with HTTP {status}")),
         },
     }
-}
-
-/// A non-streaming answer: read it whole (within the request deadline), record it, pass it on unchanged.
-async fn complete(
-    endpoint: Endpoint,
-    mut guard: TraceGuard,
-    upstream: Answer,
-    deadline: Instant,
-    mut closing: Shutdown,
-    output: WholeOutput<'_>,
-) -> Response {
-    let engine = guard.trace_mut().engine.clone();
-    let read = tokio::select! {
-        read = tokio::time::timeout_at(deadline.into(), read_whole(upstream, MAX_UPSTREAM_BODY_BYTES)) => read,
-        _ = closing.wait() => {
-            return fail(guard, GatewayError::Upstream("the daemon is shutting down; the answer was not complete".into()));
-        }
-    };
-    let parsed = match read {
-        Err(_) => {
-            Err(GatewayError::UpstreamTimeout(format!("engine {engine} did not finish within the request timeout")))
-        }
-        Ok(Err(e)) => Err(GatewayError::Upstream(format!("engine {engine}: reading the answer failed: {e}"))),
-        Ok(Ok(bytes)) => serde_json::from_slice::<Value>(&bytes)
-            .map(|value| (bytes, value))
-            .map_err(|e| GatewayError::Upstream(format!("engine {engine} sent invalid JSON: {e}"))),
-    };
-    let (mut bytes, mut value) = match parsed {
-        Ok(ok) => ok,
-        Err(error) => {
-            guard.end_attempt(Some(error.message()));
-            return fail(guard, error);
-        }
-    };
-    guard.end_attempt(None);
-    let text = response_text(endpoint, &value);
-    let usage = value.get("usage").filter(|u| u.is_object()).map(|usage| {
-        let count = |field: &str| usage.get(field).and_then(Value::as_u64).unwrap_or(0);
-        (count("prompt_tokens"), count("completion_tokens"))
-    });
-    let summary = AnswerSummary {
-        counted_output: estimate_tokens(&text),
-        text,
-        finish_reason: value.pointer("/choices/0/finish_reason").and_then(Value::as_str).unwrap_or_default().into(),
-        model: value.get("model").and_then(Value::as_str).map(str::to_string),
-        usage,
-        ..AnswerSummary::default()
-    };
-    guard.record_answer(summary);
-    // Not seen token by token: the whole answer counts toward the last interval's energy share.
-    let output_tokens = guard.trace_mut().output_tokens;
-    guard.add_tokens(output_tokens);
-    if !output.selected.is_empty() {
-        match super::guardrail::check_output(output.guardrails, &output.selected, endpoint, &mut value, &mut guard) {
-            Err(error) => return fail(guard, error),
-            Ok(true) => bytes = Bytes::from(value.to_string()),
-            Ok(false) => {}
-        }
-    }
-    if guard.wants_cache_answer() {
-        guard.cache_answer(CachedBody::Whole(bytes.clone()));
-    }
-    guard.finish(TraceStatus::Ok, 200);
-    ([(header::CONTENT_TYPE, "application/json")], Body::from(bytes)).into_response()
-}
-
-/// The whole body of a non-streaming answer.
-fn response_text(endpoint: Endpoint, value: &Value) -> String {
-    match endpoint {
-        Endpoint::ChatCompletions => {
-            let message = value.pointer("/choices/0/message");
-            let mut text =
-                message.and_then(|m| m.get("content")).and_then(Value::as_str).unwrap_or_default().to_string();
-            super::tool_calls::ToolCalls::from_message(message).append_to(&mut text);
-            return text;
-        }
-        Endpoint::Completions => value.pointer("/choices/0/text"),
-        Endpoint::Embeddings => {
-            let data = value.get("data").and_then(Value::as_array);
-            let count = data.map_or(0, Vec::len);
-            // A list of floats, or base64 of little-endian f32s (4 bytes, 4/3 longer in base64).
-            let dims = match data.and_then(|d| d.first()).and_then(|e| e.get("embedding")) {
-                Some(Value::Array(values)) => values.len(),
-                Some(Value::String(base64)) => base64.trim_end_matches('=').len() * 3 / 4 / 4,
-                _ => 0,
-            };
-            return format!("{count} embeddings of {dims} dimensions");
-        }
-    }
-    .and_then(Value::as_str)
-    .unwrap_or_default()
-    .to_string()
 }

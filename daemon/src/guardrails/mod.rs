@@ -143,7 +143,7 @@ impl Guardrails {
         w.family(verdicts, "Requests a guardrail rule fired on, by stage.", MetricKind::Counter);
         w.family(failures, "Classifier calls that failed or timed out.", MetricKind::Counter);
         for (index, rule) in self.rules.rules().iter().enumerate() {
-            for stage in [Stage::Input, Stage::Output] {
+            for stage in [Stage::Input, Stage::Output].into_iter().filter(|&stage| rule.apply_to.covers(stage)) {
                 let count = self.fired[index][stage_slot(stage)].load(Ordering::Relaxed);
                 let labels =
                     [("rule", rule.name.as_str()), ("stage", stage.as_str()), ("action", rule.action.as_str())];

@@ -128,6 +128,32 @@ fn summary_lines(trace: &pb::Trace, ctx: Ctx<'_>) -> Vec<Line<'static>> {
     for (index, attempt) in trace.attempts.iter().enumerate() {
         lines.push(attempt_line(index, attempt, target_width.unwrap_or(0), &theme));
     }
+    if let Some(cache) = &trace.cache {
+        let mut spans = vec![dim("cache ".into()), Span::raw(cache.result.clone())];
+        if cache.result == "hit" {
+            let saved = format!(
+                " of {}: saved {} tokens, {}",
+                cache.source_trace_id,
+                cache.saved_input_tokens + cache.saved_output_tokens,
+                dollars(cache.saved_usd)
+            );
+            spans.push(dim(saved));
+        } else if cache.stored {
+            spans.push(dim(" (stored)".into()));
+        }
+        lines.push(Line::from(spans));
+    }
+    for verdict in &trace.guardrails {
+        let style = if verdict.action == "block" { theme.error() } else { theme.dim() };
+        let detail = if verdict.detail.is_empty() { String::new() } else { format!(" ({})", verdict.detail) };
+        lines.push(Line::from(vec![
+            dim("guardrail ".into()),
+            Span::styled(
+                one_line(&format!("{} {} on {}{detail}", verdict.rule, verdict.action, verdict.stage)),
+                style,
+            ),
+        ]));
+    }
     let mut tags: Vec<String> = trace.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
     tags.sort();
     lines.push(Line::from(vec![
