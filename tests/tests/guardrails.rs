@@ -170,6 +170,13 @@ async fn a_secret_split_across_stream_chunks_never_reaches_the_client() {
     assert!(!recorded.response_text.contains(SECRET), "the trace keeps the token: {}", recorded.response_text);
     assert_eq!(recorded.error_type, "invalid_request_error");
 
+    // A stream of several choices would pass all but the first unchecked: refused before any engine runs.
+    let mut several = ask("chat", "hello", true);
+    several["n"] = json!(2);
+    let (status, _, body) = post(&setup.daemon, &several).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"param\":\"n\""), "{body}");
+
     // The same answer whole: a 400 naming the rule, never the secret.
     let (status, _, body) = post(&setup.daemon, &ask("chat", &format!("my key is {SECRET} ok"), false)).await;
     assert_eq!(status, 400, "{body}");

@@ -6,11 +6,12 @@ use sha2::{Digest, Sha256};
 pub type Key = [u8; 32];
 
 /// Versions the encoding: a change to it must not meet entries persisted under the old one.
-const DOMAIN: &[u8] = b"llmopsd/cache-key/v1";
+const DOMAIN: &[u8] = b"llmopsd/cache-key/v2";
 /// Top-level request fields that change how or to whom the answer is delivered, not the answer itself.
 const IGNORED: [&str; 5] = ["stream", "stream_options", "user", "safety_identifier", "metadata"];
 
-/// SHA-256 over a canonical form of: the endpoint name, the route's resolved targets in order (engine name and
+/// SHA-256 over a canonical form of: the endpoint name, the tenant (tenants never share entries: a hit would
+/// tell one what another asked), the route's resolved targets in order (engine name and
 /// model), the registry prompt name and version (empty when none), and the request body minus the fields that
 /// do not change the answer: `stream`, `stream_options`, `user`, `safety_identifier`, `metadata` (top level
 /// only: a `metadata` property inside a tool's schema does change the answer). Object keys sorted recursively;
@@ -18,10 +19,11 @@ const IGNORED: [&str; 5] = ["stream", "stream_options", "user", "safety_identifi
 ///
 /// Every field before the body is length-prefixed (and the targets counted), and the body's canonical JSON is
 /// self-delimiting and last, so no two different inputs share a preimage.
-pub fn cache_key(endpoint: &str, targets: &[(&str, &str)], prompt: (&str, &str), body: &Value) -> Key {
+pub fn cache_key(endpoint: &str, tenant: &str, targets: &[(&str, &str)], prompt: (&str, &str), body: &Value) -> Key {
     let mut hasher = Sha256::new();
     field(&mut hasher, DOMAIN);
     field(&mut hasher, endpoint.as_bytes());
+    field(&mut hasher, tenant.as_bytes());
     hasher.update((targets.len() as u64).to_le_bytes());
     for (engine, model) in targets {
         field(&mut hasher, engine.as_bytes());
@@ -156,7 +158,7 @@ mod tests {
     const TARGETS: [(&str, &str); 2] = [("vllm", "llama-3-8b"), ("llamacpp", "qwen")];
 
     fn key(body: &Value) -> Key {
-        cache_key("chat.completions", &TARGETS, ("", ""), body)
+        cache_key("chat.completions", "", &TARGETS, ("", ""), body)
     }
 
     fn base() -> Value {
@@ -211,21 +213,26 @@ mod tests {
         nested2["tools"] = json!([{"metadata": 2}]);
         assert_ne!(key(&nested), key(&nested2));
         let body = base();
-        assert_ne!(cache_key("completions", &TARGETS, ("", ""), &body), plain);
-        assert_ne!(cache_key("chat.completions", &[("vllm", "llama-3-8b")], ("", ""), &body), plain);
-        assert_ne!(cache_key("chat.completions", &[("vllm", "other"), TARGETS[1]], ("", ""), &body), plain);
-        assert_ne!(cache_key("chat.completions", &[TARGETS[1], TARGETS[0]], ("", ""), &body), plain);
-        let v1 = cache_key("chat.completions", &TARGETS, ("greet", "1"), &body);
+        assert_ne!(cache_key("completions", "", &TARGETS, ("", ""), &body), plain);
+        // Tenants never see each other's answers (a hit would tell one what another asked).
+        assert_ne!(cache_key("chat.completions", "acme", &TARGETS, ("", ""), &body), plain);
+        assert_ne!(cache_key("chat.completions", "", &[("vllm", "llama-3-8b")], ("", ""), &body), plain);
+        assert_ne!(cache_key("chat.completions", "", &[("vllm", "other"), TARGETS[1]], ("", ""), &body), plain);
+        assert_ne!(cache_key("chat.completions", "", &[TARGETS[1], TARGETS[0]], ("", ""), &body), plain);
+        let v1 = cache_key("chat.completions", "", &TARGETS, ("greet", "1"), &body);
         assert_ne!(v1, plain);
-        assert_ne!(cache_key("chat.completions", &TARGETS, ("greet", "2"), &body), v1);
+        assert_ne!(cache_key("chat.completions", "", &TARGETS, ("greet", "2"), &body), v1);
     }
 
     #[test]
     fn length_prefixes_keep_fields_apart() {
         let body = base();
-        assert_ne!(cache_key("e", &[("ab", "c")], ("", ""), &body), cache_key("e", &[("a", "bc")], ("", ""), &body));
-        assert_ne!(cache_key("e", &[], ("ab", ""), &body), cache_key("e", &[], ("a", "b"), &body));
-        assert_ne!(cache_key("e", &[("", "")], ("", ""), &body), cache_key("e", &[], ("", ""), &body));
+        assert_ne!(
+            cache_key("e", "", &[("ab", "c")], ("", ""), &body),
+            cache_key("e", "", &[("a", "bc")], ("", ""), &body)
+        );
+        assert_ne!(cache_key("e", "", &[], ("ab", ""), &body), cache_key("e", "", &[], ("a", "b"), &body));
+        assert_ne!(cache_key("e", "", &[("", "")], ("", ""), &body), cache_key("e", "", &[], ("", ""), &body));
     }
 
     #[test]

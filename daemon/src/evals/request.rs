@@ -58,7 +58,7 @@ impl Role {
     }
 }
 
-/// The tags on every trace of a run: `eval_run`, `eval_item` and `eval_role`.
+/// The tags on every trace of a run (`eval_run`, `eval_item` and `eval_role`), and no answer from the cache.
 pub fn tags(run_id: &str, item_id: u32, role: Role) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let item = item_id.to_string();
@@ -69,6 +69,8 @@ pub fn tags(run_id: &str, item_id: u32, role: Role) -> HeaderMap {
             headers.insert(name, value);
         }
     }
+    // A run measures the route, not the response cache (answers still fill it).
+    headers.insert("x-llmops-cache", HeaderValue::from_static("no-cache"));
     headers
 }
 

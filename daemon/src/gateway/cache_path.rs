@@ -70,6 +70,7 @@ pub fn decide(
     cache: &ResponseCache,
     endpoint: Endpoint,
     request: &ClientRequest,
+    tenant: &str,
     targets: &[Target],
     directives: &Directives,
 ) -> Decision {
@@ -86,7 +87,7 @@ pub fn decide(
     }
     let pairs: Vec<(&str, &str)> = targets.iter().map(|t| (t.engine.name(), t.model.as_str())).collect();
     let prompt = (request.prompt_id.as_str(), request.prompt_version.as_str());
-    let key = key::cache_key(endpoint.name(), &pairs, prompt, &request.body);
+    let key = key::cache_key(endpoint.name(), tenant, &pairs, prompt, &request.body);
     Decision::Use { key, ttl_ms: i64::try_from(ttl_s.saturating_mul(1000)).unwrap_or(i64::MAX), read, write }
 }
 

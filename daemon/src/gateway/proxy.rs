@@ -193,8 +193,19 @@ async fn admitted(
         }
     }
     let route = request.model.clone();
+    // The hold-back buffer follows one choice: more would pass the others unchecked.
+    let choices = request.body.get("n").and_then(serde_json::Value::as_u64).unwrap_or(1);
+    if plan.guarded && request.stream && choices > 1 {
+        let output_rules = gateway.guardrails.select(&route, &plan.principal.tenant, Stage::Output);
+        if !output_rules.is_empty() {
+            let message = "this route's output guardrails check streams of one choice: ask for n = 1, or do not stream";
+            return fail(guard, GatewayError::invalid_param("n", message));
+        }
+    }
     let mut hit = None;
-    let result = match cache_path::decide(&gateway.cache, plan.endpoint, &request, &plan.targets, &directives) {
+    let decision =
+        cache_path::decide(&gateway.cache, plan.endpoint, &request, &plan.principal.tenant, &plan.targets, &directives);
+    let result = match decision {
         Decision::Off => None,
         Decision::Bypass => {
             gateway.cache.note(&route, Outcome::Bypass);

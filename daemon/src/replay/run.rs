@@ -42,9 +42,12 @@ pub async fn run(gateway: Arc<Gateway>, original: Trace, plan: ReplayPlan, event
         principal: Principal { tenant: original.tenant.clone(), key_id: None },
         replay_of: original.id.clone(),
     };
+    // A re-run asks the engine again: a cached answer would compare the original with itself.
+    let mut headers = plan.headers;
+    headers.insert("x-llmops-cache", axum::http::HeaderValue::from_static("no-cache"));
     let started = Instant::now();
     let (response, mut hand_back) =
-        crate::gateway::serve(gateway, plan.endpoint, caller, plan.headers, request_json.clone().into()).await;
+        crate::gateway::serve(gateway, plan.endpoint, caller, headers, request_json.clone().into()).await;
     let Some(trace_id) =
         response.headers().get(crate::gateway::REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string)
     else {

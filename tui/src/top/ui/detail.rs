@@ -148,10 +148,7 @@ fn summary_lines(trace: &pb::Trace, ctx: Ctx<'_>) -> Vec<Line<'static>> {
         let detail = if verdict.detail.is_empty() { String::new() } else { format!(" ({})", verdict.detail) };
         lines.push(Line::from(vec![
             dim("guardrail ".into()),
-            Span::styled(
-                one_line(&format!("{} {} on {}{detail}", verdict.rule, verdict.action, verdict.stage)),
-                style,
-            ),
+            Span::styled(one_line(&format!("{} {} on {}{detail}", verdict.rule, verdict.action, verdict.stage)), style),
         ]));
     }
     let mut tags: Vec<String> = trace.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
