@@ -1,12 +1,95 @@
 //! A/B load between two daemons in front of the same upstream: closed-loop cells (mode × concurrency) where
 //! A and B take turns in short windows (A, B, then B, A, …) so drift of the machine hits both; throughput,
 //! latency and each daemon's CPU time per request.
+use std::future::Future;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 
 use crate::load::{self, CellResult, Mode};
 use crate::proc_stat::cpu_ticks;
+
+/// How long and how hard each A/B cell runs (flattened into a bench's own arguments).
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Measured seconds per daemon and cell (mode × concurrency), split over the rounds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Alternating windows per cell: A, B, then B, A, … (`seconds / rounds` each).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Unmeasured warm-up seconds per daemon before each cell.
+    #[arg(long, default_value_t = 1)]
+    pub warmup_seconds: u64,
+    /// Concurrency levels (closed-loop workers).
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    pub concurrency: Vec<usize>,
+}
+
+impl LoadArgs {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.rounds == 0 || self.concurrency.is_empty() || self.concurrency.contains(&0) {
+            bail!("--rounds and --concurrency need positive values");
+        }
+        Ok(())
+    }
+
+    pub fn plan(&self) -> Plan<'_> {
+        Plan {
+            seconds: self.seconds,
+            rounds: self.rounds,
+            warmup_seconds: self.warmup_seconds,
+            concurrency: &self.concurrency,
+        }
+    }
+
+    /// Every cell's windows for both daemons, with room to spare: past it the bench has hung.
+    pub fn time_limit(&self) -> Duration {
+        let cells = (2 * self.concurrency.len()) as u64;
+        Duration::from_secs(cells * 2 * (self.seconds + self.warmup_seconds + 25) + 60)
+    }
+}
+
+/// The fake upstream on a runtime and thread of its own (so the load generator does not slow it), and the
+/// load generator's runtime.
+pub struct Harness {
+    upstream_runtime: tokio::runtime::Runtime,
+    upstream: Option<FakeUpstream>,
+    load_runtime: tokio::runtime::Runtime,
+}
+
+impl Harness {
+    pub fn start(behavior: Behavior) -> anyhow::Result<Self> {
+        let upstream_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fake-upstream")
+            .enable_all()
+            .build()?;
+        let upstream = upstream_runtime.block_on(FakeUpstream::start(behavior))?;
+        let load_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        Ok(Self { upstream_runtime, upstream: Some(upstream), load_runtime })
+    }
+
+    pub fn upstream(&self) -> anyhow::Result<&FakeUpstream> {
+        self.upstream.as_ref().context("the fake upstream is stopped")
+    }
+
+    /// Runs `work` on the load runtime until it ends or Ctrl-C.
+    pub fn run(&self, work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+        self.load_runtime.block_on(async {
+            tokio::select! {
+                result = work => result,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            }
+        })
+    }
+
+    pub fn stop(mut self) {
+        drop(self.upstream.take());
+        self.upstream_runtime.shutdown_timeout(Duration::from_secs(2));
+    }
+}
 
 /// One daemon under load: where to send, with which key, and its process for CPU time.
 pub struct Target<'a> {

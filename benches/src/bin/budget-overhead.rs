@@ -27,24 +27,14 @@ use llmops_proto::v1 as pb;
 use llmops_proto::v1::budget_service_client::BudgetServiceClient;
 use tokio::io::AsyncWriteExt;
 
-use ab::{load_average, Plan, Target};
+use ab::{load_average, Harness, LoadArgs, Target};
 use proc_stat::clock_ticks;
 
 #[derive(Debug, Parser)]
 #[command(about = "Throughput and latency cost of API keys, rate limits and budgets in llmopsd")]
 struct Args {
-    /// Measured seconds per daemon and cell (mode × concurrency), split over the rounds.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// Alternating windows per cell: A, B, then B, A, … (`seconds / rounds` each).
-    #[arg(long, default_value_t = 5)]
-    rounds: u32,
-    /// Unmeasured warm-up seconds per daemon before each cell.
-    #[arg(long, default_value_t = 1)]
-    warmup_seconds: u64,
-    /// Concurrency levels (closed-loop workers).
-    #[arg(long, value_delimiter = ',', default_value = "1,64")]
-    concurrency: Vec<usize>,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Words in every fake reply (16 chunks per stream).
     #[arg(long, default_value_t = 16)]
     reply_words: usize,
@@ -65,30 +55,14 @@ const GUARDS: &str = "[rate_limits]\nrequests_per_min = 10000000\ntokens_per_min
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.seconds == 0 || args.rounds == 0 || args.concurrency.is_empty() || args.concurrency.contains(&0) {
-        bail!("--seconds, --rounds and --concurrency need positive values");
-    }
-    // The fake upstream gets a runtime and thread of its own, so the load generator does not slow it.
-    let upstream_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("fake-upstream")
-        .enable_all()
-        .build()?;
-    let behavior = Behavior { reply_words: Some(args.reply_words), ..Behavior::default() };
-    let upstream = upstream_runtime.block_on(FakeUpstream::start(behavior))?;
-    let load_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let outcome = load_runtime.block_on(async {
-        tokio::select! {
-            result = run(&args, &upstream) => result,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-        }
-    });
-    drop(upstream);
-    upstream_runtime.shutdown_timeout(Duration::from_secs(2));
+    args.load.validate()?;
+    let harness = Harness::start(Behavior { reply_words: Some(args.reply_words), ..Behavior::default() })?;
+    let outcome = harness.run(run(&args.load, harness.upstream()?));
+    harness.stop();
     outcome
 }
 
-async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
+async fn run(args: &LoadArgs, upstream: &FakeUpstream) -> anyhow::Result<()> {
     let program = binary("llmopsd")?;
     let profile = ["debug", "release"]
         .into_iter()
@@ -128,15 +102,8 @@ async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
         bail!("B answered {unkeyed} to a request without an API key, not 401");
     }
     let run_started_ms = unix_ms();
-    let cells_count = (2 * args.concurrency.len()) as u64;
-    let limit = Duration::from_secs(cells_count * 2 * (args.seconds + args.warmup_seconds + 25) + 60);
-    let plan = Plan {
-        seconds: args.seconds,
-        rounds: args.rounds,
-        warmup_seconds: args.warmup_seconds,
-        concurrency: &args.concurrency,
-    };
-    let (cells, sent_b) = tokio::time::timeout(limit, ab::measure_all(&plan, &target_a, &target_b))
+    let limit = args.time_limit();
+    let (cells, sent_b) = tokio::time::timeout(limit, ab::measure_all(&args.plan(), &target_a, &target_b))
         .await
         .map_err(|_| anyhow::anyhow!("the load did not finish within {limit:?}"))??;
     let title = "A: plain; B: API key + rate limits + 6 budgets + price";

@@ -27,7 +27,7 @@ use llmops_e2e::daemon::Daemon;
 use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 use llmopsd::guardrails::{GuardrailConfig, Guardrails, RuleSet, Stage};
 
-use ab::{load_average, Plan, Target};
+use ab::{load_average, Harness, LoadArgs, Target};
 use proc_stat::clock_ticks;
 
 #[derive(Debug, Parser)]
@@ -36,18 +36,9 @@ struct Args {
     /// Checks per message in the in-process part.
     #[arg(long, default_value_t = 2000)]
     iterations: usize,
-    /// Measured seconds per daemon and cell (mode × concurrency), split over the rounds; 0 skips part 2.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// Alternating windows per cell: A, B, then B, A, … (`seconds / rounds` each).
-    #[arg(long, default_value_t = 5)]
-    rounds: u32,
-    /// Unmeasured warm-up seconds per daemon before each cell.
-    #[arg(long, default_value_t = 1)]
-    warmup_seconds: u64,
-    /// Concurrency levels (closed-loop workers).
-    #[arg(long, value_delimiter = ',', default_value = "1,64")]
-    concurrency: Vec<usize>,
+    /// Part 2's load (`--seconds 0` skips it).
+    #[command(flatten)]
+    load: LoadArgs,
 }
 
 /// The goals: at most 1 ms p99 added per request for 1,000 patterns on 4 KB; the gateway's
@@ -57,29 +48,17 @@ const TARGET_COST: f64 = 0.05;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.iterations == 0 || args.rounds == 0 || args.concurrency.is_empty() || args.concurrency.contains(&0) {
-        bail!("--iterations, --rounds and --concurrency need positive values");
+    if args.iterations == 0 {
+        bail!("--iterations needs a positive value");
     }
+    args.load.validate()?;
     in_process(args.iterations)?;
-    if args.seconds == 0 {
+    if args.load.seconds == 0 {
         return Ok(());
     }
-    let upstream_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("fake-upstream")
-        .enable_all()
-        .build()?;
-    let upstream =
-        upstream_runtime.block_on(FakeUpstream::start(Behavior { reply_words: Some(16), ..Behavior::default() }))?;
-    let load_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let outcome = load_runtime.block_on(async {
-        tokio::select! {
-            result = through_the_gateway(&args, &upstream) => result,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
-        }
-    });
-    drop(upstream);
-    upstream_runtime.shutdown_timeout(Duration::from_secs(2));
+    let harness = Harness::start(Behavior { reply_words: Some(16), ..Behavior::default() })?;
+    let outcome = harness.run(through_the_gateway(&args.load, harness.upstream()?));
+    harness.stop();
     outcome
 }
 
@@ -207,7 +186,7 @@ fn fifty_rules() -> String {
     rules
 }
 
-async fn through_the_gateway(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
+async fn through_the_gateway(args: &LoadArgs, upstream: &FakeUpstream) -> anyhow::Result<()> {
     println!("\nload average (1 min) before: {}", load_average());
     let engine = format!(
         "[engines.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"fake-model\"]\n",
@@ -223,15 +202,8 @@ async fn through_the_gateway(args: &Args, upstream: &FakeUpstream) -> anyhow::Re
     let url = "/v1/chat/completions";
     let target_a = Target { url: a.url(url), key: None, pid: pid(&a)? };
     let target_b = Target { url: b.url(url), key: None, pid: pid(&b)? };
-    let plan = Plan {
-        seconds: args.seconds,
-        rounds: args.rounds,
-        warmup_seconds: args.warmup_seconds,
-        concurrency: &args.concurrency,
-    };
-    let cells_count = (2 * args.concurrency.len()) as u64;
-    let limit = Duration::from_secs(cells_count * 2 * (args.seconds + args.warmup_seconds + 25) + 60);
-    let (cells, _) = tokio::time::timeout(limit, ab::measure_all(&plan, &target_a, &target_b))
+    let limit = args.time_limit();
+    let (cells, _) = tokio::time::timeout(limit, ab::measure_all(&args.plan(), &target_a, &target_b))
         .await
         .map_err(|_| anyhow::anyhow!("the load did not finish within {limit:?}"))??;
     ab::print_cells("A: no guardrails; B: 50 rules on input and output", &cells, clock_ticks()?, TARGET_COST);

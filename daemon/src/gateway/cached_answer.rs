@@ -55,13 +55,7 @@ fn events_answer(events: Vec<String>, offsets_ms: Vec<f64>) -> Answer {
 
 /// The JSON data of an SSE event, `None` for `[DONE]`, comments and anything that is not JSON.
 fn event_data(event: &str) -> Option<Value> {
-    let data: String = event
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-        .collect::<Vec<_>>()
-        .join("\n");
-    serde_json::from_str(&data).ok().filter(Value::is_object)
+    serde_json::from_str(&super::sse::event_data(event)).ok().filter(Value::is_object)
 }
 
 /// One choice put together from its deltas.

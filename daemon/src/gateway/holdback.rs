@@ -216,13 +216,9 @@ fn masked_segment(raw: &str, start: usize, masks: &[Finding], masked_until: &mut
 
 /// The event with its text replaced: `choices[0].delta.content` (chat) or `choices[0].text` (completions).
 fn rewrite_text(event: &str, text: &str) -> String {
-    let data: String = event
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let Ok(mut chunk) = serde_json::from_str::<Value>(&data) else { return event.to_string() };
+    let Ok(mut chunk) = serde_json::from_str::<Value>(&super::sse::event_data(event)) else {
+        return event.to_string();
+    };
     let Some(choice) = chunk.pointer_mut("/choices/0") else { return event.to_string() };
     if let Some(content) = choice.pointer_mut("/delta/content").filter(|c| c.is_string()) {
         *content = Value::String(text.to_string());

@@ -5,6 +5,18 @@ use std::borrow::Cow;
 /// without a blank line is broken (or hostile), and holding it would grow without bound.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
+/// An event's data: its `data:` lines (one space after the colon dropped), joined by newlines. One data line
+/// per event is the norm: it is borrowed; several are joined.
+pub fn event_data(event: &str) -> Cow<'_, str> {
+    let mut lines =
+        event.lines().filter_map(|line| line.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d));
+    let first = lines.next().unwrap_or_default();
+    match lines.next() {
+        None => Cow::Borrowed(first),
+        Some(second) => Cow::Owned([first, second].into_iter().chain(lines).collect::<Vec<_>>().join("\n")),
+    }
+}
+
 /// Splits a byte stream into SSE events (the text between blank lines), across chunk boundaries. Lines may end
 /// in `\n`, `\r\n` or `\r` (the SSE grammar), even when a `\r\n` is split between two reads.
 #[derive(Default)]

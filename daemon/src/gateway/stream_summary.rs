@@ -88,14 +88,7 @@ impl StreamSummary {
 
     /// Notes one event and says what it is; `None` for data that is not JSON (never sent: the stream is broken).
     pub(super) fn observe_kind(&mut self, event: &str, offset_ms: f64) -> Option<EventKind> {
-        let mut data_lines =
-            event.lines().filter_map(|line| line.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d));
-        // One data line per event is the norm: borrow it; join only when an event spans several.
-        let first = data_lines.next().unwrap_or_default();
-        let data: Cow<'_, str> = match data_lines.next() {
-            None => Cow::Borrowed(first),
-            Some(second) => Cow::Owned([first, second].into_iter().chain(data_lines).collect::<Vec<_>>().join("\n")),
-        };
+        let data = super::sse::event_data(event);
         if data.trim() == "[DONE]" {
             self.done = true;
             return Some(EventKind::Done);
