@@ -219,6 +219,11 @@ async fn no_store_no_cache_and_ttl_expiry() {
     let output = daemon.llmopsctl_async(&["cache", "clear", "--route", "nope"]).await.expect("runs");
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no response cache"));
+    let long = "r".repeat(300);
+    let output = daemon.llmopsctl_async(&["cache", "clear", "--route", &long]).await.expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("longer than 256 bytes") && !stderr.contains(&long), "{stderr}");
 }
 
 #[tokio::test]
