@@ -135,6 +135,34 @@ async fn a_streamed_hit_replays_the_same_bytes_costs_nothing_and_shows_the_savin
     assert!(table.lines().nth(1).is_some_and(|row| row.starts_with("cached") && row.contains("66.7")), "{table}");
     let metrics = reqwest::get(daemon.url("/metrics")).await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("llmops_cache_lookups_total{route=\"cached\",result=\"hit\"} 2"), "{metrics}");
+    assert!(metrics.contains("llmops_cache_persist_dropped_total 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn original_timing_replays_a_stream_at_its_first_pace() {
+    let upstream = FakeUpstream::start(Behavior { token_delay_ms: 40, ..Behavior::default() }).await.expect("fake");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "[engines.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"fake-model\"]\n\
+         [routes.cached]\ntargets = [{{ engine = \"fake\", model = \"fake-model\" }}]\n\
+         cache = {{ ttl_s = 60, max_entries = 10, stream_timing = \"original\" }}\n",
+        upstream.base_url()
+    );
+    let daemon = Daemon::start(&config, dir.path()).await.expect("llmopsd starts");
+    let body = chat("one two three four five six", true, json!({}));
+    let first = post(&daemon, &body, &[]).await;
+    let original = filled(&daemon, &first).await;
+    let last_chunk_ms = original.chunk_offsets_ms.last().copied().expect("chunk offsets");
+    assert!(last_chunk_ms >= 200.0, "the fake paced its 7 words at 40 ms: {last_chunk_ms}");
+    let started = Instant::now();
+    let replayed = post(&daemon, &body, &[]).await;
+    let took = started.elapsed();
+    assert_eq!(replayed.cache, "hit");
+    assert_eq!(replayed.body, first.body);
+    // Only a lower bound: the replay waits for each event's recorded offset, however fast the machine.
+    assert!(took.as_secs_f64() * 1000.0 >= last_chunk_ms * 0.9, "replayed in {took:?}, first took {last_chunk_ms} ms");
+    let hit = trace(&daemon, &replayed.id).await;
+    assert!(hit.chunk_offsets_ms.last().is_some_and(|&ms| ms >= last_chunk_ms * 0.9), "{:?}", hit.chunk_offsets_ms);
 }
 
 #[tokio::test]

@@ -129,6 +129,11 @@ impl ResponseCache {
             }
             w.sample("llmops_cache_saved_usd_total", &[route], s.saved_usd);
         }
+        if let Some(persister) = self.store.persister() {
+            let name = "llmops_cache_persist_dropped_total";
+            w.family(name, "Cache writes to state.db dropped because its queue was full.", MetricKind::Counter);
+            w.sample(name, &[], persister.dropped() as f64);
+        }
         text.push_str(&w.finish());
     }
 }
