@@ -331,18 +331,23 @@ def llmopsctl(daemon: Daemon) -> Callable[..., Any]:
     return daemon.llmopsctl
 
 
-@pytest.fixture(scope="module")
-def openai_client(daemon: Daemon):
+def openai_client_for(daemon: Daemon):
     """The official OpenAI SDK pointed at the daemon. No retries: every call is exactly one request (and trace)."""
     import openai
 
-    client = openai.OpenAI(
+    return openai.OpenAI(
         base_url=daemon.http_base + "/v1",
         api_key="unused",
         max_retries=0,
         timeout=30.0,
         http_client=openai.DefaultHttpxClient(trust_env=False),
     )
+
+
+@pytest.fixture(scope="module")
+def openai_client(daemon: Daemon):
+    """The official OpenAI SDK pointed at the daemon (see `openai_client_for`)."""
+    client = openai_client_for(daemon)
     try:
         yield client
     finally:

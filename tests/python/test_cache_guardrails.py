@@ -10,7 +10,7 @@ import json
 import openai
 import pytest
 
-from conftest import start_daemon
+from conftest import openai_client_for, start_daemon
 
 SECRET = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123"
 
@@ -38,13 +38,7 @@ apply_to = "output"
 routes = ["guarded"]
 """
     daemon = start_daemon(tmp_path_factory, config)
-    client = openai.OpenAI(
-        base_url=daemon.http_base + "/v1",
-        api_key="unused",
-        max_retries=0,
-        timeout=30.0,
-        http_client=openai.DefaultHttpxClient(trust_env=False),
-    )
+    client = openai_client_for(daemon)
     try:
         yield daemon, client
     finally:

@@ -162,7 +162,7 @@ impl HoldBack {
             }
             let entry = self.fired.entry(index).or_default();
             entry.0 += found.len();
-            entry.1.extend(found.iter().map(|f| f.token.trim_start_matches('[').trim_end_matches(']').to_string()));
+            entry.1.extend(found.iter().map(|f| crate::guardrails::token_name(&f.token)));
             if rule.action == Action::Mask {
                 self.caught = true;
                 masks.extend(found.into_iter().map(|mut f| {

@@ -166,6 +166,6 @@ fn stage_slot(stage: Stage) -> usize {
 }
 
 /// `[EMAIL]` → `EMAIL`: the verdict names what fired, never what matched.
-fn token_name(token: &str) -> String {
+pub fn token_name(token: &str) -> String {
     token.trim_start_matches('[').trim_end_matches(']').to_string()
 }
