@@ -70,9 +70,10 @@ struct State {
     evals: Arc<Mutex<crate::evals::EvalStore>>,
     guardrails: Arc<crate::guardrails::Guardrails>,
     cache: Arc<crate::cache::ResponseCache>,
+    otlp: Option<Arc<crate::export::otlp::OtlpExport>>,
 }
 
-fn open_state(config: &Config) -> anyhow::Result<State> {
+fn open_state(config: &Config, otlp: Option<&crate::export::otlp::Prepared>) -> anyhow::Result<State> {
     let data_dir = config.data_dir();
     // Prompts, answers and key hashes live here: owner only (0700), and each database 0600, whatever the umask.
     crate::state_db::private_dir(&data_dir)
@@ -83,7 +84,10 @@ fn open_state(config: &Config) -> anyhow::Result<State> {
         .with_context(|| format!("cannot make {} private (mode 0600)", state_path.display()))?;
 
     let store_path = config.store_path();
-    let writer_store = Store::open(&store_path)?;
+    let mut writer_store = Store::open(&store_path)?;
+    if let Some(otlp) = otlp {
+        writer_store.enable_outbox(otlp.outbox_bound());
+    }
     let reader_store = Arc::new(Mutex::new(Store::open(&store_path)?));
     let settings = RecorderSettings {
         queue_capacity: config.store.queue_capacity,
@@ -124,6 +128,7 @@ fn open_state(config: &Config) -> anyhow::Result<State> {
         evals,
         guardrails,
         cache,
+        otlp: otlp.map(|o| o.stats.clone()),
     })
 }
 
@@ -184,13 +189,15 @@ fn build_gateway(
         feedback,
         guardrails: state.guardrails.clone(),
         cache: state.cache.clone(),
+        otlp: state.otlp.clone(),
     };
     let observers = Arc::new(Observers { telemetry: telemetry.clone(), drift, alerts: state.alerts.clone() });
     Arc::new(Gateway::new(router.clone(), state.recorder.clone(), observers, parts))
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let state = open_state(&config)?;
+    let otlp = crate::export::otlp::prepare(&config).map_err(|e| anyhow::anyhow!("[export.otlp]: {e}"))?;
+    let state = open_state(&config, otlp.as_ref())?;
     let engines = Engines::from_config(&config).map_err(anyhow::Error::msg)?;
     let prices = config.prices()?;
     let router = Router::with_prices(&config, &engines, &prices);
@@ -207,7 +214,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on server.http_listen = {http_addr}"))?;
     let http_display = http_listener.local_addr().map_or_else(|_| http_addr.to_string(), |a| a.to_string());
-    let grpc = BoundGrpc::bind(&config.grpc_listen()?, &config.server.grpc_token_env).await?;
+    let grpc = BoundGrpc::bind(&config.grpc_listen()?, &config.server).await?;
     let grpc_display = grpc.display_addr.clone();
 
     let supervisors = engines.spawn_background(signals.servers.clone(), signals.launched);
@@ -219,6 +226,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let apis = grpc_apis(&config, &state, &engines, &router, &telemetry, &gateway, listening, &shutdown_signal);
     let grpc_task = tokio::spawn(grpc.serve(apis, shutdown_signal.clone()));
     tokio::spawn(sweep_cache(state.cache.clone(), shutdown_signal.clone()));
+    if let Some(otlp) = otlp {
+        tracing::info!(target = %otlp.stats.target, protocol = otlp.stats.protocol, profile = otlp.stats.profile, "OTLP export on");
+        otlp.spawn(shutdown_signal.clone());
+    }
 
     tracing::info!(
         http = %http_display,
@@ -310,6 +321,7 @@ fn grpc_apis(
         recorder: state.recorder.clone(),
         store: state.reader_store.clone(),
         in_flight: gateway.in_flight.clone(),
+        otlp: state.otlp.clone(),
     };
     Apis {
         traces: TraceApi::new(state.reader_store.clone(), state.recorder.clone(), shutdown.clone(), replayer),

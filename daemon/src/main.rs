@@ -19,16 +19,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "llmopsd", version, about, long_about)]
 struct Cli {
     /// Config file (TOML). See config/llmopsd.example.toml; unknown keys are refused.
-    #[arg(long, env = "LLMOPSD_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "LLMOPSD_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
     /// Data directory (trace database, default gRPC socket). Overrides server.data_dir.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// HTTP listen address, HOST:PORT (port 0 picks a free one). Overrides server.http_listen.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     http_listen: Option<String>,
-    /// gRPC listen address: unix:PATH, unix: (default socket) or HOST:PORT (needs a token). Overrides server.grpc_listen.
-    #[arg(long, value_name = "ADDR")]
+    /// gRPC listen address: unix:PATH, unix: (default socket) or HOST:PORT (needs a token, and TLS or
+    /// server.grpc_insecure). Overrides server.grpc_listen.
+    #[arg(long, global = true, value_name = "ADDR")]
     grpc_listen: Option<String>,
     /// Log format on stderr. Overrides server.log_format. Levels via RUST_LOG (default: info).
     #[arg(long, value_enum, value_name = "FORMAT")]
@@ -48,6 +49,9 @@ enum Command {
     /// Print the SHA-256 of an API key read from stdin, for `[[auth.keys]] sha256 = "..."` in the config
     /// (the key itself never goes into the file). Keys can also be made at run time: `llmopsctl keys create`.
     HashKey,
+    /// Check the configuration (--config, flags and defaults) as the daemon would at start, print it with the
+    /// defaults filled in, and exit: 0 when it is valid, 1 with the reason when not. Nothing is started.
+    CheckConfig,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -84,6 +88,16 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::Model(command)) => return model_command(command),
         Some(Command::HashKey) => return hash_key(),
+        Some(Command::CheckConfig) => {
+            return match load_config(&cli).and_then(|config| Ok(toml::to_string_pretty(&config)?)) {
+                Ok(text) => {
+                    print!("{text}");
+                    eprintln!("llmopsd: configuration is valid");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            };
+        }
         None => {}
     }
     if cli.print_default_config {

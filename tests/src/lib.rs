@@ -4,5 +4,6 @@
 pub mod daemon;
 pub mod fake_upstream;
 pub mod nvml;
+pub mod otlp_receiver;
 pub mod tmux;
 pub mod upstream_process;

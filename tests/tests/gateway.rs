@@ -308,8 +308,9 @@ async fn grpc_over_tcp_requires_the_bearer_token() {
         env: vec![("LLMOPS_TOKEN".into(), "s3cret-token".into())],
         ..StartOptions::default()
     };
-    let daemon =
-        Daemon::start_with(&engine_config(&upstream.base_url(), ""), dir.path(), &options).await.expect("start");
+    // Plain TCP, asked for by name (TLS is in grpc_tls.rs).
+    let config = engine_config(&upstream.base_url(), "").replace("[server]\n", "[server]\ngrpc_insecure = true\n");
+    let daemon = Daemon::start_with(&config, dir.path(), &options).await.expect("start");
     assert!(!daemon.grpc_listen.starts_with("unix:"), "{}", daemon.grpc_listen);
     let ctl = |args: &[&str]| {
         let mut command = std::process::Command::new(llmops_e2e::daemon::binary("llmopsctl").expect("llmopsctl"));
@@ -332,7 +333,7 @@ async fn grpc_over_tcp_requires_the_bearer_token() {
 async fn grpc_over_tcp_without_a_token_refuses_to_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = StartOptions { grpc_listen: Some("127.0.0.1:0".into()), ..StartOptions::default() };
-    let error = match Daemon::start_with("", dir.path(), &options).await {
+    let error = match Daemon::start_with("[server]\ngrpc_insecure = true\n", dir.path(), &options).await {
         Ok(_) => panic!("llmopsd started on TCP without a token"),
         Err(error) => format!("{error:#}"),
     };

@@ -11,7 +11,7 @@ use tonic::transport::Uri;
 pub enum Target {
     /// A Unix socket path.
     Unix(PathBuf),
-    /// `http://host:port`, stored normalised without a trailing slash (`https://` once TLS is built in).
+    /// `http://host:port` or `https://host:port` (TLS), stored normalised without a trailing slash.
     Url(String),
 }
 
@@ -26,7 +26,7 @@ impl fmt::Display for BadAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bad address {:?}: {} (expected unix:/path.sock, /path.sock, http://host:port or host:port)",
+            "bad address {:?}: {} (expected unix:/path.sock, /path.sock, https://host:port (TLS), http://host:port or host:port)",
             self.address, self.reason
         )
     }
@@ -54,11 +54,7 @@ impl FromStr for Target {
         if trimmed.starts_with('/') || trimmed.starts_with("./") || trimmed.starts_with("../") {
             return Ok(Target::Unix(PathBuf::from(trimmed)));
         }
-        if trimmed.starts_with("https://") {
-            // tonic's TLS features are off in this workspace; plaintext to a TLS port fails obscurely.
-            return Err(bad("https needs TLS, which this build of llmopsctl does not include"));
-        }
-        if trimmed.starts_with("http://") {
+        if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
             return parse_url(trimmed).map(Target::Url).map_err(bad);
         }
         if trimmed.contains("://") {
@@ -157,10 +153,7 @@ mod tests {
         assert_eq!(parse("localhost:70000"), Err("the port must be a number from 0 to 65535"));
         assert_eq!(parse("::1:50051"), Err("IPv6 hosts go in brackets, like [::1]:50051"));
         assert_eq!(parse("ftp://host:21"), Err("unsupported scheme"));
-        assert_eq!(
-            parse("https://llmops.example:443"),
-            Err("https needs TLS, which this build of llmopsctl does not include")
-        );
+        assert_eq!(parse("https://llmops.example:443"), Ok(Target::Url("https://llmops.example:443".into())));
         assert_eq!(parse("http://host:1/api"), Err("gRPC addresses take no path or query"));
         assert_eq!(parse("http://"), Err("not a valid URL"));
         let message = "nope".parse::<Target>().expect_err("no port").to_string();

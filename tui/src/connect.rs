@@ -18,6 +18,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::address::Target;
 use crate::auth::BearerAuth;
+use crate::tls::ClientTls;
 
 /// A dead or absent daemon should fail fast, not hang a script.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,10 +52,10 @@ pub struct Daemon {
 
 impl Daemon {
     /// Connects now (not lazily) so a missing daemon is reported before any command runs.
-    pub async fn connect(target: &Target, auth: BearerAuth) -> Result<Self, Unreachable> {
+    pub async fn connect(target: &Target, auth: BearerAuth, tls: &ClientTls) -> Result<Self, Unreachable> {
         let channel = match target {
             Target::Unix(path) => connect_unix(path.clone()).await,
-            Target::Url(url) => connect_url(url).await,
+            Target::Url(url) => connect_url(url, tls).await,
         };
         let channel = channel.map_err(|cause| Unreachable { target: target.to_string(), cause })?;
         Ok(Self { channel, auth })
@@ -111,13 +112,11 @@ impl Daemon {
     }
 }
 
-async fn connect_url(url: &str) -> Result<Channel, String> {
+async fn connect_url(url: &str, tls: &ClientTls) -> Result<Channel, String> {
+    let mut endpoint = Endpoint::from_shared(url.to_owned()).map_err(|err| describe_error(&err))?;
     if url.starts_with("https://") {
-        // tonic's TLS features are not enabled in this workspace; plaintext to a TLS port would only
-        // produce a confusing protocol error.
-        return Err("https is not supported by this build (no TLS)".to_owned());
+        endpoint = endpoint.tls_config(tls.config()).map_err(|err| describe_error(&err))?;
     }
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|err| describe_error(&err))?;
     endpoint.connect_timeout(CONNECT_TIMEOUT).connect().await.map_err(|err| describe_error(&err))
 }
 
@@ -168,7 +167,8 @@ mod tests {
     #[tokio::test]
     async fn missing_socket_is_unreachable_with_the_os_reason() {
         let target = Target::Unix(PathBuf::from("/nonexistent/llmopsctl-test.sock"));
-        let err = Daemon::connect(&target, BearerAuth::default()).await.expect_err("no daemon there");
+        let err =
+            Daemon::connect(&target, BearerAuth::default(), &ClientTls::default()).await.expect_err("no daemon there");
         assert_eq!(err.target, "unix:/nonexistent/llmopsctl-test.sock");
         assert!(err.cause.contains("No such file or directory"), "{}", err.cause);
         assert!(!err.cause.starts_with("transport error"), "{}", err.cause);

@@ -141,6 +141,7 @@ pub fn status_to_json(status: &Status) -> Value {
         "engines": engines_to_json(&status.engines),
         "routes": status.routes.iter().map(route_to_json).collect::<Vec<_>>(),
         "store": status.store.as_ref().map(store_to_json),
+        "otlp_export": status.otlp_export.as_ref().map(otlp_to_json),
         "requests_in_flight": status.requests_in_flight,
         "engine_build": status.engine_build.as_ref().map(|b| json!({
             "target_cpu": b.target_cpu,
@@ -214,6 +215,24 @@ fn store_to_json(store: &StoreStatus) -> Value {
         "dropped": store.dropped,
         "write_errors": store.write_errors,
         "retention_deleted": store.retention_deleted,
+    })
+}
+
+fn otlp_to_json(otlp: &llmops_proto::v1::OtlpExportStatus) -> Value {
+    json!({
+        "endpoint": otlp.endpoint,
+        "protocol": otlp.protocol,
+        "profile": otlp.profile,
+        "state": otlp.state,
+        "pending": otlp.pending,
+        "capacity": otlp.capacity,
+        "exported": otlp.exported,
+        "dropped": otlp.dropped,
+        "rejected": otlp.rejected,
+        "failures": otlp.failures,
+        "last_error": otlp.last_error,
+        "last_success_unix_ms": otlp.last_success_unix_ms,
+        "retry_in_ms": otlp.retry_in_ms,
     })
 }
 

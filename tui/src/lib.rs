@@ -14,5 +14,6 @@ pub mod safe_output;
 pub mod scores;
 pub mod table;
 pub mod text;
+pub mod tls;
 pub mod top;
 pub mod when;

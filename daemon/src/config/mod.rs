@@ -41,6 +41,8 @@ pub struct Config {
     pub routes: BTreeMap<String, RouteConfig>,
     /// Rules on what goes to the engines and what comes back (`[[guardrails]]`): block, mask or flag.
     pub guardrails: Vec<crate::guardrails::GuardrailConfig>,
+    /// Sending traces to other systems (`[export.otlp]`: OpenTelemetry collectors, Phoenix, Langfuse).
+    pub export: crate::export::otlp::ExportConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,8 +54,18 @@ pub struct ServerConfig {
     pub http_listen: String,
     /// gRPC API: `unix:PATH`, `unix:` (default socket), or `HOST:PORT` (then a bearer token is required).
     pub grpc_listen: String,
-    /// Environment variable holding the gRPC bearer token (required when gRPC listens on TCP).
+    /// Environment variable holding the gRPC admin token (required when gRPC listens on TCP).
     pub grpc_token_env: String,
+    /// Environment variable holding the read-only gRPC token (traces, status, telemetry, watch); optional.
+    pub grpc_read_token_env: String,
+    /// PEM certificate chain the TCP gRPC listener serves TLS with (with `grpc_tls_key`).
+    pub grpc_tls_cert: String,
+    /// PEM private key of `grpc_tls_cert`.
+    pub grpc_tls_key: String,
+    /// PEM CA certificates: when set, clients must also present a certificate one of them signed (mTLS).
+    pub grpc_tls_client_ca: String,
+    /// Serve TCP gRPC without TLS (tokens and traces cross the network in clear). Refused unless set.
+    pub grpc_insecure: bool,
     /// Largest request body accepted, in bytes (413 above it).
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight requests before closing them.
@@ -105,6 +117,11 @@ impl Default for ServerConfig {
             http_listen: "127.0.0.1:8080".into(),
             grpc_listen: "unix:".into(),
             grpc_token_env: "LLMOPS_TOKEN".into(),
+            grpc_read_token_env: "LLMOPS_READ_TOKEN".into(),
+            grpc_tls_cert: String::new(),
+            grpc_tls_key: String::new(),
+            grpc_tls_client_ca: String::new(),
+            grpc_insecure: false,
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_secs: 10,
             worker_threads: 0,
@@ -286,7 +303,7 @@ impl Config {
     /// Checks what serde cannot: references between sections and address syntax.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.http_listen_addr()?;
-        self.grpc_listen()?;
+        self.validate_grpc_tls()?;
         self.server.validate_limits()?;
         let telemetry = &self.telemetry;
         if !(100..=3_600_000).contains(&telemetry.interval_ms) {
@@ -322,6 +339,7 @@ impl Config {
             }
             engine.validate(name)?;
         }
+        self.export.otlp.validate().map_err(ConfigError::Invalid)?;
         let rules = crate::guardrails::RuleSet::compile(&self.guardrails).map_err(ConfigError::Invalid)?;
         for (index, rule) in rules.rules().iter().enumerate() {
             let Some(classifier) = &rule.classifier else { continue };
@@ -382,6 +400,36 @@ impl Config {
         } else {
             PathBuf::from(&self.server.data_dir)
         }
+    }
+
+    /// TCP gRPC serves TLS unless plain text was asked for by name; the TLS files come as a set.
+    fn validate_grpc_tls(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        let (cert, key, ca) = (&server.grpc_tls_cert, &server.grpc_tls_key, &server.grpc_tls_client_ca);
+        if cert.is_empty() != key.is_empty() {
+            return Err(ConfigError::Invalid(
+                "server.grpc_tls_cert and server.grpc_tls_key go together: set both".into(),
+            ));
+        }
+        if !ca.is_empty() && cert.is_empty() {
+            return Err(ConfigError::Invalid(
+                "server.grpc_tls_client_ca (mTLS) needs server.grpc_tls_cert and grpc_tls_key".into(),
+            ));
+        }
+        if !cert.is_empty() && server.grpc_insecure {
+            return Err(ConfigError::Invalid(
+                "server.grpc_insecure = true and server.grpc_tls_cert are contradictory: choose one".into(),
+            ));
+        }
+        if let GrpcListen::Tcp(addr) = self.grpc_listen()? {
+            if cert.is_empty() && !server.grpc_insecure {
+                return Err(ConfigError::Invalid(format!(
+                    "server.grpc_listen = \"{addr}\" is TCP: set server.grpc_tls_cert and server.grpc_tls_key (PEM \
+                     files), or server.grpc_insecure = true to serve it unencrypted"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn grpc_listen(&self) -> Result<GrpcListen, ConfigError> {
@@ -454,6 +502,7 @@ mod tests {
         assert_eq!(config.rate_limits, RateLimitConfig::default());
         assert_eq!(config.drift, crate::drift::DriftConfig::default());
         assert_eq!(config.alerts, AlertsConfig::default());
+        assert_eq!(config.export, crate::export::otlp::ExportConfig::default());
         let Some(EngineConfig::Openai(engine)) = config.engines.get("vllm") else {
             panic!("the example has an openai engine named vllm")
         };

@@ -1,3 +1,4 @@
 //! Exporting what the daemon measures to other systems.
 pub mod gauges;
+pub mod otlp;
 pub mod prometheus;

@@ -79,6 +79,8 @@ pub struct Gateway {
     pub guardrails: Arc<crate::guardrails::Guardrails>,
     /// Routes' response caches.
     pub cache: Arc<crate::cache::ResponseCache>,
+    /// OTLP export's counters, for `/metrics` (absent when export is off).
+    pub otlp: Option<Arc<crate::export::otlp::OtlpExport>>,
 }
 
 /// What the gateway needs besides its router, recorder and telemetry.
@@ -98,6 +100,8 @@ pub struct GatewayParts {
     pub prompts: Arc<crate::prompts::PromptRegistry>,
     pub guardrails: Arc<crate::guardrails::Guardrails>,
     pub cache: Arc<crate::cache::ResponseCache>,
+    /// OTLP export's counters, for `/metrics` (absent when export is off).
+    pub otlp: Option<Arc<crate::export::otlp::OtlpExport>>,
 }
 
 impl Gateway {
@@ -120,6 +124,7 @@ impl Gateway {
             prompts: parts.prompts,
             guardrails: parts.guardrails,
             cache: parts.cache,
+            otlp: parts.otlp,
         }
     }
 }
@@ -243,6 +248,9 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     gateway.refusals.render(&mut text);
     gateway.guardrails.render(&mut text);
     gateway.cache.render(&mut text);
+    if let Some(otlp) = &gateway.otlp {
+        otlp.render(&mut text);
+    }
     ([(axum::http::header::CONTENT_TYPE, crate::export::prometheus::CONTENT_TYPE)], text).into_response()
 }
 

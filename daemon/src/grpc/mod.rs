@@ -1,6 +1,7 @@
 //! The gRPC API (`llmops.v1`) with server reflection and `grpc.health.v1`. By default on a Unix socket only
-//! the daemon's user can open (mode 0600); on TCP only when configured, and then every call needs the bearer
-//! token.
+//! the daemon's user can open (mode 0600); on TCP only when configured, then with TLS (or an explicit
+//! `grpc_insecure`), and every call needs a bearer token whose role allows the method (`access.rs`).
+pub mod access;
 pub mod alerts;
 pub mod budgets;
 pub mod cache;
@@ -14,6 +15,7 @@ pub mod replay;
 pub mod status;
 mod store_query;
 pub mod telemetry;
+mod tls;
 pub mod traces;
 pub mod watch;
 
@@ -33,6 +35,10 @@ pub enum GrpcError {
     SocketInUse(PathBuf),
     #[error("gRPC listens on TCP {addr}, which requires a bearer token: set the environment variable {env}")]
     MissingToken { addr: String, env: String },
+    #[error("the read-only token (${read_env}) is the admin token (${admin_env}): give them different values")]
+    SameTokens { admin_env: String, read_env: String },
+    #[error("gRPC TLS: {0}")]
+    Tls(String),
     #[error("gRPC server: {0}")]
     Serve(String),
 }
@@ -59,32 +65,55 @@ pub struct Apis {
 /// A bound gRPC listener, not yet serving.
 pub struct BoundGrpc {
     listener: Listener,
-    token: Option<String>,
+    tokens: access::Tokens,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     pub display_addr: String,
 }
 
 impl BoundGrpc {
-    pub async fn bind(listen: &GrpcListen, token_env: &str) -> Result<Self, GrpcError> {
+    pub async fn bind(listen: &GrpcListen, server: &crate::config::ServerConfig) -> Result<Self, GrpcError> {
         match listen {
             GrpcListen::Unix(path) => {
                 let listener = bind_unix(path).await?;
                 Ok(Self {
                     listener: Listener::Unix(listener, path.clone()),
-                    token: None,
+                    tokens: access::Tokens::open(),
+                    tls: None,
                     display_addr: format!("unix:{}", path.display()),
                 })
             }
             GrpcListen::Tcp(addr) => {
-                // Trimmed as llmopsctl trims it, so a token read from a file with a newline still matches.
-                let token =
-                    std::env::var(token_env).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).ok_or_else(
-                        || GrpcError::MissingToken { addr: addr.to_string(), env: token_env.to_string() },
-                    )?;
+                let admin = token_from_env(&server.grpc_token_env).ok_or_else(|| GrpcError::MissingToken {
+                    addr: addr.to_string(),
+                    env: server.grpc_token_env.clone(),
+                })?;
+                let read_only = token_from_env(&server.grpc_read_token_env);
+                if read_only.as_ref() == Some(&admin) {
+                    return Err(GrpcError::SameTokens {
+                        admin_env: server.grpc_token_env.clone(),
+                        read_env: server.grpc_read_token_env.clone(),
+                    });
+                }
+                let tls = tls::server_config(server).map_err(GrpcError::Tls)?;
+                if tls.is_none() {
+                    tracing::warn!(
+                        %addr,
+                        "gRPC serves plain TCP (server.grpc_insecure = true): tokens, prompts and answers cross the \
+                         network unencrypted; set server.grpc_tls_cert and grpc_tls_key"
+                    );
+                }
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|source| GrpcError::Bind { addr: addr.to_string(), source })?;
-                let display_addr = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
-                Ok(Self { listener: Listener::Tcp(listener), token: Some(token), display_addr })
+                let bound = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+                // The address as clients spell it: `https://` tells llmopsctl to speak TLS.
+                let display_addr = if tls.is_some() { format!("https://{bound}") } else { bound };
+                Ok(Self {
+                    listener: Listener::Tcp(listener),
+                    tokens: access::Tokens::new(admin, read_only),
+                    tls,
+                    display_addr,
+                })
             }
         }
     }
@@ -125,18 +154,12 @@ impl BoundGrpc {
         let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
             .build_v1alpha()
             .map_err(|e| GrpcError::Serve(e.to_string()))?;
-        let token = self.token.map(|t| format!("Bearer {t}"));
-        let auth = move |request: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
-            let Some(expected) = &token else { return Ok(request) };
-            let given = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-            if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-                Ok(request)
-            } else {
-                Err(tonic::Status::unauthenticated("missing or wrong bearer token (authorization: Bearer <token>)"))
-            }
-        };
+        let tokens = self.tokens;
+        let auth = move |request: tonic::Request<()>| tokens.check(request);
+        let layers =
+            tower::ServiceBuilder::new().map_request(access::tag_method_path).layer(tonic::service::interceptor(auth));
         let router = Server::builder()
-            .layer(tonic::service::interceptor(auth))
+            .layer(layers)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -157,9 +180,10 @@ impl BoundGrpc {
                 let _ = std::fs::remove_file(&path);
                 result
             }
-            Listener::Tcp(listener) => {
-                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await
-            }
+            Listener::Tcp(listener) => match self.tls {
+                Some(config) => router.serve_with_incoming_shutdown(tls::incoming(listener, config), stop).await,
+                None => router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await,
+            },
         };
         result.map_err(|e| GrpcError::Serve(e.to_string()))
     }
@@ -218,21 +242,14 @@ fn publish(staged: &Staged, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Compares secrets without leaking where they differ through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Trimmed as llmopsctl trims it, so a token read from a file with a newline still matches.
+fn token_from_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
-        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
-        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
-    }
 
     #[tokio::test]
     async fn unix_socket_is_private_and_a_second_daemon_is_refused() {
@@ -265,7 +282,12 @@ mod tests {
     #[tokio::test]
     async fn tcp_without_token_is_refused() {
         let listen = GrpcListen::Tcp("127.0.0.1:0".parse().expect("addr"));
-        let result = BoundGrpc::bind(&listen, "LLMOPS_TEST_TOKEN_THAT_IS_NOT_SET").await;
+        let server = crate::config::ServerConfig {
+            grpc_token_env: "LLMOPS_TEST_TOKEN_THAT_IS_NOT_SET".into(),
+            grpc_insecure: true,
+            ..Default::default()
+        };
+        let result = BoundGrpc::bind(&listen, &server).await;
         assert!(matches!(result, Err(GrpcError::MissingToken { .. })));
     }
 }

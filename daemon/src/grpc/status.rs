@@ -21,6 +21,8 @@ pub struct StatusApi {
     pub recorder: Recorder,
     pub store: Arc<Mutex<Store>>,
     pub in_flight: Arc<AtomicU64>,
+    /// OTLP export's state (absent when export is off).
+    pub otlp: Option<Arc<crate::export::otlp::OtlpExport>>,
 }
 
 fn engine_build(features: &CpuFeatures) -> pb::EngineBuild {
@@ -142,6 +144,7 @@ impl pb::status_service_server::StatusService for StatusApi {
             }),
             requests_in_flight: self.in_flight.load(Ordering::Relaxed),
             engine_build: Some(engine_build(CpuFeatures::current())),
+            otlp_export: self.otlp.as_ref().map(|otlp| otlp.to_proto()),
         }))
     }
 

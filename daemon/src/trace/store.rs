@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 #[path = "store_scores.rs"]
 mod scores;
 pub use scores::ORPHAN_GRACE_MS;
+#[path = "store_outbox.rs"]
+mod outbox;
+pub use outbox::{OutboxBound, Pending};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,6 +89,14 @@ CREATE TABLE scores (
 CREATE INDEX scores_by_trace ON scores (trace_id, created_at_ms);
 CREATE INDEX scores_by_time ON scores (created_at_ms);
 "#,
+    r#"
+-- Traces still to export over OTLP (store_outbox.rs), oldest first.
+CREATE TABLE otlp_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id TEXT NOT NULL,
+    enqueued_at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 const COLUMNS: &str = "id, started_at_ms, ended_at_ms, endpoint, route, model_requested, model_served, engine, \
@@ -129,6 +140,7 @@ pub struct TraceQuery {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    outbox: Option<OutboxBound>,
 }
 
 impl Store {
@@ -143,7 +155,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
-        let mut store = Self { conn, path: path.to_path_buf() };
+        let mut store = Self { conn, path: path.to_path_buf(), outbox: None };
         store.migrate()?;
         Ok(store)
     }
@@ -222,6 +234,10 @@ impl Store {
                     detail,
                 ])?;
             }
+        }
+        if let Some(bound) = &self.outbox {
+            let now = crate::clock::unix_ms();
+            outbox::enqueue(&tx, bound, traces.iter().map(|t| t.borrow().id.as_str()), now)?;
         }
         tx.commit()?;
         Ok(())

@@ -13,6 +13,10 @@ fn main() -> ExitCode {
         Ok(auth) => auth,
         Err(err) => Cli::command().error(ErrorKind::InvalidValue, format!("--token: {err}")).exit(),
     };
+    let tls = match llmops_tui::tls::ClientTls::load(&cli.tls) {
+        Ok(tls) => tls,
+        Err(err) => Cli::command().error(ErrorKind::InvalidValue, err).exit(),
+    };
     // One thread is plenty: the work is waiting on sockets and the terminal.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -21,5 +25,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run::run(cli.targets(), auth, cli.look()))
+    runtime.block_on(run::run(cli.targets(), auth, tls, cli.look()))
 }

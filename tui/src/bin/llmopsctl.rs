@@ -141,20 +141,24 @@ async fn main() -> ExitCode {
             Cli::command().error(ErrorKind::ArgumentConflict, message).exit();
         }
     }
+    let tls = match llmops_tui::tls::ClientTls::load(&cli.tls) {
+        Ok(tls) => tls,
+        Err(err) => Cli::command().error(ErrorKind::InvalidValue, err).exit(),
+    };
     let target = cli.connect.clone().unwrap_or_else(Target::default_socket);
     let evaluating = matches!(
         &cli.command,
         Command::Eval { command: cli::EvalCommand::Run(_) }
             | Command::Prompts { command: cli::PromptsCommand::Label { gate: Some(_), .. } }
     );
-    match run(&cli, &target, auth).await {
+    match run(&cli, &target, auth, &tls).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(evaluating),
     }
 }
 
-async fn run(cli: &Cli, target: &Target, auth: BearerAuth) -> Result<(), Failure> {
-    let daemon = Daemon::connect(target, auth).await.map_err(Failure::Unreachable)?;
+async fn run(cli: &Cli, target: &Target, auth: BearerAuth, tls: &llmops_tui::tls::ClientTls) -> Result<(), Failure> {
+    let daemon = Daemon::connect(target, auth, tls).await.map_err(Failure::Unreachable)?;
     let rpc_failure = |status| Failure::from_rpc(target, status);
     let as_json = cli.json;
     // Prompts, answers and logs come from clients and engines: their control characters are shown, not obeyed.

@@ -103,7 +103,35 @@ where
         Some(store) => store_fields(&mut report, store),
         None => report.block("(not reported)"),
     }
+    if let Some(otlp) = &status.otlp_export {
+        report.section("OTLP EXPORT");
+        otlp_fields(&mut report, otlp);
+    }
     report.text
+}
+
+fn otlp_fields(report: &mut Report, otlp: &llmops_proto::v1::OtlpExportStatus) {
+    report
+        .field("endpoint", format!("{} ({}, profile {})", dash_if_empty(&otlp.endpoint), otlp.protocol, otlp.profile));
+    let state = match otlp.state.as_str() {
+        "retrying" => format!("retrying in {:.1} s", otlp.retry_in_ms as f64 / 1000.0),
+        other => other.to_string(),
+    };
+    report.field("state", state);
+    report.field("outbox", format!("{} / {} traces waiting", otlp.pending, otlp.capacity));
+    report.field("exported", otlp.exported);
+    report.field("dropped (full)", otlp.dropped);
+    report.field("rejected", otlp.rejected);
+    report.field("failed sends", otlp.failures);
+    if !otlp.last_error.is_empty() {
+        report.field("last error", otlp.last_error.clone());
+    }
+    let last = if otlp.last_success_unix_ms > 0 {
+        crate::when::full_time(otlp.last_success_unix_ms, &chrono::Local)
+    } else {
+        "none since start".to_string()
+    };
+    report.field("last success", last);
 }
 
 fn store_fields(report: &mut Report, store: &StoreStatus) {

@@ -26,7 +26,7 @@ use crate::auth::{BearerAuth, InvalidToken};
                   Exit status: 0 after q, 2 for usage errors or when there is no terminal."
 )]
 pub struct Cli {
-    /// A daemon to watch: unix:/path.sock, /path.sock, http://host:port or host:port. Repeat it (or separate
+    /// A daemon to watch: unix:/path.sock, /path.sock, https://host:port (TLS), http://host:port or host:port. Repeat it (or separate
     /// addresses with commas) for a fleet [default: the Unix socket a daemon started without flags uses]
     #[arg(long, env = "LLMOPS_CONNECT", value_name = "ADDR", value_delimiter = ',')]
     pub connect: Vec<Target>,
@@ -34,6 +34,9 @@ pub struct Cli {
     /// Bearer token sent as `authorization: Bearer TOKEN` on every call (the same for every daemon)
     #[arg(long, env = "LLMOPS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 
     /// No colours (also when the NO_COLOR environment variable is set and not empty)
     #[arg(long)]
@@ -101,7 +104,7 @@ mod tests {
 
     #[test]
     fn no_connect_means_the_default_socket() {
-        let cli = Cli { connect: Vec::new(), token: None, no_color: false, ascii: false };
+        let cli = Cli { connect: Vec::new(), token: None, tls: Default::default(), no_color: false, ascii: false };
         assert!(matches!(cli.targets().as_slice(), [Target::Unix(path)] if *path != PathBuf::new()));
     }
 

@@ -16,6 +16,7 @@ use super::terminal::Console;
 use super::ui::{self, Hitmap};
 use crate::address::Target;
 use crate::auth::BearerAuth;
+use crate::tls::ClientTls;
 use crate::when;
 
 /// Updates waiting for the main loop; a full queue makes the feed wait (and the daemon drop a slow watch).
@@ -29,7 +30,7 @@ const DATA_FRAME: Duration = Duration::from_millis(100);
 const NEVER: Duration = Duration::from_secs(86_400);
 
 /// Runs the console until the user quits; prints why when it cannot.
-pub async fn run(targets: Vec<Target>, auth: BearerAuth, look: Look) -> ExitCode {
+pub async fn run(targets: Vec<Target>, auth: BearerAuth, tls: ClientTls, look: Look) -> ExitCode {
     let console = match Console::enter() {
         Ok(console) => console,
         Err(err) => {
@@ -37,7 +38,7 @@ pub async fn run(targets: Vec<Target>, auth: BearerAuth, look: Look) -> ExitCode
             return ExitCode::from(2);
         }
     };
-    let result = main_loop(console, targets, auth, look).await;
+    let result = main_loop(console, targets, auth, tls, look).await;
     // The console is dropped (terminal restored) by now, so the message is readable.
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,11 +49,17 @@ pub async fn run(targets: Vec<Target>, auth: BearerAuth, look: Look) -> ExitCode
     }
 }
 
-async fn main_loop(mut console: Console, targets: Vec<Target>, auth: BearerAuth, look: Look) -> std::io::Result<()> {
+async fn main_loop(
+    mut console: Console,
+    targets: Vec<Target>,
+    auth: BearerAuth,
+    tls: ClientTls,
+    look: Look,
+) -> std::io::Result<()> {
     let addresses: Vec<String> = targets.iter().map(ToString::to_string).collect();
     let mut app = App::new(&addresses, look);
     let (sender, mut updates) = mpsc::channel::<(usize, HostUpdate)>(UPDATE_QUEUE);
-    let feed = Feed::start(targets, auth, sender);
+    let feed = Feed::start(targets, auth, tls, sender);
     let mut events = EventStream::new();
     let mut hits = Hitmap::default();
     let mut clock = PlaybackClock::default();

@@ -25,6 +25,7 @@ pub fn status() -> pb::Status {
         privacy_mode: false,
         requests_in_flight: 2,
         engine_build: None,
+        otlp_export: None,
         engines: vec![
             pb::EngineStatus {
                 name: "llama-local".into(),

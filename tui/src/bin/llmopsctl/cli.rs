@@ -36,7 +36,7 @@ pub use traces::TracesArgs;
                   100 when the evaluation FAILED, 1 when it could not run (llmopsd unreachable included)."
 )]
 pub struct Cli {
-    /// Where llmopsd serves gRPC: unix:/path.sock, /path.sock, http://host:port or host:port
+    /// Where llmopsd serves gRPC: unix:/path.sock, /path.sock, https://host:port (TLS), http://host:port or host:port
     /// [default: the Unix socket a daemon started without flags uses]
     #[arg(long, global = true, env = "LLMOPS_CONNECT", value_name = "ADDR")]
     pub connect: Option<Target>,
@@ -44,6 +44,9 @@ pub struct Cli {
     /// Bearer token sent as `authorization: Bearer TOKEN` on every call
     #[arg(long, global = true, env = "LLMOPS_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    #[command(flatten)]
+    pub tls: llmops_tui::tls::TlsArgs,
 
     /// Print JSON instead of text (one document; `watch`, `gpus --watch`, `budgets --watch` and
     /// `alerts --watch` print one JSON object per line)

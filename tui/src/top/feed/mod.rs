@@ -14,6 +14,7 @@ use super::state::Link;
 use crate::address::Target;
 use crate::auth::BearerAuth;
 use crate::connect::Daemon;
+use crate::tls::ClientTls;
 
 mod actions;
 mod evals;
@@ -99,7 +100,12 @@ pub struct Feed {
 
 impl Feed {
     /// Starts one task per target (host index = position); must be called inside a tokio runtime.
-    pub fn start(targets: Vec<Target>, auth: BearerAuth, updates: mpsc::Sender<(usize, HostUpdate)>) -> Self {
+    pub fn start(
+        targets: Vec<Target>,
+        auth: BearerAuth,
+        tls: ClientTls,
+        updates: mpsc::Sender<(usize, HostUpdate)>,
+    ) -> Self {
         let (effects, (tails, evals)) = targets
             .into_iter()
             .enumerate()
@@ -108,7 +114,15 @@ impl Feed {
                 let (tail, tail_wanted) = watch::channel(false);
                 let (evals, evals_wanted) = watch::channel(false);
                 let updates = updates.clone();
-                let host = HostFeed { index, target, auth: auth.clone(), updates, tail_wanted, evals_wanted };
+                let host = HostFeed {
+                    index,
+                    target,
+                    auth: auth.clone(),
+                    tls: tls.clone(),
+                    updates,
+                    tail_wanted,
+                    evals_wanted,
+                };
                 tokio::spawn(run_host(host, receiver));
                 (sender, (tail, evals))
             })
@@ -146,6 +160,7 @@ struct HostFeed {
     index: usize,
     target: Target,
     auth: BearerAuth,
+    tls: ClientTls,
     updates: mpsc::Sender<(usize, HostUpdate)>,
     tail_wanted: watch::Receiver<bool>,
     evals_wanted: watch::Receiver<bool>,
@@ -206,7 +221,7 @@ async fn run_host(feed: HostFeed, mut effects: mpsc::Receiver<Effect>) {
         if !feed.send(HostUpdate::Link(Link::Connecting { attempt })).await {
             return;
         }
-        let error = match Daemon::connect(&feed.target, feed.auth.clone()).await {
+        let error = match Daemon::connect(&feed.target, feed.auth.clone(), &feed.tls).await {
             Ok(daemon) => {
                 feed.send(HostUpdate::Link(Link::Up)).await;
                 let since = Instant::now();

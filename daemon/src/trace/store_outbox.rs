@@ -1,0 +1,122 @@
+//! The OTLP outbox: ids of traces still to export, written in the same transaction as the traces themselves
+//! (so a trace in the store is never missing from the outbox, whatever happens to the process), bounded by
+//! dropping the oldest (counted), and emptied from the front as the receiver acknowledges batches.
+//! Rows leave only from the front, so `seq` has no holes and the count is `max - min + 1`.
+use super::{Store, StoreError};
+use rusqlite::{params, Transaction};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// How the writer bounds the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxBound {
+    pub capacity: u64,
+    /// Traces dropped (oldest first) because the outbox was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// One trace waiting: its outbox position and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub seq: i64,
+    pub trace_id: String,
+}
+
+/// Adds the traces just written, then drops the oldest rows past the bound.
+pub(super) fn enqueue<'a>(
+    tx: &Transaction<'_>,
+    bound: &OutboxBound,
+    ids: impl Iterator<Item = &'a str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    {
+        let mut insert = tx.prepare_cached("INSERT INTO otlp_outbox (trace_id, enqueued_at_ms) VALUES (?, ?)")?;
+        for id in ids {
+            insert.execute(params![id, now_ms])?;
+        }
+    }
+    let held = count(tx)?;
+    let capacity = i64::try_from(bound.capacity).unwrap_or(i64::MAX);
+    if held > capacity {
+        let excess = held - capacity;
+        let removed =
+            tx.execute("DELETE FROM otlp_outbox WHERE seq < (SELECT min(seq) FROM otlp_outbox) + ?", [excess])?;
+        bound.dropped.fetch_add(removed as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn count(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
+    let (low, high): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT min(seq), max(seq) FROM otlp_outbox", [], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(match (low, high) {
+        (Some(low), Some(high)) => high - low + 1,
+        _ => 0,
+    })
+}
+
+impl Store {
+    /// From now on, every trace written is also queued for export, at most `bound.capacity` waiting.
+    pub fn enable_outbox(&mut self, bound: OutboxBound) {
+        self.outbox = Some(bound);
+    }
+
+    /// The oldest traces waiting, at most `limit`.
+    pub fn outbox_front(&self, limit: usize) -> Result<Vec<Pending>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT seq, trace_id FROM otlp_outbox ORDER BY seq LIMIT ?")?;
+        let rows = stmt.query_map([limit as i64], |row| Ok(Pending { seq: row.get(0)?, trace_id: row.get(1)? }))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Removes every waiting trace up to and including `seq` (a batch the receiver has, or refused for good).
+    pub fn outbox_remove_through(&mut self, seq: i64) -> Result<u64, StoreError> {
+        Ok(self.conn.execute("DELETE FROM otlp_outbox WHERE seq <= ?", [seq])? as u64)
+    }
+
+    pub fn outbox_len(&self) -> Result<u64, StoreError> {
+        Ok(count(&self.conn)?.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Trace, TraceStatus};
+
+    fn trace(id: &str) -> Trace {
+        Trace { id: id.into(), started_at_unix_ms: 1, status: TraceStatus::Ok, ..Trace::default() }
+    }
+
+    #[test]
+    fn written_traces_wait_in_order_and_leave_from_the_front() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("t.db")).expect("open");
+        store.insert_batch(&[trace("before")]).expect("insert");
+        let dropped = Arc::new(AtomicU64::new(0));
+        store.enable_outbox(OutboxBound { capacity: 3, dropped: dropped.clone() });
+        store.insert_batch(&[trace("a"), trace("b")]).expect("insert");
+        let front = store.outbox_front(10).expect("front");
+        assert_eq!(front.iter().map(|p| p.trace_id.as_str()).collect::<Vec<_>>(), ["a", "b"], "only traces after");
+        store.insert_batch(&[trace("c"), trace("d"), trace("e")]).expect("insert");
+        assert_eq!(dropped.load(Ordering::Relaxed), 2, "the two oldest made room");
+        let front = store.outbox_front(2).expect("front");
+        assert_eq!(front.iter().map(|p| p.trace_id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+        assert_eq!(store.outbox_len().expect("len"), 3);
+        store.outbox_remove_through(front[1].seq).expect("ack");
+        assert_eq!(store.outbox_len().expect("len"), 1);
+        assert_eq!(store.outbox_front(10).expect("front")[0].trace_id, "e");
+    }
+
+    #[test]
+    fn the_outbox_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        {
+            let mut store = Store::open(&path).expect("open");
+            store.enable_outbox(OutboxBound { capacity: 10, dropped: Arc::default() });
+            store.insert_batch(&[trace("kept")]).expect("insert");
+        }
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(store.outbox_front(10).expect("front")[0].trace_id, "kept");
+    }
+}
