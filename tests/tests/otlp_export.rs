@@ -82,7 +82,7 @@ async fn a_receiver_down_across_a_restart_loses_no_trace() {
     }
     wait_status(&daemon, "all 9 waiting after the restart", |s| s["pending"] == 9).await;
     let metrics = reqwest::get(daemon.url("/metrics")).await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("llmops_otlp_outbox_traces 9"), "{metrics}");
+    assert!(metrics.contains("llmops_otlp_outbox_items 9"), "{metrics}");
 
     receiver.set_mode(Mode::Accept);
     let delivered = wait_until(WAIT, || async { receiver.request_spans().len() >= sent.len() }).await;
@@ -100,8 +100,25 @@ async fn a_receiver_down_across_a_restart_loses_no_trace() {
         assert_eq!(span.name, "chat fake-model");
     }
     let metrics = reqwest::get(daemon.url("/metrics")).await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("llmops_otlp_outbox_traces 0"), "{metrics}");
+    assert!(metrics.contains("llmops_otlp_outbox_items 0"), "{metrics}");
     assert!(metrics.contains("llmops_otlp_exported_traces_total 9"), "{metrics}");
+
+    // A score given after its trace went out follows on its own, under the same request span.
+    let scored = sent.iter().next().cloned().expect("a trace");
+    let body = json!({"trace_id": scored, "name": "helpful", "value": 0.75, "source": "llm"});
+    let response = reqwest::Client::new().post(daemon.url("/v1/feedback")).json(&body).send().await.expect("feedback");
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap_or_default());
+    let request_span = receiver.request_spans()[&scored].clone();
+    let arrived = wait_until(WAIT, || async {
+        receiver.spans().iter().any(|s| s.name == "evaluation helpful" && s.parent_span_id == request_span.span_id)
+    })
+    .await;
+    assert!(arrived, "the score's span under its request span");
+    let spans = receiver.spans();
+    let score = spans.iter().find(|s| s.name == "evaluation helpful").expect("score span");
+    assert_eq!(score.trace_id, request_span.trace_id);
+    assert_eq!(score.events.first().map(|e| e.name.as_str()), Some("gen_ai.evaluation.result"));
+    wait_status(&daemon, "the score counted", |s| s["exported_scores"] == 1 && s["pending"] == 0).await;
 }
 
 #[tokio::test]

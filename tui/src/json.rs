@@ -227,6 +227,7 @@ fn otlp_to_json(otlp: &llmops_proto::v1::OtlpExportStatus) -> Value {
         "pending": otlp.pending,
         "capacity": otlp.capacity,
         "exported": otlp.exported,
+        "exported_scores": otlp.exported_scores,
         "dropped": otlp.dropped,
         "rejected": otlp.rejected,
         "failures": otlp.failures,

@@ -12,7 +12,7 @@ mod scores;
 pub use scores::ORPHAN_GRACE_MS;
 #[path = "store_outbox.rs"]
 mod outbox;
-pub use outbox::{OutboxBound, Pending};
+pub use outbox::{Kind as OutboxKind, OutboxBound, Pending};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -90,10 +90,11 @@ CREATE INDEX scores_by_trace ON scores (trace_id, created_at_ms);
 CREATE INDEX scores_by_time ON scores (created_at_ms);
 "#,
     r#"
--- Traces still to export over OTLP (store_outbox.rs), oldest first.
+-- Traces and scores still to export over OTLP (store_outbox.rs), oldest first; kind is trace or score.
 CREATE TABLE otlp_outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    trace_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ref_id TEXT NOT NULL,
     enqueued_at_ms INTEGER NOT NULL
 );
 "#,
@@ -237,7 +238,8 @@ impl Store {
         }
         if let Some(bound) = &self.outbox {
             let now = crate::clock::unix_ms();
-            outbox::enqueue(&tx, bound, traces.iter().map(|t| t.borrow().id.as_str()), now)?;
+            let ids = traces.iter().map(|t| (outbox::Kind::Trace, t.borrow().id.as_str()));
+            outbox::enqueue(&tx, bound, ids, now)?;
         }
         tx.commit()?;
         Ok(())

@@ -1,6 +1,7 @@
-//! The OTLP outbox: ids of traces still to export, written in the same transaction as the traces themselves
-//! (so a trace in the store is never missing from the outbox, whatever happens to the process), bounded by
-//! dropping the oldest (counted), and emptied from the front as the receiver acknowledges batches.
+//! The OTLP outbox: ids of traces and scores still to export, written in the same transaction as the traces
+//! and scores themselves (so one in the store is never missing from the outbox, whatever happens to the
+//! process), bounded by dropping the oldest (counted), and emptied from the front as the receiver acknowledges
+//! batches.
 //! Rows leave only from the front, so `seq` has no holes and the count is `max - min + 1`.
 use super::{Store, StoreError};
 use rusqlite::{params, Transaction};
@@ -15,24 +16,42 @@ pub struct OutboxBound {
     pub dropped: Arc<AtomicU64>,
 }
 
-/// One trace waiting: its outbox position and id.
+/// What a row refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Trace,
+    Score,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Trace => "trace",
+            Kind::Score => "score",
+        }
+    }
+}
+
+/// One trace or score waiting: its outbox position, kind and id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub seq: i64,
-    pub trace_id: String,
+    pub kind: Kind,
+    pub id: String,
 }
 
-/// Adds the traces just written, then drops the oldest rows past the bound.
+/// Adds what was just written, then drops the oldest rows past the bound.
 pub(super) fn enqueue<'a>(
     tx: &Transaction<'_>,
     bound: &OutboxBound,
-    ids: impl Iterator<Item = &'a str>,
+    ids: impl Iterator<Item = (Kind, &'a str)>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     {
-        let mut insert = tx.prepare_cached("INSERT INTO otlp_outbox (trace_id, enqueued_at_ms) VALUES (?, ?)")?;
-        for id in ids {
-            insert.execute(params![id, now_ms])?;
+        let mut insert =
+            tx.prepare_cached("INSERT INTO otlp_outbox (kind, ref_id, enqueued_at_ms) VALUES (?, ?, ?)")?;
+        for (kind, id) in ids {
+            insert.execute(params![kind.as_str(), id, now_ms])?;
         }
     }
     let held = count(tx)?;
@@ -61,11 +80,26 @@ impl Store {
         self.outbox = Some(bound);
     }
 
-    /// The oldest traces waiting, at most `limit`.
+    /// The oldest rows waiting, at most `limit`.
     pub fn outbox_front(&self, limit: usize) -> Result<Vec<Pending>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT seq, trace_id FROM otlp_outbox ORDER BY seq LIMIT ?")?;
-        let rows = stmt.query_map([limit as i64], |row| Ok(Pending { seq: row.get(0)?, trace_id: row.get(1)? }))?;
+        let mut stmt = self.conn.prepare_cached("SELECT seq, kind, ref_id FROM otlp_outbox ORDER BY seq LIMIT ?")?;
+        let rows = stmt.query_map([limit as i64], |row| {
+            let kind = if row.get::<_, String>(1)? == "score" { Kind::Score } else { Kind::Trace };
+            Ok(Pending { seq: row.get(0)?, kind, id: row.get(2)? })
+        })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Queues scores just written in `tx` (when export is on).
+    pub(super) fn outbox_scores<'a>(
+        bound: Option<&OutboxBound>,
+        tx: &Transaction<'_>,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<(), StoreError> {
+        match bound {
+            Some(bound) => enqueue(tx, bound, ids.map(|id| (Kind::Score, id)), crate::clock::unix_ms()),
+            None => Ok(()),
+        }
     }
 
     /// Removes every waiting trace up to and including `seq` (a batch the receiver has, or refused for good).
@@ -96,15 +130,39 @@ mod tests {
         store.enable_outbox(OutboxBound { capacity: 3, dropped: dropped.clone() });
         store.insert_batch(&[trace("a"), trace("b")]).expect("insert");
         let front = store.outbox_front(10).expect("front");
-        assert_eq!(front.iter().map(|p| p.trace_id.as_str()).collect::<Vec<_>>(), ["a", "b"], "only traces after");
+        assert_eq!(front.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["a", "b"], "only traces after");
         store.insert_batch(&[trace("c"), trace("d"), trace("e")]).expect("insert");
         assert_eq!(dropped.load(Ordering::Relaxed), 2, "the two oldest made room");
         let front = store.outbox_front(2).expect("front");
-        assert_eq!(front.iter().map(|p| p.trace_id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
+        assert_eq!(front.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["c", "d"]);
         assert_eq!(store.outbox_len().expect("len"), 3);
         store.outbox_remove_through(front[1].seq).expect("ack");
         assert_eq!(store.outbox_len().expect("len"), 1);
-        assert_eq!(store.outbox_front(10).expect("front")[0].trace_id, "e");
+        assert_eq!(store.outbox_front(10).expect("front")[0].id, "e");
+    }
+
+    #[test]
+    fn scores_wait_beside_traces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("t.db")).expect("open");
+        store.enable_outbox(OutboxBound { capacity: 10, dropped: Arc::default() });
+        store.insert_batch(&[trace("t1")]).expect("insert");
+        let score = crate::trace::Score {
+            id: "s1".into(),
+            trace_id: "t1".into(),
+            name: "helpful".into(),
+            value: crate::trace::ScoreValue::Number(1.0),
+            comment: String::new(),
+            source: crate::trace::ScoreSource::Human,
+            created_at_unix_ms: 2,
+        };
+        store.insert_scores(std::slice::from_ref(&score)).expect("scores");
+        let front = store.outbox_front(10).expect("front");
+        assert_eq!(
+            front.iter().map(|p| (p.kind, p.id.as_str())).collect::<Vec<_>>(),
+            [(Kind::Trace, "t1"), (Kind::Score, "s1")]
+        );
+        assert_eq!(store.score(&front[1].id).expect("read"), Some(score));
     }
 
     #[test]
@@ -117,6 +175,6 @@ mod tests {
             store.insert_batch(&[trace("kept")]).expect("insert");
         }
         let store = Store::open(&path).expect("reopen");
-        assert_eq!(store.outbox_front(10).expect("front")[0].trace_id, "kept");
+        assert_eq!(store.outbox_front(10).expect("front")[0].id, "kept");
     }
 }

@@ -47,8 +47,16 @@ impl Store {
                 results.push(Ok(()));
             }
         }
+        let written = scores.iter().zip(&results).filter(|(_, result)| result.is_ok()).map(|(s, _)| s.id.as_str());
+        Store::outbox_scores(self.outbox.as_ref(), &tx, written)?;
         tx.commit()?;
         Ok(results)
+    }
+
+    /// One score by its id.
+    pub fn score(&self, id: &str) -> Result<Option<Score>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM scores WHERE id = ?"))?;
+        Ok(stmt.query_row([id], row_to_score).optional()?)
     }
 
     /// A trace's scores, oldest first.

@@ -118,8 +118,8 @@ fn otlp_fields(report: &mut Report, otlp: &llmops_proto::v1::OtlpExportStatus) {
         other => other.to_string(),
     };
     report.field("state", state);
-    report.field("outbox", format!("{} / {} traces waiting", otlp.pending, otlp.capacity));
-    report.field("exported", otlp.exported);
+    report.field("outbox", format!("{} / {} waiting", otlp.pending, otlp.capacity));
+    report.field("exported", format!("{} traces, {} scores", otlp.exported, otlp.exported_scores));
     report.field("dropped (full)", otlp.dropped);
     report.field("rejected", otlp.rejected);
     report.field("failed sends", otlp.failures);

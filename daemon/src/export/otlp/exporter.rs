@@ -1,4 +1,4 @@
-//! The export loop: every `flush_interval_ms`, take the oldest traces from the outbox, send them as one OTLP
+//! The export loop: every `flush_interval_ms`, take the oldest traces and scores from the outbox, send them as one OTLP
 //! request, and remove them only once the receiver has them. Failures wait (doubling up to `retry_max_ms`,
 //! or the receiver's `Retry-After`) and try the same traces again; a batch the receiver refuses as malformed is
 //! split until the one trace it refuses is found, and only that one is dropped (counted). Span ids are derived
@@ -8,8 +8,8 @@ use super::stats::{OtlpExport, State};
 use super::transport::{Outcome, Transport};
 use super::{export_request, ResourceInfo, SpanSettings, TraceToExport};
 use crate::shutdown::Shutdown;
-use crate::trace::store::Pending;
-use crate::trace::Store;
+use crate::trace::store::{OutboxKind, Pending};
+use crate::trace::{Score, Store};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -69,9 +69,9 @@ async fn run(mut job: ExportJob, mut shutdown: Shutdown) {
             continue;
         }
         job.stats.set_state(State::Sending, 0);
-        let ids: Vec<String> = front.iter().map(|p| p.trace_id.clone()).collect();
-        let items = match blocking(&store, move |s| load(s, &ids)).await {
-            Ok(items) => items,
+        let wanted = front.clone();
+        let (items, scores) = match blocking(&store, move |s| load(s, &wanted)).await {
+            Ok(loaded) => loaded,
             Err(error) => {
                 job.stats.failed(&format!("reading traces: {error}"));
                 if pause(&mut shutdown, retry).await {
@@ -81,8 +81,8 @@ async fn run(mut job: ExportJob, mut shutdown: Shutdown) {
             }
         };
         let Some(last_seq) = front.last().map(|p: &Pending| p.seq) else { continue };
-        let missing = (front.len() - items.len()) as u64;
-        let request = export_request(&job.resource, &items, &settings, &job.providers);
+        let missing = front.len().saturating_sub(items.len() + scores.len()) as u64;
+        let request = export_request(&job.resource, &items, &scores, &settings, &job.providers);
         let outcome = tokio::select! {
             outcome = job.transport.send(request) => outcome,
             _ = shutdown.wait() => return,
@@ -94,6 +94,7 @@ async fn run(mut job: ExportJob, mut shutdown: Shutdown) {
                     job.stats.failed(&format!("removing sent traces from the outbox: {error}"));
                 }
                 job.stats.exported.fetch_add(items.len() as u64, Ordering::Relaxed);
+                job.stats.exported_scores.fetch_add(scores.len() as u64, Ordering::Relaxed);
                 // Deleted by retention before they could go: nothing left to send.
                 job.stats.rejected.fetch_add(missing, Ordering::Relaxed);
                 job.stats.last_success_unix_ms.store(crate::clock::unix_ms(), Ordering::Relaxed);
@@ -110,7 +111,7 @@ async fn run(mut job: ExportJob, mut shutdown: Shutdown) {
                 limit = (front.len() / 2).max(1);
             }
             Outcome::Refused { error } => {
-                tracing::warn!(trace = %front[0].trace_id, %error, "OTLP receiver refused a trace; dropped");
+                tracing::warn!(id = %front[0].id, %error, "OTLP receiver refused a trace or score; dropped");
                 job.stats.failed(&error);
                 if let Err(error) = done().await {
                     job.stats.failed(&format!("removing a refused trace from the outbox: {error}"));
@@ -133,16 +134,18 @@ async fn run(mut job: ExportJob, mut shutdown: Shutdown) {
     }
 }
 
-/// The traces still in the store, with their scores; ids retention already deleted are skipped.
-fn load(store: &mut Store, ids: &[String]) -> Result<Vec<TraceToExport>, crate::trace::StoreError> {
-    let mut items = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(trace) = store.get(id)? {
-            let scores = store.scores(id)?;
-            items.push(TraceToExport { trace, scores });
+type Loaded = (Vec<TraceToExport>, Vec<Score>);
+
+/// The traces and scores still in the store; what retention already deleted is skipped.
+fn load(store: &mut Store, pending: &[Pending]) -> Result<Loaded, crate::trace::StoreError> {
+    let (mut traces, mut scores) = (Vec::new(), Vec::new());
+    for row in pending {
+        match row.kind {
+            OutboxKind::Trace => traces.extend(store.get(&row.id)?.map(|trace| TraceToExport { trace })),
+            OutboxKind::Score => scores.extend(store.score(&row.id)?),
         }
     }
-    Ok(items)
+    Ok((traces, scores))
 }
 
 /// Runs a store call off the async threads.

@@ -1,8 +1,8 @@
 //! What the request span carries in every profile: the GenAI semantic conventions (v1.37 and later), the
-//! daemon's own `llmops.*` attributes, and its events (guardrail verdicts, evaluation scores).
+//! daemon's own `llmops.*` attributes, and its events (guardrail verdicts).
 use super::attrs::{truncate, Attrs};
-use super::spans::{epoch_ns, View};
-use crate::trace::{ScoreValue, Trace, TraceStatus, MAX_SCORES_PER_TRACE};
+use super::spans::View;
+use crate::trace::{Trace, TraceStatus};
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 
 /// Guardrail verdicts past this many are not exported (a route has a handful of rules).
@@ -107,8 +107,8 @@ fn daemon_attributes(view: &View, attrs: &mut Attrs) {
 }
 
 /// One `llmops.guardrail` event per verdict (at the span's start for input rules, at its end for output
-/// rules: the verdict has no time of its own), then one `gen_ai.evaluation.result` per score.
-pub fn events(view: &View, scores: &[crate::trace::Score]) -> Vec<Event> {
+/// rules: the verdict has no time of its own). Scores are spans of their own (evaluation.rs).
+pub fn events(view: &View) -> Vec<Event> {
     let mut events = Vec::new();
     for verdict in view.trace.guardrails.iter().take(MAX_GUARDRAILS) {
         let mut attrs = Attrs::default();
@@ -121,26 +121,6 @@ pub fn events(view: &View, scores: &[crate::trace::Score]) -> Vec<Event> {
         attrs.str_set("llmops.guardrail.detail", truncate(&verdict.detail, MAX_DETAIL_CHARS).0);
         let time = if verdict.stage == "input" { view.start_ns } else { view.end_ns };
         events.push(event("llmops.guardrail", time, attrs));
-    }
-    for score in scores.iter().take(MAX_SCORES_PER_TRACE as usize) {
-        let mut attrs = Attrs::default();
-        attrs.str("gen_ai.evaluation.name", &score.name);
-        match &score.value {
-            ScoreValue::Number(value) => attrs.float("gen_ai.evaluation.score.value", *value),
-            ScoreValue::Passed(passed) => {
-                attrs.float("gen_ai.evaluation.score.value", if *passed { 1.0 } else { 0.0 });
-                attrs.str("gen_ai.evaluation.score.label", if *passed { "true" } else { "false" });
-            }
-            ScoreValue::Label(label) => attrs.str("gen_ai.evaluation.score.label", label),
-        }
-        // A reviewer's comment can quote the prompt or the answer.
-        if view.settings.content && !score.comment.is_empty() {
-            let (comment, _) = truncate(&score.comment, view.settings.max_content_chars);
-            attrs.text("gen_ai.evaluation.explanation", comment.to_string());
-        }
-        attrs.str("llmops.score.source", score.source.as_str());
-        attrs.str("llmops.score.id", &score.id);
-        events.push(event("gen_ai.evaluation.result", epoch_ns(score.created_at_unix_ms), attrs));
     }
     events
 }

@@ -1,10 +1,11 @@
-//! OTLP trace export. Traces (and the scores known for them) become an OTLP `ExportTraceServiceRequest` with
+//! OTLP trace export. Traces and scores become an OTLP `ExportTraceServiceRequest` with
 //! the GenAI semantic conventions and per-backend attributes (`Profile`; pure conversion in `spans.rs` and its
 //! siblings); an outbox in the trace store (`trace/store_outbox.rs`) holds them until the receiver has them
 //! (`exporter.rs`), sent over OTLP/HTTP or OTLP/gRPC (`transport.rs`).
 mod attrs;
 pub mod config;
 mod content;
+mod evaluation;
 mod exporter;
 mod genai;
 mod langfuse;

@@ -57,11 +57,10 @@ pub struct ResourceInfo {
     pub project: String,
 }
 
-/// One trace to export and the feedback/evaluation scores known for it at export time.
+/// One trace to export.
 #[derive(Debug, Clone)]
 pub struct TraceToExport {
     pub trace: Trace,
-    pub scores: Vec<Score>,
 }
 
 /// The instrumentation scope every span is under.
@@ -111,13 +110,17 @@ impl View<'_> {
     }
 }
 
+/// The spans of `items` (a request span and its attempts each) and of `scores` (one each, under the request
+/// span of the trace they score, which may have gone in an earlier request), as one export request.
 pub fn export_request(
     resource: &ResourceInfo,
     items: &[TraceToExport],
+    scores: &[Score],
     settings: &SpanSettings,
     providers: &BTreeMap<String, String>,
 ) -> ExportTraceServiceRequest {
-    let spans = items.iter().flat_map(|item| trace_spans(item, settings, providers)).collect();
+    let mut spans: Vec<Span> = items.iter().flat_map(|item| trace_spans(item, settings, providers)).collect();
+    spans.extend(super::evaluation::score_spans(scores, settings));
     let scope = InstrumentationScope {
         name: SCOPE_NAME.into(),
         version: resource.service_version.clone(),
@@ -177,7 +180,7 @@ fn trace_spans(item: &TraceToExport, settings: &SpanSettings, providers: &BTreeM
     };
     let trace_id = trace_id(&trace.id);
     let request_span_id = span_id(&format!("span:{}", trace.id));
-    let mut spans = vec![request_span(&view, &item.scores, &trace_id, &request_span_id)];
+    let mut spans = vec![request_span(&view, &trace_id, &request_span_id)];
     for (index, attempt) in trace.attempts.iter().take(MAX_ATTEMPTS).enumerate() {
         let provider = provider(providers, &attempt.engine);
         spans.push(attempt_span(&view, index, attempt, provider, &trace_id, &request_span_id));
@@ -241,7 +244,7 @@ fn attempt_span(
 }
 
 /// The request, a SERVER span: the root of its trace.
-fn request_span(view: &View, scores: &[Score], trace_id: &[u8; 16], span_id: &[u8; 8]) -> Span {
+fn request_span(view: &View, trace_id: &[u8; 16], span_id: &[u8; 8]) -> Span {
     let trace = view.trace;
     let mut attrs = Attrs::default();
     genai::request_attributes(view, &mut attrs);
@@ -276,7 +279,7 @@ fn request_span(view: &View, scores: &[Score], trace_id: &[u8; 16], span_id: &[u
         start_time_unix_nano: view.start_ns,
         end_time_unix_nano: view.end_ns,
         attributes: attrs.into_vec(),
-        events: genai::events(view, scores),
+        events: genai::events(view),
         status,
         ..Span::default()
     }

@@ -23,6 +23,7 @@ pub struct OtlpExport {
     pub capacity: u64,
     pub pending: AtomicU64,
     pub exported: AtomicU64,
+    pub exported_scores: AtomicU64,
     pub dropped: Arc<AtomicU64>,
     pub rejected: AtomicU64,
     pub failures: AtomicU64,
@@ -48,6 +49,7 @@ impl OtlpExport {
             capacity: config.outbox_capacity,
             pending: AtomicU64::new(0),
             exported: AtomicU64::new(0),
+            exported_scores: AtomicU64::new(0),
             dropped: Arc::new(AtomicU64::new(0)),
             rejected: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -91,6 +93,7 @@ impl OtlpExport {
             pending: self.pending.load(Ordering::Relaxed),
             capacity: self.capacity,
             exported: self.exported.load(Ordering::Relaxed),
+            exported_scores: self.exported_scores.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
@@ -105,21 +108,18 @@ impl OtlpExport {
         let mut w = MetricWriter::new();
         let counters = [
             ("llmops_otlp_exported_traces_total", "Traces the OTLP receiver accepted.", &self.exported),
-            ("llmops_otlp_dropped_traces_total", "Traces dropped because the export outbox was full.", &*self.dropped),
-            (
-                "llmops_otlp_rejected_traces_total",
-                "Traces refused by the receiver or deleted before export.",
-                &self.rejected,
-            ),
+            ("llmops_otlp_exported_scores_total", "Scores the OTLP receiver accepted.", &self.exported_scores),
+            ("llmops_otlp_dropped_total", "Traces and scores dropped: the export outbox was full.", &*self.dropped),
+            ("llmops_otlp_rejected_total", "Refused by the receiver, or deleted before export.", &self.rejected),
             ("llmops_otlp_export_failures_total", "Failed OTLP export requests (each retried).", &self.failures),
         ];
         for (name, help, value) in counters {
             w.family(name, help, MetricKind::Counter);
             w.sample(name, &[], value.load(Ordering::Relaxed) as f64);
         }
-        w.family("llmops_otlp_outbox_traces", "Traces waiting in the export outbox.", MetricKind::Gauge);
-        w.sample("llmops_otlp_outbox_traces", &[], self.pending.load(Ordering::Relaxed) as f64);
-        w.family("llmops_otlp_outbox_capacity", "The export outbox's bound, in traces.", MetricKind::Gauge);
+        w.family("llmops_otlp_outbox_items", "Traces and scores waiting in the export outbox.", MetricKind::Gauge);
+        w.sample("llmops_otlp_outbox_items", &[], self.pending.load(Ordering::Relaxed) as f64);
+        w.family("llmops_otlp_outbox_capacity", "The export outbox's bound (traces and scores).", MetricKind::Gauge);
         w.sample("llmops_otlp_outbox_capacity", &[], self.capacity as f64);
         let name = "llmops_otlp_last_success_timestamp_seconds";
         w.family(name, "When the receiver last accepted a batch (0: not since start).", MetricKind::Gauge);

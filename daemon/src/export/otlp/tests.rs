@@ -152,10 +152,7 @@ pub fn scores() -> Vec<Score> {
 }
 
 pub fn items() -> Vec<TraceToExport> {
-    vec![
-        TraceToExport { trace: rich_trace(), scores: scores() },
-        TraceToExport { trace: failed_trace(), scores: Vec::new() },
-    ]
+    vec![TraceToExport { trace: rich_trace() }, TraceToExport { trace: failed_trace() }]
 }
 
 /// Through the wire format and back, as the collector would read it.
@@ -182,7 +179,7 @@ pub fn string_attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
 }
 
 fn check_golden(profile: Profile, file: &str) {
-    let request = export_request(&resource(), &items(), &settings(profile, true), &providers());
+    let request = export_request(&resource(), &items(), &scores(), &settings(profile, true), &providers());
     let (_, decoded) = round_trip(&request);
     let rendered = serde_json::to_string_pretty(&decoded).expect("renders") + "\n";
     let path = format!("{}/src/export/otlp/golden/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -214,12 +211,12 @@ fn golden_langfuse() {
 
 #[test]
 fn ids_are_deterministic_and_attempts_hang_under_the_request() {
-    let first = export_request(&resource(), &items(), &settings(Profile::Genai, false), &providers());
-    let again = export_request(&resource(), &items(), &settings(Profile::Genai, false), &providers());
+    let first = export_request(&resource(), &items(), &scores(), &settings(Profile::Genai, false), &providers());
+    let again = export_request(&resource(), &items(), &scores(), &settings(Profile::Genai, false), &providers());
     assert_eq!(first.encode_to_vec(), again.encode_to_vec(), "a re-export is byte for byte the same");
 
     let spans = spans(&first);
-    assert_eq!(spans.len(), 5, "two traces: a request span and its attempts each");
+    assert_eq!(spans.len(), 8, "two traces (a request span and its attempts each) and three scores");
     let (request, attempts) = (&spans[0], &spans[1..3]);
     let uuid = uuid::Uuid::parse_str(ID).expect("uuid");
     assert_eq!(request.trace_id, uuid.as_bytes());
@@ -239,6 +236,19 @@ fn ids_are_deterministic_and_attempts_hang_under_the_request() {
     assert_eq!(failed.trace_id, trace_id(FAILED_ID));
     assert_ne!(failed.trace_id, request.trace_id);
     assert_eq!(spans[4].parent_span_id, failed.span_id);
+
+    // Scores hang under the request span they score, each with its own id and result event.
+    for (score, span) in scores().iter().zip(&spans[5..]) {
+        assert_eq!(span.trace_id, request.trace_id);
+        assert_eq!(span.parent_span_id, request.span_id);
+        assert_eq!(span.span_id, span_id(&format!("score:{}", score.id)));
+        assert_eq!(span.name, format!("evaluation {}", score.name));
+        assert_eq!(span.events.len(), 1);
+        assert_eq!(span.events[0].name, "gen_ai.evaluation.result");
+    }
+    // A score sent on its own (its trace went earlier) is the same span.
+    let alone = export_request(&resource(), &[], &scores()[..1], &settings(Profile::Genai, false), &providers());
+    assert_eq!(super::tests::spans(&alone)[0], spans[5]);
 }
 
 #[test]
@@ -254,7 +264,7 @@ fn an_id_that_is_not_a_uuid_still_gets_sixteen_bytes() {
 
 #[test]
 fn resource_and_scope_say_who_sent_it() {
-    let request = export_request(&resource(), &[], &settings(Profile::Phoenix, false), &BTreeMap::new());
+    let request = export_request(&resource(), &[], &[], &settings(Profile::Phoenix, false), &BTreeMap::new());
     let resource_spans = &request.resource_spans[0];
     let attributes = &resource_spans.resource.as_ref().expect("resource").attributes;
     let keys: Vec<&str> = attributes.iter().map(|kv| kv.key.as_str()).collect();
@@ -263,7 +273,7 @@ fn resource_and_scope_say_who_sent_it() {
     assert_eq!((scope.name.as_str(), scope.version.as_str()), ("llmopsd", "0.1.0"));
 
     let bare = ResourceInfo { node_name: String::new(), project: String::new(), ..resource() };
-    let request = export_request(&bare, &[], &settings(Profile::Phoenix, false), &BTreeMap::new());
+    let request = export_request(&bare, &[], &[], &settings(Profile::Phoenix, false), &BTreeMap::new());
     let attributes = &request.resource_spans[0].resource.as_ref().expect("resource").attributes;
     assert!(!attributes.iter().any(|kv| kv.key == "k8s.node.name"));
     let project = attributes.iter().find(|kv| kv.key == "openinference.project.name").and_then(|kv| kv.value.clone());
@@ -273,13 +283,12 @@ fn resource_and_scope_say_who_sent_it() {
 #[test]
 fn providers_default_to_openai_and_the_cache_has_its_own() {
     let cached = Trace { id: "c".into(), engine: "cache".into(), ..Trace::default() };
-    let items =
-        [TraceToExport { trace: cached, scores: Vec::new() }, TraceToExport { trace: failed_trace(), scores: vec![] }];
-    let request = export_request(&resource(), &items, &settings(Profile::Genai, false), &BTreeMap::new());
+    let items = [TraceToExport { trace: cached }, TraceToExport { trace: failed_trace() }];
+    let request = export_request(&resource(), &items, &[], &settings(Profile::Genai, false), &BTreeMap::new());
     let [cache, other, ..] = spans(&request) else { panic!("two request spans and an attempt") };
     assert_eq!(string_attribute(cache, "gen_ai.provider.name"), Some("llmops.cache"));
     assert_eq!(string_attribute(other, "gen_ai.provider.name"), Some("openai"));
     let configured: BTreeMap<String, String> = [("llamacpp".to_string(), "llama.cpp".to_string())].into();
-    let request = export_request(&resource(), &items[1..], &settings(Profile::Genai, false), &configured);
+    let request = export_request(&resource(), &items[1..], &[], &settings(Profile::Genai, false), &configured);
     assert_eq!(string_attribute(&spans(&request)[0], "gen_ai.provider.name"), Some("llama.cpp"));
 }

@@ -1,6 +1,6 @@
 //! What never leaves without `content`, and what bounds a hostile trace.
 use super::tests::{
-    attribute, failed_trace, items, providers, resource, rich_trace, round_trip, spans, string_attribute,
+    attribute, failed_trace, items, providers, resource, rich_trace, round_trip, scores, spans, string_attribute,
 };
 use super::*;
 use crate::trace::{Trace, TraceStatus};
@@ -18,7 +18,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 fn without_content_no_prompt_answer_error_or_comment_text_leaves() {
     for profile in PROFILES {
         let off = SpanSettings { profile, content: false, max_content_chars: 4096 };
-        let request = export_request(&resource(), &items(), &off, &providers());
+        let request = export_request(&resource(), &items(), &scores(), &off, &providers());
         let (bytes, decoded) = round_trip(&request);
         assert!(!contains(&bytes, "SECRET"), "{profile:?}: {decoded:#?}");
         let failed = &spans(&decoded)[3];
@@ -29,7 +29,7 @@ fn without_content_no_prompt_answer_error_or_comment_text_leaves() {
 
         // The same traces with content do carry the text: the search above is not vacuous.
         let on = SpanSettings { content: true, ..off };
-        let bytes = export_request(&resource(), &items(), &on, &providers()).encode_to_vec();
+        let bytes = export_request(&resource(), &items(), &scores(), &on, &providers()).encode_to_vec();
         for needle in
             ["SECRET-PROMPT", "SECRET-ANSWER", "SECRET-ERROR-MESSAGE", "SECRET-ATTEMPT-ERROR", "SECRET-COMMENT"]
         {
@@ -47,7 +47,7 @@ fn content_is_cut_on_a_char_boundary_and_marked() {
         ..rich_trace()
     };
     let settings = SpanSettings { profile: Profile::Genai, content: true, max_content_chars: 3 };
-    let request = export_request(&resource(), &[TraceToExport { trace, scores: vec![] }], &settings, &providers());
+    let request = export_request(&resource(), &[TraceToExport { trace }], &[], &settings, &providers());
     let (_, decoded) = round_trip(&request);
     let span = &spans(&decoded)[0];
     let output: serde_json::Value =
@@ -60,8 +60,7 @@ fn content_is_cut_on_a_char_boundary_and_marked() {
     assert_eq!(attribute(span, "llmops.content_truncated"), Some(&Value::BoolValue(true)));
 
     let roomy = SpanSettings { max_content_chars: 100, ..settings };
-    let request =
-        export_request(&resource(), &[TraceToExport { trace: rich_trace(), scores: vec![] }], &roomy, &providers());
+    let request = export_request(&resource(), &[TraceToExport { trace: rich_trace() }], &[], &roomy, &providers());
     assert_eq!(attribute(&spans(&request)[0], "llmops.content_truncated"), None);
 }
 
@@ -77,8 +76,8 @@ fn a_hostile_trace_stays_bounded() {
     trace.route = "r".repeat(100_000);
     for profile in PROFILES {
         let settings = SpanSettings { profile, content: true, max_content_chars: 1000 };
-        let item = TraceToExport { trace: trace.clone(), scores: vec![] };
-        let request = export_request(&resource(), &[item], &settings, &providers());
+        let item = TraceToExport { trace: trace.clone() };
+        let request = export_request(&resource(), &[item], &[], &settings, &providers());
         let (bytes, decoded) = round_trip(&request);
         assert!(bytes.len() < 256 << 10, "{profile:?}: {} bytes", bytes.len());
         let span = &spans(&decoded)[0];
@@ -103,8 +102,8 @@ fn many_messages_share_one_budget() {
     let trace = Trace { request_json: serde_json::json!({"messages": messages}).to_string(), ..rich_trace() };
     for profile in PROFILES {
         let settings = SpanSettings { profile, content: true, max_content_chars: 2000 };
-        let item = TraceToExport { trace: trace.clone(), scores: vec![] };
-        let request = export_request(&resource(), &[item], &settings, &providers());
+        let item = TraceToExport { trace: trace.clone() };
+        let request = export_request(&resource(), &[item], &[], &settings, &providers());
         let span = &spans(&request)[0];
         let input: serde_json::Value =
             serde_json::from_str(string_attribute(span, "gen_ai.input.messages").expect("input")).expect("json");
@@ -117,9 +116,9 @@ fn many_messages_share_one_budget() {
 #[test]
 fn failures_set_error_status_and_type() {
     let cancelled = Trace { status: TraceStatus::Cancelled, error_type: String::new(), ..failed_trace() };
-    let item = TraceToExport { trace: cancelled, scores: vec![] };
+    let item = TraceToExport { trace: cancelled };
     let settings = SpanSettings { profile: Profile::Genai, content: true, max_content_chars: 100 };
-    let request = export_request(&resource(), &[item], &settings, &providers());
+    let request = export_request(&resource(), &[item], &[], &settings, &providers());
     let span = &spans(&request)[0];
     assert_eq!(string_attribute(span, "error.type"), Some("cancelled"));
     let status = span.status.as_ref().expect("status");
