@@ -637,8 +637,31 @@ def run_protocol(protocol: str, binary: Path, tmp: Path, upstream: FakeUpstream,
                 report.check(f"{p} {label}: request span present", False, f"no root span whose input.value holds {prompt!r}")
                 continue
             check_request_span(p, label, prompt, attempts, root, spans, upstream.reported[prompt], report, session, user)
+        if roots and roots[0] is not None:
+            check_late_score(p, daemon, phoenix, roots[0], report, timeout)
     finally:
         daemon.stop()
+
+
+def check_late_score(p: str, daemon: Daemon, phoenix: Phoenix, root: dict, report: Report, timeout: float) -> None:
+    """A score given after its trace was exported reaches Phoenix as an EVALUATOR span under the request span."""
+    trace_id = root["attributes"].get("llmops.trace_id")
+    body = {"trace_id": trace_id, "name": "helpful", "value": 0.75, "source": "llm"}
+    r = requests.post(f"{daemon.http}/v1/feedback", json=body, timeout=30)
+    if not report.check(f"{p} score: POST /v1/feedback on an exported trace", r.status_code in (200, 201), f"HTTP {r.status_code}: {r.text[:200]}"):
+        return
+
+    def scored():
+        return next((s for s in phoenix.spans(PROJECT) if s["name"] == "evaluation helpful" and s.get("parent_id") == root["context"]["span_id"]), None)
+
+    try:
+        span = wait_until("the score's span in Phoenix", scored, timeout, interval=0.5)
+    except SetupError as e:
+        report.check(f"{p} score: evaluation span under the request span", False, str(e))
+        return
+    a = span["attributes"]
+    ok = span.get("span_kind") == "EVALUATOR" and a.get("gen_ai.evaluation.score.value") == 0.75 and a.get("gen_ai.evaluation.name") == "helpful"
+    report.check(f"{p} score: evaluation span under the request span (EVALUATOR, value 0.75)", ok, json.dumps(span)[:400] if not ok else span["name"])
 
 
 def find_roots(spans: list[dict], sent) -> list[dict | None]:

@@ -12,6 +12,7 @@ The Dockerfile checks are text-level (it cannot be built here): stages, user, th
 from __future__ import annotations
 
 import base64
+import os
 import platform
 import re
 import subprocess
@@ -509,3 +510,35 @@ def test_dockerignore_keeps_build_outputs_out_of_the_context() -> None:
     ignored = {line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()}
     assert {"target/", ".venv/", ".git/", ".llmops-data/"} <= ignored
     assert not any(line.startswith(".cargo") for line in ignored), ".cargo/config.toml sets the portable target CPU"
+
+
+SNAPSHOT = REPO_ROOT / "config" / "deploy" / "rendered" / "llmopsd.yaml"
+SNAPSHOT_HEADER = (
+    "# What `helm template llmops config/deploy/helm/llmopsd -n gpu` renders with every option on (the values of\n"
+    "# `everything-on` in tests/python/test_deploy_manifests.py; tokens and certificates are placeholders).\n"
+    "# Generated: LLMOPS_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/python/test_deploy_manifests.py\n"
+)
+
+
+class _BlockStrings(yaml.SafeDumper):
+    """Multi-line strings (the daemon's TOML, certificates) as `|` blocks, as one would write them."""
+
+
+_BlockStrings.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None),
+)
+
+
+def test_rendered_manifests_match_the_snapshot() -> None:
+    """A chart change shows up in review as a change of the manifests it renders."""
+    objects = render(VARIANTS["everything-on"])
+    rendered = SNAPSHOT_HEADER + yaml.dump_all(objects, Dumper=_BlockStrings, sort_keys=False, width=120)
+    if os.environ.get("LLMOPS_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SNAPSHOT.write_text(rendered)
+    assert SNAPSHOT.exists(), f"no snapshot at {SNAPSHOT}: run with LLMOPS_UPDATE_SNAPSHOTS=1"
+    assert rendered == SNAPSHOT.read_text(), (
+        f"the chart renders differently from {SNAPSHOT.relative_to(REPO_ROOT)}: review the change, then regenerate "
+        "it with LLMOPS_UPDATE_SNAPSHOTS=1"
+    )

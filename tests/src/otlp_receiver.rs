@@ -23,6 +23,8 @@ pub enum Mode {
     Hang,
     /// 400 for any request holding a span whose `llmops.user` is this value; accept the others.
     RefuseUser(String),
+    /// Accept, answering with this many bytes of junk for a body (a receiver gone wrong).
+    Flood(usize),
 }
 
 #[derive(Default)]
@@ -90,8 +92,9 @@ async fn export(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     let spans: Vec<Span> =
         request.resource_spans.into_iter().flat_map(|r| r.scope_spans).flat_map(|s| s.spans).collect();
+    let flood = if let Mode::Flood(bytes) = mode { bytes } else { 0 };
     match mode {
-        Mode::Accept => {}
+        Mode::Accept | Mode::Flood(_) => {}
         Mode::Fail(status) => {
             return (StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "down").into_response()
         }
@@ -103,6 +106,7 @@ async fn export(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         }
     }
     shared.spans.lock().expect("spans").extend(spans);
-    // An empty ExportTraceServiceResponse: full success.
-    (StatusCode::OK, [("content-type", "application/x-protobuf")], Vec::<u8>::new()).into_response()
+    // Empty: an ExportTraceServiceResponse meaning full success.
+    let body = vec![0xff; flood];
+    (StatusCode::OK, [("content-type", "application/x-protobuf")], body).into_response()
 }

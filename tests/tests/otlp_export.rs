@@ -171,3 +171,19 @@ async fn a_trace_the_receiver_refuses_is_dropped_alone_and_a_hanging_receiver_ti
     // The daemon still answers normally.
     chat(&daemon, "after").await;
 }
+
+#[tokio::test]
+async fn a_receiver_answering_with_a_flood_is_read_no_further() {
+    let upstream = FakeUpstream::start(Behavior::default()).await.expect("fake upstream");
+    let receiver = OtlpReceiver::start(Mode::Flood(64 * 1024 * 1024)).await.expect("receiver");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = start(&config(&upstream.base_url(), &receiver.endpoint(), ""), dir.path()).await;
+    let mut sent = BTreeSet::new();
+    for i in 0..3 {
+        sent.insert(chat(&daemon, &format!("f{i}")).await);
+    }
+    // A 64 MiB answer to each export: read up to 64 KiB, taken as the success its status says.
+    let status = wait_status(&daemon, "all exported", |s| s["exported"] == 3 && s["pending"] == 0).await;
+    assert_eq!(status["rejected"], 0, "{status:#}");
+    assert_eq!(receiver.request_spans().into_keys().collect::<BTreeSet<_>>(), sent);
+}

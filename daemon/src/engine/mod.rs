@@ -9,6 +9,7 @@ pub mod supervisor;
 
 pub use embedded::EmbeddedEngine;
 pub use openai::OpenAiEngine;
+pub(crate) use status::error_chain;
 pub use status::{openai_error_body, Health, HealthState, UpstreamError};
 pub use supervisor::{ProcessState, Supervisor};
 

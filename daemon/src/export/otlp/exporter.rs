@@ -121,8 +121,8 @@ async fn run(mut job: ExportJob, mut shutdown: Shutdown) {
             }
             Outcome::Retry { error, after } => {
                 job.stats.failed(&error);
-                // The receiver's Retry-After (bounded in transport.rs) wins over our own schedule.
-                let wait = after.unwrap_or(retry);
+                // The receiver's Retry-After wins over our own schedule, up to retry_max_ms.
+                let wait = after.map_or(retry, |after| after.min(last_retry));
                 tracing::debug!(%error, wait_ms = wait.as_millis() as u64, "OTLP export failed; retrying");
                 job.stats.set_state(State::Retrying, wait.as_millis() as u64);
                 retry = (retry * 2).min(last_retry);

@@ -96,7 +96,7 @@ async fn send_http(
         .await;
     let mut response = match sent {
         Ok(response) => response,
-        Err(error) => return Outcome::Retry { error: describe(&error), after: None },
+        Err(error) => return Outcome::Retry { error: crate::engine::error_chain(&error), after: None },
     };
     let status = response.status();
     let retry_after = response
@@ -162,18 +162,6 @@ async fn send_grpc(
             }
         }
     }
-}
-
-/// The error and its causes on one line (reqwest's top-level message alone says little).
-fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A receiver's error body, shown escaped and short.
