@@ -142,6 +142,7 @@ async fn tls_with_client_certificates_and_two_roles() {
     let untrusted =
         ctl(&["--connect", &address, "--tls-ca", &other_ca, "--tls-cert", &cert, "--tls-key", &key, "status"]);
     assert!(!untrusted.status.success(), "a daemon signed by an unknown CA was trusted");
+    assert!(stderr(&untrusted).contains("--tls-ca names the CA"), "{}", stderr(&untrusted));
     // Connections that never finish a handshake do not hold the listener up for anyone else.
     let mut stalled = Vec::new();
     let port = address.rsplit(':').next().unwrap_or_default().to_string();
@@ -155,6 +156,7 @@ async fn tls_with_client_certificates_and_two_roles() {
     let plain = address.replace("https://", "http://");
     let cleartext = ctl(&["--connect", &plain, "--token", ADMIN, "status"]);
     assert!(!cleartext.status.success());
+    assert!(stderr(&cleartext).contains("connect to https://"), "{}", stderr(&cleartext));
     let after = with(READER, &["status"]);
     assert!(after.status.success(), "still serving after bad handshakes: {}", stderr(&after));
 }

@@ -81,6 +81,13 @@ impl Failure {
         if status.code() == Code::Unavailable {
             let cause = status.message().to_owned();
             Failure::Unreachable(Unreachable { target: target.to_string(), cause })
+        } else if status.code() == Code::Unknown
+            && ["transport error", "h2 protocol error"].iter().any(|m| status.message().starts_with(m))
+            && matches!(target, Target::Url(url) if url.starts_with("http://"))
+        {
+            // What plain HTTP/2 to a TLS port looks like from here.
+            let cause = "the connection broke before any answer (if llmopsd serves TLS there, connect to https://)";
+            Failure::Unreachable(Unreachable { target: target.to_string(), cause: cause.to_owned() })
         } else {
             Failure::Rpc(Box::new(status))
         }
@@ -92,7 +99,20 @@ impl Failure {
         let unreachable_status = if evaluating { 1 } else { 2 };
         let (message, exit_status) = match self {
             Failure::Verdict(status) => return ExitCode::from(status),
-            Failure::Unreachable(err) => (format!("{err} (is llmopsd running? use --connect)"), unreachable_status),
+            Failure::Unreachable(err) => {
+                let hint = if ["certificate", "Certificate", "UnknownIssuer", "handshake", "Handshake"]
+                    .iter()
+                    .any(|w| err.cause.contains(w))
+                {
+                    " (TLS: --tls-ca names the CA that signed llmopsd's certificate; --tls-cert and --tls-key if it \
+                     asks for a client certificate)"
+                } else if err.cause.contains("https://") {
+                    ""
+                } else {
+                    " (is llmopsd running? use --connect)"
+                };
+                (format!("{err}{hint}"), unreachable_status)
+            }
             Failure::Rpc(status) => {
                 let hint = match status.code() {
                     Code::Unauthenticated | Code::PermissionDenied => " (check --token or LLMOPS_TOKEN)",
