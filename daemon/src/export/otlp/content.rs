@@ -10,6 +10,8 @@ use serde_json::{json, Map, Value};
 const MAX_MESSAGES: usize = 128;
 const MAX_ROLE_CHARS: usize = 64;
 const MAX_ID_CHARS: usize = 256;
+/// Tool calls kept per message (each becomes several attributes in the phoenix profile).
+const MAX_TOOL_CALLS: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ToolCall {
@@ -154,7 +156,10 @@ fn read_messages(messages: &[Value], budget: &mut Budget) -> Vec<Message> {
         let text = budget.take(&text_of(message.get("content")));
         let calls = message.get("tool_calls").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let mut tool_calls = Vec::new();
-        for call in calls {
+        if calls.len() > MAX_TOOL_CALLS {
+            budget.cut = true;
+        }
+        for call in calls.iter().take(MAX_TOOL_CALLS) {
             let function = call.get("function");
             let name = function.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or("");
             let arguments = function.and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or("");

@@ -65,6 +65,23 @@ fn content_is_cut_on_a_char_boundary_and_marked() {
 }
 
 #[test]
+fn a_flood_of_tool_calls_is_cut() {
+    // Not a registry prompt's run: the messages are read from the request body.
+    let mut trace = Trace { prompt_id: String::new(), ..rich_trace() };
+    // Within the 1 MiB of request body read (a bigger one is not parsed at all).
+    let calls: Vec<serde_json::Value> = (0..10_000)
+        .map(|i| serde_json::json!({"id": format!("c{i}"), "function": {"name": "f", "arguments": ""}}))
+        .collect();
+    trace.request_json = serde_json::json!({"messages": [{"role": "assistant", "tool_calls": calls}]}).to_string();
+    let settings = SpanSettings { profile: Profile::Phoenix, content: true, max_content_chars: 1000 };
+    let request = export_request(&resource(), &[TraceToExport { trace }], &[], &settings, &providers());
+    let span = &spans(&request)[0];
+    let call_names = span.attributes.iter().filter(|kv| kv.key.ends_with(".tool_call.function.name")).count();
+    assert_eq!(call_names, 64, "tool calls kept per message");
+    assert_eq!(attribute(span, "llmops.content_truncated"), Some(&Value::BoolValue(true)));
+}
+
+#[test]
 fn a_hostile_trace_stays_bounded() {
     let mut trace = rich_trace();
     trace.tags = (0..10_000).map(|i| (format!("tag{i:05}{}", "k".repeat(300)), "v".repeat(1000))).collect();
