@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Accept,
-    /// Answer with this HTTP status (e.g. 503: down for now).
+    /// Answer with this HTTP status (e.g. 503: down for now), asking for a day's wait with `Retry-After`
+    /// (the exporter must wait no longer than its `retry_max_ms`).
     Fail(u16),
     /// Never answer (the exporter's timeout must end the request).
     Hang,
@@ -96,7 +97,8 @@ async fn export(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     match mode {
         Mode::Accept | Mode::Flood(_) => {}
         Mode::Fail(status) => {
-            return (StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "down").into_response()
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return (status, [("retry-after", "86400")], "down").into_response();
         }
         Mode::Hang => std::future::pending::<()>().await,
         Mode::RefuseUser(user) => {

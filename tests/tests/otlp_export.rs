@@ -1,5 +1,5 @@
 //! OTLP export through the release binary: traces wait in the outbox while the receiver is down (across a daemon
-//! restart) and all arrive once it is back; a full outbox drops the oldest and says so; a trace the receiver
+//! restart, the receiver asking for a day's wait with Retry-After) and all arrive once it is back; a full outbox drops the oldest and says so; a trace the receiver
 //! refuses is found and dropped alone; a receiver that hangs is cut off by the timeout. Export state is checked
 //! where operators read it: `llmopsctl status --json` and `/metrics`. (Phoenix, the real receiver, is
 //! exercised by scripts/phoenix-check.sh.)
