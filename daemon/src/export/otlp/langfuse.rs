@@ -56,20 +56,10 @@ pub fn attempt_attributes(attrs: &mut Attrs) {
     attrs.str("langfuse.observation.type", "span");
 }
 
-/// `2024-01-31T12:00:00.123Z`: the timestamp form Langfuse parses. Days to a civil date after H. Hinnant's
-/// `civil_from_days` (proleptic Gregorian).
+/// `2024-01-31T12:00:00.123Z`: the timestamp form Langfuse parses.
 pub fn iso8601(unix_ms: i64) -> String {
-    let days = unix_ms.div_euclid(86_400_000);
+    let (year, month, day) = crate::clock::civil_from_days(unix_ms.div_euclid(86_400_000));
     let ms_of_day = unix_ms.rem_euclid(86_400_000);
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
     let (hours, minutes) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
     let (seconds, millis) = (ms_of_day / 1000 % 60, ms_of_day % 1000);
     format!("{year:04}-{month:02}-{day:02}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}Z")
