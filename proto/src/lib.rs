@@ -1,4 +1,5 @@
-//! The llmops gRPC API (`llmops.v1`), shared by the daemon and its clients, and the default paths both agree on.
+//! The llmops gRPC API (`llmops.v1`), shared by the daemon and its clients, the default paths both agree on,
+//! and how both read the PEM files of its TLS.
 
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]
@@ -9,3 +10,4 @@ pub mod v1 {
 }
 
 pub mod paths;
+pub mod pem;

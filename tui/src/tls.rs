@@ -22,9 +22,6 @@ pub struct TlsArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-/// PEM files are small; anything far larger is the wrong file.
-const MAX_PEM_BYTES: u64 = 1024 * 1024;
-
 /// Loaded once at start, so a missing file is a usage error before any connection is tried.
 #[derive(Clone, Default)]
 pub struct ClientTls {
@@ -70,16 +67,7 @@ impl ClientTls {
 }
 
 fn read_pem(flag: &str, path: &Path) -> Result<Vec<u8>, String> {
-    let describe = |e: std::io::Error| format!("{flag} {}: {e}", path.display());
-    let size = std::fs::metadata(path).map_err(describe)?.len();
-    if size > MAX_PEM_BYTES {
-        return Err(format!("{flag} {}: {size} bytes is not a PEM file (at most {MAX_PEM_BYTES})", path.display()));
-    }
-    let bytes = std::fs::read(path).map_err(describe)?;
-    if !bytes.windows(10).any(|window| window == b"-----BEGIN") {
-        return Err(format!("{flag} {}: not a PEM file (no -----BEGIN line)", path.display()));
-    }
-    Ok(bytes)
+    llmops_proto::pem::read_pem(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
 #[cfg(test)]

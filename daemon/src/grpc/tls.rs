@@ -12,8 +12,6 @@ use tokio_stream::wrappers::ReceiverStream;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 128;
-/// PEM files are small; anything far larger is the wrong file.
-const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 /// The TLS settings from `[server] grpc_tls_cert`, `grpc_tls_key` and (mTLS) `grpc_tls_client_ca`.
 pub fn server_config(server: &crate::config::ServerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
@@ -57,15 +55,7 @@ pub fn server_config(server: &crate::config::ServerConfig) -> Result<Option<Arc<
 }
 
 fn read_pem(key: &str, path: &str) -> Result<Vec<u8>, String> {
-    let size = std::fs::metadata(path).map_err(|e| format!("server.{key} = {path:?}: {e}"))?.len();
-    if size > MAX_PEM_BYTES {
-        return Err(format!("server.{key} = {path:?} is not a PEM file ({size} bytes)"));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("server.{key} = {path:?}: {e}"))?;
-    if !bytes.windows(10).any(|w| w == b"-----BEGIN") {
-        return Err(format!("server.{key} = {path:?} is not a PEM file"));
-    }
-    Ok(bytes)
+    llmops_proto::pem::read_pem(std::path::Path::new(path)).map_err(|e| format!("server.{key} = {path:?}: {e}"))
 }
 
 /// Accepted connections whose TLS handshake completed, in the order they completed.
