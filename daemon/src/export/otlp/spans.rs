@@ -29,6 +29,17 @@ pub enum Profile {
     Langfuse,
 }
 
+impl Profile {
+    /// The name in `[export.otlp] profile`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Genai => "genai",
+            Profile::Phoenix => "phoenix",
+            Profile::Langfuse => "langfuse",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpanSettings {
     pub profile: Profile,

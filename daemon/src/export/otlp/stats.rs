@@ -41,11 +41,7 @@ impl OtlpExport {
         Self {
             target,
             protocol: config.protocol.as_str(),
-            profile: match config.profile {
-                super::Profile::Genai => "genai",
-                super::Profile::Phoenix => "phoenix",
-                super::Profile::Langfuse => "langfuse",
-            },
+            profile: config.profile.as_str(),
             capacity: config.outbox_capacity,
             pending: AtomicU64::new(0),
             exported: AtomicU64::new(0),
