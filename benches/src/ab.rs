@@ -99,11 +99,9 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// One window of load, with the daemon's CPU ticks over it.
-    pub async fn window(&self, mode: Mode, concurrency: usize, window: Duration) -> anyhow::Result<(CellResult, u64)> {
-        let before = cpu_ticks(self.pid)?;
-        let result = load::run_cell(&self.url, self.key, mode, concurrency, window).await?;
-        Ok((result, cpu_ticks(self.pid)?.saturating_sub(before)))
+    /// One window of load.
+    pub async fn window(&self, mode: Mode, concurrency: usize, window: Duration) -> anyhow::Result<CellResult> {
+        load::run_cell(&self.url, self.key, mode, concurrency, window).await
     }
 }
 
@@ -114,7 +112,8 @@ pub struct Cell {
     pub b: CellResult,
     /// B/A throughput of each round.
     pub round_ratios: Vec<f64>,
-    /// CPU time (clock ticks) of A and B over their own measured windows.
+    /// CPU time (clock ticks) of A and B from the first measured window to the end of the last, the other's
+    /// windows included: work a daemon finishes after its window (trace writes) is its cost too.
     pub cpu_ticks: [u64; 2],
 }
 
@@ -136,10 +135,11 @@ pub async fn measure_all(plan: &Plan<'_>, a: &Target<'_>, b: &Target<'_>) -> any
         for mode in [Mode::Full, Mode::FirstChunk] {
             eprintln!("running {} c={concurrency}: {} rounds of {window:?} each", mode.label(), plan.rounds);
             a.window(mode, concurrency, warmup).await?;
-            sent_b += b.window(mode, concurrency, warmup).await?.0.sent();
-            let (mut parts_a, mut parts_b, mut round_ratios, mut ticks) = (Vec::new(), Vec::new(), Vec::new(), [0; 2]);
+            sent_b += b.window(mode, concurrency, warmup).await?.sent();
+            let ticks_before = [cpu_ticks(a.pid)?, cpu_ticks(b.pid)?];
+            let (mut parts_a, mut parts_b, mut round_ratios) = (Vec::new(), Vec::new(), Vec::new());
             for round in 0..plan.rounds {
-                let ((part_a, ticks_a), (part_b, ticks_b)) = if round % 2 == 0 {
+                let (part_a, part_b) = if round % 2 == 0 {
                     let part_a = a.window(mode, concurrency, window).await?;
                     (part_a, b.window(mode, concurrency, window).await?)
                 } else {
@@ -148,10 +148,11 @@ pub async fn measure_all(plan: &Plan<'_>, a: &Target<'_>, b: &Target<'_>) -> any
                 };
                 sent_b += part_b.sent();
                 round_ratios.push(part_b.throughput() / part_a.throughput().max(f64::EPSILON));
-                ticks = [ticks[0] + ticks_a, ticks[1] + ticks_b];
                 parts_a.push(part_a);
                 parts_b.push(part_b);
             }
+            let ticks =
+                [cpu_ticks(a.pid)?.saturating_sub(ticks_before[0]), cpu_ticks(b.pid)?.saturating_sub(ticks_before[1])];
             let (a, b) = (merge(parts_a)?, merge(parts_b)?);
             cells.push(Cell { mode, concurrency, a, b, round_ratios, cpu_ticks: ticks });
         }
@@ -206,7 +207,7 @@ pub fn print_cells(title: &str, cells: &[Cell], ticks_per_sec: f64, target_cost:
         }
     }
     println!("(latency in ms: whole answer non-streaming, first chunk streaming)");
-    println!("\nCPU per request of each daemon over its own windows (/proc/PID/stat, {ticks_per_sec} ticks/s):");
+    println!("\nCPU per request of each daemon over the cell, work after its windows included (/proc/PID/stat, {ticks_per_sec} ticks/s):");
     for cell in cells {
         let per_request = |ticks: u64, r: &CellResult| ticks as f64 / ticks_per_sec * 1e6 / r.ok.max(1) as f64;
         let (a, b) = (per_request(cell.cpu_ticks[0], &cell.a), per_request(cell.cpu_ticks[1], &cell.b));

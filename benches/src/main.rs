@@ -1,8 +1,7 @@
 //! Gateway overhead: the same closed-loop load sent straight to an instant fake upstream, through
 //! `llmopsd`, and through nginx (the one-hop baseline, when `nginx` is on PATH), non-streaming (full
-//! latency) and streaming (time to first chunk), at each concurrency. With `--baseline-daemon`, an older
-//! `llmopsd` build takes its turn in every cell too, so before and after are measured in one run. Then
-//! checks that each llmopsd persisted a trace for every request it proxied.
+//! latency) and streaming (time to first chunk), at each concurrency. Then checks that llmopsd persisted a
+//! trace for every request it proxied. (Before and after, against an older llmopsd build: `before-after`.)
 //!
 //! The fake upstream runs as a process of its own, and llmopsd and nginx get the same CPU budget (worker
 //! threads = worker processes), so neither the load generator nor an unequal budget decides the ratios.
@@ -18,12 +17,11 @@
 mod load;
 mod nginx;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use llmops_e2e::daemon::{Daemon, StartOptions};
+use llmops_e2e::daemon::Daemon;
 use llmops_e2e::upstream_process::UpstreamProcess;
 use serde_json::Value;
 
@@ -35,7 +33,7 @@ const PERSIST_TIMEOUT: Duration = Duration::from_secs(60);
 const PERSIST_SETTLE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Parser)]
-#[command(about = "Latency and throughput added by llmopsd, against direct access, nginx and an older llmopsd")]
+#[command(about = "Latency and throughput added by llmopsd, against direct access and nginx")]
 struct Args {
     /// Measured seconds per cell (target × mode × concurrency).
     #[arg(long, default_value_t = 10)]
@@ -56,9 +54,6 @@ struct Args {
     /// Leave nginx out even when it is installed.
     #[arg(long)]
     no_nginx: bool,
-    /// Another llmopsd executable (an older build) measured in the same cells, as target "baseline".
-    #[arg(long)]
-    baseline_daemon: Option<PathBuf>,
     /// Times the whole set of cells is repeated; ratios are the median of the per-round ratios.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
@@ -92,20 +87,13 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(&args))
 }
 
-async fn start_daemon(
-    name: &'static str,
-    program: Option<PathBuf>,
-    threads: usize,
-    upstream: &UpstreamProcess,
-) -> anyhow::Result<DaemonTarget> {
+async fn start_daemon(name: &'static str, threads: usize, upstream: &UpstreamProcess) -> anyhow::Result<DaemonTarget> {
     let data_dir = tempfile::tempdir().context("cannot create a data dir for llmopsd")?;
     let config = format!(
         "[server]\nworker_threads = {threads}\n\n[engines.fake]\nkind = \"openai\"\nbase_url = \"{}\"\nmodels = [\"fake-model\"]\n",
         upstream.base_url
     );
-    let options = StartOptions { program, ..StartOptions::default() };
-    let daemon =
-        Daemon::start_with(&config, data_dir.path(), &options).await.with_context(|| format!("cannot start {name}"))?;
+    let daemon = Daemon::start(&config, data_dir.path()).await.with_context(|| format!("cannot start {name}"))?;
     let written_before = store_counts(&daemon).await.ok().map(|counts| counts.written);
     Ok(DaemonTarget { name, daemon, written_before, _data_dir: data_dir })
 }
@@ -120,11 +108,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         n => n,
     };
     println!("CPU budget per proxy: {threads} (llmopsd worker_threads, nginx worker_processes)");
-    let mut daemons = vec![start_daemon("llmopsd", None, threads, &upstream).await?];
-    if let Some(program) = &args.baseline_daemon {
-        println!("baseline: {}", program.display());
-        daemons.push(start_daemon("baseline", Some(program.clone()), threads, &upstream).await?);
-    }
+    let daemons = vec![start_daemon("llmopsd", threads, &upstream).await?];
     let nginx = match (args.no_nginx, nginx::find_on_path()) {
         (true, _) => {
             println!("nginx: skipped (--no-nginx)");
@@ -276,17 +260,14 @@ fn print_comparisons(cells: &[Cell], args: &Args) {
         }
     }
     let throughput_ratio = |d: &CellResult, other: &CellResult| d.throughput() / other.throughput().max(f64::EPSILON);
-    for other in ["nginx", "baseline"] {
-        for &concurrency in &args.concurrency {
-            for mode in [Mode::Full, Mode::FirstChunk] {
-                let ratio = median_over_rounds(cells, rounds, ("llmopsd", other), mode, concurrency, throughput_ratio);
-                match ratio {
-                    Some(ratio) => println!(
-                        "throughput llmopsd / {other} at c={concurrency}, {}: {ratio:.3}{of_rounds}",
-                        mode.label()
-                    ),
-                    None => println!("throughput llmopsd / {other} at c={concurrency}, {}: n/a", mode.label()),
+    for &concurrency in &args.concurrency {
+        for mode in [Mode::Full, Mode::FirstChunk] {
+            let ratio = median_over_rounds(cells, rounds, ("llmopsd", "nginx"), mode, concurrency, throughput_ratio);
+            match ratio {
+                Some(ratio) => {
+                    println!("throughput llmopsd / nginx at c={concurrency}, {}: {ratio:.3}{of_rounds}", mode.label())
                 }
+                None => println!("throughput llmopsd / nginx at c={concurrency}, {}: n/a", mode.label()),
             }
         }
     }

@@ -18,6 +18,9 @@ use std::time::Duration;
 
 /// Observations waiting for the detector thread.
 const QUEUE: usize = 4096;
+/// How long the thread lets observations queue up between batches while they keep coming (the queue holds
+/// `QUEUE`, far more than arrive in this time).
+const BATCH_PAUSE: Duration = Duration::from_millis(20);
 /// The longest the thread sleeps between expiry checks, so a wall-clock step cannot delay one for long.
 const MAX_WAIT_MS: i64 = 60_000;
 
@@ -153,11 +156,27 @@ impl Worker {
                 None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match next {
-                Ok(Input::Trace(observation)) => self.observe(&observation),
-                Ok(Input::Score(score)) => self.observe_score(&score),
+                Ok(input) => self.take(input),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // Under load, take what queued up once per pause instead of being woken for every trace (a futex
+            // wake and a context switch per request); an idle queue is waited on as before.
+            let mut taken = 0usize;
+            while let Ok(input) = receiver.try_recv() {
+                self.take(input);
+                taken += 1;
+            }
+            if taken > 0 {
+                std::thread::sleep(BATCH_PAUSE);
+            }
+        }
+    }
+
+    fn take(&mut self, input: Input) {
+        match input {
+            Input::Trace(observation) => self.observe(&observation),
+            Input::Score(score) => self.observe_score(&score),
         }
     }
 

@@ -11,7 +11,7 @@ use super::store::Store;
 use crate::sync::MutexExt;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
@@ -254,6 +254,7 @@ fn write_loop(
     let mut scores: Vec<PendingScore> = Vec::new();
     let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
     let mut stopping = false;
+    let mut backlog = false;
     while !stopping {
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
             run_retention(&mut store, &stats, settings);
@@ -267,16 +268,24 @@ fn write_loop(
             Err(RecvTimeoutError::Timeout) => continue,
         }
         // Gather what arrives within a short window, up to one batch: one transaction for many traces, and
-        // at low rates one commit per window instead of one per request (less CPU taken from requests).
-        let window_end = Instant::now() + GATHER_WINDOW;
-        while !stopping && barriers.is_empty() && batch.len() + scores.len() < settings.batch_size.max(1) {
-            let wait = window_end.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(wait) {
+        // at low rates one commit per window instead of one per request (less CPU taken from requests). The
+        // thread sleeps through the window and then takes what queued up: parked on the queue instead, it
+        // would be woken by every trace sent (a futex wake and a context switch per request under load).
+        // With a backlog (the last batch filled up) there is no waiting: the queue already holds more.
+        if !stopping && !backlog && barriers.is_empty() {
+            std::thread::sleep(GATHER_WINDOW);
+        }
+        backlog = true;
+        while !stopping && batch.len() + scores.len() < settings.batch_size.max(1) {
+            match receiver.try_recv() {
                 Ok(Message::Trace(trace)) => batch.push(trace),
                 Ok(Message::Score(score, answer)) => scores.push((score, answer)),
                 Ok(Message::Barrier(answer)) => barriers.push(answer),
-                Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => stopping = true,
-                Err(RecvTimeoutError::Timeout) => break,
+                Ok(Message::Shutdown) | Err(TryRecvError::Disconnected) => stopping = true,
+                Err(TryRecvError::Empty) => {
+                    backlog = false;
+                    break;
+                }
             }
         }
         if stopping {
