@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use llmops_e2e::daemon::Daemon;
 use llmops_e2e::fake_upstream::{Behavior, FakeUpstream};
 
 use crate::load::{self, CellResult, Mode};
@@ -35,7 +36,7 @@ impl LoadArgs {
         Ok(())
     }
 
-    pub fn plan(&self) -> Plan<'_> {
+    fn plan(&self) -> Plan<'_> {
         Plan {
             seconds: self.seconds,
             rounds: self.rounds,
@@ -45,7 +46,7 @@ impl LoadArgs {
     }
 
     /// Every cell's windows for both daemons, with room to spare: past it the bench has hung.
-    pub fn time_limit(&self) -> Duration {
+    fn time_limit(&self) -> Duration {
         let cells = (2 * self.concurrency.len()) as u64;
         Duration::from_secs(cells * 2 * (self.seconds + self.warmup_seconds + 25) + 60)
     }
@@ -118,15 +119,33 @@ pub struct Cell {
 }
 
 /// How long and how often.
-pub struct Plan<'a> {
+struct Plan<'a> {
     pub seconds: u64,
     pub rounds: u32,
     pub warmup_seconds: u64,
     pub concurrency: &'a [usize],
 }
 
-/// Every cell, A and B in alternating windows; returns the cells and how many requests B was sent.
-pub async fn measure_all(plan: &Plan<'_>, a: &Target<'_>, b: &Target<'_>) -> anyhow::Result<(Vec<Cell>, u64)> {
+/// Every cell, A and B in alternating windows, within the arguments' time limit; returns the cells and how
+/// many requests B was sent.
+pub async fn measure_all(args: &LoadArgs, a: &Target<'_>, b: &Target<'_>) -> anyhow::Result<(Vec<Cell>, u64)> {
+    let limit = args.time_limit();
+    tokio::time::timeout(limit, measure_cells(&args.plan(), a, b))
+        .await
+        .map_err(|_| anyhow::anyhow!("the load did not finish within {limit:?}"))?
+}
+
+/// Stops both daemons of a run, saying so when one does not stop cleanly.
+pub async fn stop(daemons: [&mut Daemon; 2]) {
+    for daemon in daemons {
+        daemon.terminate();
+        if let Err(e) = daemon.wait_exit(Duration::from_secs(15)).await {
+            println!("llmopsd did not stop cleanly: {e:#}");
+        }
+    }
+}
+
+async fn measure_cells(plan: &Plan<'_>, a: &Target<'_>, b: &Target<'_>) -> anyhow::Result<(Vec<Cell>, u64)> {
     let window = Duration::from_secs_f64(plan.seconds as f64 / f64::from(plan.rounds));
     let warmup = Duration::from_secs(plan.warmup_seconds);
     let mut cells = Vec::new();

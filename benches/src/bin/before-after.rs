@@ -19,7 +19,6 @@ mod load;
 mod proc_stat;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -87,19 +86,11 @@ async fn run(args: &Args, upstream: &FakeUpstream) -> anyhow::Result<()> {
     let target_a = Target { url: a.url(url), key: None, pid: pid(&a)? };
     let target_b = Target { url: b.url(url), key: None, pid: pid(&b)? };
 
-    let limit = args.load.time_limit();
-    let (cells, _) = tokio::time::timeout(limit, ab::measure_all(&args.load.plan(), &target_a, &target_b))
-        .await
-        .map_err(|_| anyhow::anyhow!("the load did not finish within {limit:?}"))??;
+    let (cells, _) = ab::measure_all(&args.load, &target_a, &target_b).await?;
     let title =
         format!("A: before ({}); B: after (this build); {threads} worker threads each", args.baseline.display());
     ab::print_cells(&title, &cells, clock_ticks()?, TARGET_COST);
     println!("load average (1 min) after: {}", load_average());
-    for daemon in [&mut a, &mut b] {
-        daemon.terminate();
-        if let Err(e) = daemon.wait_exit(Duration::from_secs(15)).await {
-            println!("llmopsd did not stop cleanly: {e:#}");
-        }
-    }
+    ab::stop([&mut a, &mut b]).await;
     Ok(())
 }

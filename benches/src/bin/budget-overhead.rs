@@ -102,20 +102,12 @@ async fn run(args: &LoadArgs, upstream: &FakeUpstream) -> anyhow::Result<()> {
         bail!("B answered {unkeyed} to a request without an API key, not 401");
     }
     let run_started_ms = unix_ms();
-    let limit = args.time_limit();
-    let (cells, sent_b) = tokio::time::timeout(limit, ab::measure_all(&args.plan(), &target_a, &target_b))
-        .await
-        .map_err(|_| anyhow::anyhow!("the load did not finish within {limit:?}"))??;
+    let (cells, sent_b) = ab::measure_all(args, &target_a, &target_b).await?;
     let title = "A: plain; B: API key + rate limits + 6 budgets + price";
     ab::print_cells(title, &cells, clock_ticks()?, TARGET_COST);
     println!("load average (1 min) after: {}", load_average());
     let checked = check_budgets(&b, sent_b, run_started_ms).await;
-    for daemon in [&mut a, &mut b] {
-        daemon.terminate();
-        if let Err(e) = daemon.wait_exit(Duration::from_secs(15)).await {
-            println!("llmopsd did not stop cleanly: {e:#}");
-        }
-    }
+    ab::stop([&mut a, &mut b]).await;
     checked
 }
 

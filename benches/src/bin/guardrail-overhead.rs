@@ -18,7 +18,7 @@ mod load;
 #[path = "../proc_stat.rs"]
 mod proc_stat;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -202,10 +202,7 @@ async fn through_the_gateway(args: &LoadArgs, upstream: &FakeUpstream) -> anyhow
     let url = "/v1/chat/completions";
     let target_a = Target { url: a.url(url), key: None, pid: pid(&a)? };
     let target_b = Target { url: b.url(url), key: None, pid: pid(&b)? };
-    let limit = args.time_limit();
-    let (cells, _) = tokio::time::timeout(limit, ab::measure_all(&args.plan(), &target_a, &target_b))
-        .await
-        .map_err(|_| anyhow::anyhow!("the load did not finish within {limit:?}"))??;
+    let (cells, _) = ab::measure_all(args, &target_a, &target_b).await?;
     ab::print_cells("A: no guardrails; B: 50 rules on input and output", &cells, clock_ticks()?, TARGET_COST);
     println!("load average (1 min) after: {}", load_average());
     let metrics = reqwest::get(b.url("/metrics")).await?.text().await?;
@@ -215,11 +212,6 @@ async fn through_the_gateway(args: &LoadArgs, upstream: &FakeUpstream) -> anyhow
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     println!("B's guardrail verdicts during the run: {fired} (the load's text matches no rule)");
-    for daemon in [&mut a, &mut b] {
-        daemon.terminate();
-        if let Err(e) = daemon.wait_exit(Duration::from_secs(15)).await {
-            println!("llmopsd did not stop cleanly: {e:#}");
-        }
-    }
+    ab::stop([&mut a, &mut b]).await;
     Ok(())
 }
